@@ -1,0 +1,127 @@
+"""Frozen specifications of one training cell (the unit of results and resume).
+
+A `CellSpec` is the *fully resolved* configuration of one network training: every
+setting that can change a number is a field here, so `cell_id` (a hash of all of
+them) changes whenever any of them does. The pipeline builds CellSpecs from a
+campaign TOML; `tasks.train_cell.train_cell` consumes one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "stripe", "sphere", "random-labels")
+ARCHITECTURES = ("fc", "cnn", "one-hidden")
+ACTIVATIONS = ("relu", "softplus", "tanh", "swish")
+LOSSES = ("hinge", "quadhinge", "softhinge", "logistic")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which examples a cell sees. Seeds are separate so that the test and kernel
+    sets are shared by every cell of a campaign while init seeds vary."""
+
+    dataset: str = "stripe"
+    dimension: int = 5            # d: PCA components (images) or input dimension (synthetic)
+    train_size: int = 256         # P
+    test_size: int = 1024
+    kernel_size: int = 128        # P_K: points on which the NTK is measured
+    train_seed: int = 0
+    test_seed: int = 1
+    kernel_seed: int = 2
+    data_dir: str | None = None   # where image files live; None = search order of tasks.data
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str = "fc"
+    depth: int = 2                # L hidden layers
+    width: int = 32               # h
+    activation: str = "swish"
+    activation_beta: float = 10.0
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    kind: str = "softhinge"
+    beta: float = 20.0            # sharpness of the soft hinge
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """Adaptive gradient flow (design.md §2) and its budgets."""
+
+    dt_initial: float = 1.0
+    max_gradient_turn: float = 1e-4     # accept if ||g-g'||^2/(|g||g'|) below this
+    max_output_change: float = 0.1      # ... and max_mu |f'_mu - f_mu| below this
+    dt_grow: float = 1.1
+    dt_shrink: float = 10.0
+    max_steps: int | None = 20_000
+    max_time: float | None = None       # budget in flow time (paper units)
+    max_wall_seconds: float | None = None
+    batch_size: int | None = None       # None = full batch
+    checkpoints_per_decade: int = 10    # log-spaced measurement steps
+
+
+@dataclass(frozen=True)
+class ObservableSpec:
+    ntk: bool = True                    # NTK on the kernel set at start and end
+    ntk_at_checkpoints: bool = False
+    h0_spectrum: bool = True            # spectrum of H0 at the end
+    dtype: str = "float64"              # float64 | float32
+    device: str = "cpu"                 # cpu | cuda | auto
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One (h, alpha_tilde, P, seed) point plus the campaign's fixed settings."""
+
+    alpha_tilde: float
+    seed: int                           # init seed: weights are drawn from it
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    loss: LossSpec = field(default_factory=LossSpec)
+    flow: FlowSpec = field(default_factory=FlowSpec)
+    observables: ObservableSpec = field(default_factory=ObservableSpec)
+    checkpoint_every_seconds: float | None = None  # training-state snapshots for preemption
+
+    @property
+    def width(self) -> int:
+        return self.model.width
+
+    @property
+    def train_size(self) -> int:
+        return self.data.train_size
+
+    @property
+    def alpha(self) -> float:
+        """alpha = alpha_tilde / sqrt(h) (Eq. 8)."""
+        return self.alpha_tilde / math.sqrt(self.model.width)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CellSpec":
+        parts = {"data": DataSpec, "model": ModelSpec, "loss": LossSpec,
+                 "flow": FlowSpec, "observables": ObservableSpec}
+        kw = {k: (parts[k](**v) if k in parts else v) for k, v in d.items()}
+        return cls(**kw)
+
+    @property
+    def cell_id(self) -> str:
+        """Stable 16-hex hash of the fully resolved configuration.
+
+        `data_dir` and `device` say *where*, not *what*: they are left out so that
+        moving a campaign between machines keeps its cells. Wall budgets are kept in
+        (they change results)."""
+        d = self.to_dict()
+        d["data"].pop("data_dir")
+        d["observables"].pop("device")
+        d.pop("checkpoint_every_seconds")
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
