@@ -1,0 +1,52 @@
+"""The column reference (results_schema/README.md) generated from the schemas.
+
+`python -m results_schema > results_schema/README.md` rewrites it; a test checks that the
+file in the repository is what this prints, so the doc cannot drift from the schemas.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from results_schema.tables import SCHEMA_VERSION, TABLES
+
+INTRO = """\
+# Results schema (version {version})
+
+A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI such as
+`s3://bucket/store/name`) holds:
+
+| path | what |
+|---|---|
+| `spec.json`, `spec.toml` | the resolved campaign spec and the TOML it came from (latest run) |
+| `manifest.parquet` | every cell ever requested, with its resolved configuration |
+| `cells/<cell_id>.parquet` | one row per finished cell (done or failed); written last, it is the cell's "done" record |
+| `measurements/<cell_id>.parquet` | the cell's time series (done cells only) |
+| `predictions/<cell_id>.parquet` | the cell's final test outputs (done cells only) |
+| `kernels/<cell_id>.parquet` | the cell's NTK summary and H₀ spectrum (done cells only) |
+| `_live/<cell_id>/<attempt_id>/part-*.parquet` | measurements of running cells (streaming) |
+| `_pending/<cell_id>/` | a commit in progress; finished or discarded when the campaign is next opened |
+
+Each table directory reads directly: `pandas.read_parquet("<campaign>/cells")`,
+`duckdb.sql("select * from '<campaign>/cells/*.parquet'")`, or `pipeline.load_results(campaign)`.
+Names starting with `_` or `.` are ignored by these readers. A cell's rows come from exactly
+one attempt (the one that finished). The schema version is stored in every file's metadata
+under `phasegrid.schema_version`.
+"""
+
+
+def table_markdown(name: str, schema: pa.Schema) -> str:
+    """One table's section: its description, then a row per column."""
+    lines = [f"## `{name}`", "", schema.metadata[b"description"].decode(), "",
+             "| column | type | nullable | meaning |", "|---|---|---|---|"]
+    for field in schema:
+        doc = field.metadata[b"description"].decode().replace("|", "\\|")
+        lines.append(f"| `{field.name}` | {field.type} | {'yes' if field.nullable else 'no'} "
+                     f"| {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown() -> str:
+    """The whole README: layout, then every table's columns."""
+    parts = [INTRO.format(version=SCHEMA_VERSION)]
+    parts += [table_markdown(name, schema) for name, schema in TABLES.items()]
+    return "\n".join(parts)
