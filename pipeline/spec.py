@@ -1,0 +1,244 @@
+"""Campaign specs: a TOML file → a validated, frozen `CampaignSpec` → its `CellSpec`s.
+
+    spec = load_campaign("campaigns/demo.toml")  # SpecError (a ValueError) if anything is wrong
+    spec.cells()      # [CellSpec, ...], the product of the axes in the order width, α̃, P, depth, seed
+    spec.to_dict()    # resolved and JSON-able; parse_campaign(spec.to_dict()) gives the same spec
+
+Everything is checked before anything runs, in three layers: the schema of each section
+(pipeline/spec_schema.py: keys, types, ranges), rules across sections (here: an axis both
+fixed and swept, the size of the grid), and the data (`check_against_data`: the dataset is
+there and has enough examples). All problems are reported together, each naming the TOML
+path, the bad value and the fix. Nothing here writes anything; `load_campaign` only reads
+the TOML file (and `check_against_data` asks tasks.data how big the dataset is).
+
+A relative `data_dir` is taken relative to the spec file's directory and stored absolute.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline import grid
+from pipeline.grid import AXES
+from pipeline.spec_errors import Problem, SpecError, problem, show, translate
+from pipeline.spec_schema import AXIS_HOMES, CampaignModel, Resources
+from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
+
+__all__ = ["CampaignSpec", "Grid", "Problem", "Resources", "SpecError", "check_against_data",
+           "load_campaign", "parse_campaign"]
+
+# Pixels per image, the most PCA components a dimension can ask for.
+IMAGE_PIXELS = {"mnist": 28 * 28, "fashion-mnist": 28 * 28, "cifar10": 32 * 32 * 3}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The swept values of each axis, in the order written (forms: ascending)."""
+
+    width: tuple[int, ...]
+    alpha_tilde: tuple[float, ...]
+    seed: tuple[int, ...]
+    train_size: tuple[int, ...] | None = None   # None: fixed by [data] train_size
+    depth: tuple[int, ...] | None = None        # None: fixed by [model] depth
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A validated campaign. `data`, `model`, … are the templates every cell shares;
+    `model.width` (and `data.train_size` / `model.depth` when swept) are placeholders
+    that `cells()` replaces with the grid's values."""
+
+    name: str
+    data: DataSpec
+    model: ModelSpec
+    loss: LossSpec
+    flow: FlowSpec
+    observables: ObservableSpec
+    grid: Grid
+    resources: Resources
+    description: str = ""
+    source_path: str | None = None   # the TOML it came from, if any
+
+    @property
+    def swept(self) -> tuple[str, ...]:
+        """Axes given in [grid], in product order."""
+        return tuple(a for a in AXES if getattr(self.grid, a) is not None)
+
+    @property
+    def axes(self) -> dict[str, tuple]:
+        """Values of every axis in product order; a fixed axis has one value."""
+        fixed = {"train_size": (self.data.train_size,), "depth": (self.model.depth,)}
+        return {a: getattr(self.grid, a) or fixed[a] for a in AXES}
+
+    @property
+    def n_cells(self) -> int:
+        return math.prod(len(v) for v in self.axes.values())
+
+    def cells(self) -> list[CellSpec]:
+        """One CellSpec per point of the product width × α̃ × P × depth × seed (seed fastest)."""
+        return [CellSpec(alpha_tilde=alpha_tilde, seed=seed,
+                         data=replace(self.data, train_size=train_size),
+                         model=replace(self.model, width=width, depth=depth),
+                         loss=self.loss, flow=self.flow, observables=self.observables,
+                         checkpoint_every_seconds=self.resources.checkpoint_every_seconds)
+                for width, alpha_tilde, train_size, depth, seed
+                in itertools.product(*self.axes.values())]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec as TOML-shaped, JSON-able data (unset options left out)."""
+        swept = set(self.swept)
+        return {"name": self.name, "description": self.description,
+                "data": _set_fields(self.data, {"train_size"} & swept),
+                "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
+                "loss": _set_fields(self.loss), "flow": _set_fields(self.flow),
+                "observables": _set_fields(self.observables),
+                "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
+                "resources": _set_fields(self.resources)}
+
+
+def _set_fields(spec: Any, drop: set[str] = frozenset()) -> dict[str, Any]:
+    return {k: v for k, v in asdict(spec).items() if v is not None and k not in drop}
+
+
+def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
+    """Read and validate a campaign TOML; with `check_data`, also `check_against_data`.
+
+    Raises SpecError naming every problem. Reads the file; writes nothing."""
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.load(file)
+    except OSError as err:
+        raise SpecError([problem("", f"cannot read the campaign spec: {err.strerror or err}; "
+                                     "check the path", source)], source) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise SpecError([problem("", f"not valid TOML: {err}; fix the syntax",
+                                 source)], source) from None
+    spec = parse_campaign(raw, source, base_dir=Path(path).parent)
+    spec = replace(spec, source_path=source)
+    if check_data:
+        check_against_data(spec)
+    return spec
+
+
+def parse_campaign(data: Mapping[str, Any], source: str = "<spec>", *,
+                   base_dir: str | Path | None = None) -> CampaignSpec:
+    """Validate TOML-shaped data (e.g. `CampaignSpec.to_dict()`) into a CampaignSpec.
+
+    `source` names the origin in messages; a relative data_dir is joined to `base_dir`.
+    Raises SpecError listing every problem; pure (no I/O)."""
+    if not isinstance(data, Mapping):
+        raise SpecError([problem("", "a campaign spec must be a table of sections ([data], "
+                                     f"[grid], ...), got {show(data)}", source)], source)
+    problems = _cross_section_problems(data, source)
+    try:
+        model = CampaignModel.model_validate(dict(data))
+    except ValidationError as err:
+        problems += [translate(e, source) for e in err.errors(include_url=False)]
+        raise SpecError(problems, source) from None
+    problems += _grid_size_problems(model, source)
+    if problems:
+        raise SpecError(problems, source)
+    return _build(model, base_dir)
+
+
+def _cross_section_problems(raw: Mapping[str, Any], source: str) -> list[Problem]:
+    """Rules that span sections, checked on the raw data so they show up with the rest."""
+    swept = raw.get("grid") if isinstance(raw.get("grid"), Mapping) else {}
+    problems = []
+    for axis_name, home in AXIS_HOMES.items():
+        section = raw.get(home)
+        if isinstance(section, Mapping) and axis_name in section and axis_name in swept:
+            problems.append(problem(
+                f"grid.{axis_name}", f"{axis_name} is both fixed in [{home}] ({home}."
+                f"{axis_name} = {show(section[axis_name])}) and swept in [grid]: keep only one "
+                f"of the two", source))
+    model = raw.get("model")
+    if isinstance(model, Mapping) and model.get("arch") == "one-hidden":
+        fix = "remove depth, or use arch = \"fc\" to choose the depth"
+        if "depth" in swept:
+            problems.append(problem("grid.depth", "arch \"one-hidden\" has exactly one hidden "
+                                                  f"layer, so depth cannot be swept: {fix}", source))
+        elif "depth" in model and not (type(model["depth"]) is int and model["depth"] == 1):
+            problems.append(problem("model.depth", "arch \"one-hidden\" has exactly one hidden "
+                                    f"layer, got depth = {show(model['depth'])}: {fix}", source))
+    return problems
+
+
+def _grid_size_problems(model: CampaignModel, source: str) -> list[Problem]:
+    """The grid must not exceed [resources] max_cells; sizes are known before expanding."""
+    sizes = {a: grid.size(v) for a in AXES if (v := getattr(model.grid, a)) is not None}
+    total, cap = math.prod(sizes.values()), model.resources.max_cells
+    if total <= cap:
+        return []
+    product = " × ".join(f"{n:,} {a}" for a, n in sizes.items())
+    return [problem("grid", f"the grid has {total:,} cells ({product}), more than max_cells = "
+                            f"{cap:,}: shrink the grid, or raise the cap with [resources] "
+                            f"max_cells = {total}", source)]
+
+
+def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
+    """The frozen spec from a validated model (pydantic stays inside this module)."""
+    axes = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None else None
+            for a in AXES}
+    data = model.data.model_dump()
+    data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
+    arch = model.model.model_dump()
+    if arch["arch"] == "one-hidden":
+        arch["depth"] = 1
+    return CampaignSpec(
+        name=model.name, description=model.description, data=DataSpec(**data),
+        model=ModelSpec(**arch), loss=LossSpec(**model.loss.model_dump()),
+        flow=FlowSpec(**model.flow.model_dump()),
+        observables=ObservableSpec(**model.observables.model_dump()),
+        grid=Grid(**axes), resources=Resources(**model.resources.model_dump()))
+
+
+def _resolve_dir(path: str | None, base_dir: str | Path | None) -> str | None:
+    """`~` expanded; a relative path joined to the spec's directory (when known)."""
+    if path is None:
+        return None
+    path = os.path.expanduser(path)
+    if base_dir is not None and not os.path.isabs(path):
+        path = os.path.normpath(os.path.join(os.path.abspath(base_dir), path))
+    return path
+
+
+def check_against_data(spec: CampaignSpec) -> None:
+    """Check the dataset exists and holds the examples asked for; SpecError if not.
+
+    Needs test_size + kernel_size + max(train_size) ≤ available examples (the three sets
+    are disjoint) and, for images, dimension ≤ pixels. Reads only dataset metadata."""
+    from tasks import data as datasets  # lazy: reading datasets is not needed to validate
+
+    d, source = spec.data, spec.source_path or "<spec>"
+    try:
+        available = datasets.dataset_size(d.dataset, d.data_dir)
+    except datasets.DatasetNotFoundError as err:
+        raise SpecError([problem("data.dataset", f"dataset {d.dataset!r} is not available here "
+                                 f"({err}): run `phasegrid data` to see where it is looked for, "
+                                 "or set data.data_dir", source)], source) from None
+    problems = []
+    largest = max(spec.axes["train_size"])
+    needed = largest + d.test_size + d.kernel_size
+    if available is not None and needed > available:
+        path = "grid.train_size" if spec.grid.train_size else "data.train_size"
+        where = datasets.locate_dataset(d.dataset, d.data_dir)
+        problems.append(problem(path, f"train_size + test_size + kernel_size = {largest} + "
+                                f"{d.test_size} + {d.kernel_size} = {needed} examples, but "
+                                f"{d.dataset} has {available} usable here ({where}): lower "
+                                "them, or point data.data_dir at the full dataset", source))
+    pixels = IMAGE_PIXELS.get(d.dataset)
+    if pixels is not None and d.dimension > pixels:
+        problems.append(problem("data.dimension", f"dimension (PCA components) must be at most "
+                                f"the {pixels} pixels of {d.dataset}, got {d.dimension}", source))
+    if problems:
+        raise SpecError(problems, source)
