@@ -1,0 +1,239 @@
+"""Ensemble averages over seeds and learning-curve exponents (design.md §2 "Aggregation").
+
+Pure functions DataFrame -> DataFrame, then `aggregate_campaign`, the thin I/O
+wrapper that reads a campaign's tables and writes `ensembles` and `boundaries`.
+
+Per grid point (width, alpha_tilde, train_size, + any other swept axis), over the
+done cells (seeds) s = 1..M with test outputs f_s(x) and labels y(x):
+    ensemble_test_error = mean_x [ y(x)·⟨f⟩(x) <= 0 ],   ⟨f⟩ = (1/M) Σ_s f_s
+    fluctuation         = (1/M) Σ_s sqrt(mean_x (f_s(x) − ⟨f⟩(x))²)   (NaN if M < 2)
+    ntk_change          = exp(mean_s log ‖ΔΘ‖/‖Θ₀‖)  over seeds where it is finite.
+Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log.
+"""
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from scipy import stats
+
+from pipeline.boundaries import BOUNDARY_COLUMNS, boundaries_table, order_columns
+
+BASE_AXES = ("width", "alpha_tilde", "train_size")
+EXTRA_AXES = ("depth", "dataset", "dimension", "arch", "activation", "activation_beta", "bias",
+              "loss", "loss_beta", "test_size", "train_seed", "test_seed",
+              "max_steps", "max_time", "max_wall_seconds")
+ENSEMBLE_METRICS = ("n_seeds", "n_params", "fitted_fraction", "mean_test_error",
+                    "ensemble_test_error", "fluctuation", "ntk_change", "mean_train_loss",
+                    "mean_n_unsatisfied")
+LEARNING_CURVE_METRICS = ("ensemble_test_error", "mean_test_error")
+
+
+def done_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells with status "done" (one row per cell_id, the last one if repeated)."""
+    done = cells.loc[cells["status"] == "done"]
+    return done.drop_duplicates("cell_id", keep="last").reset_index(drop=True)
+
+
+def swept_axes(cells: pd.DataFrame) -> list[str]:
+    """The grouping axes: BASE_AXES, plus each EXTRA_AXES column that takes more
+    than one value among `cells` (e.g. depth, or max_steps when budgets differ)."""
+    extra = [a for a in EXTRA_AXES if a in cells and cells[a].nunique(dropna=False) > 1]
+    return list(BASE_AXES) + extra
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """exp(mean log v) over the finite values (NaN if none; 0 if any is 0)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return math.nan
+    with np.errstate(divide="ignore"):
+        return float(np.exp(np.mean(np.log(v))))
+
+
+def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per group id: ensemble_test_error and fluctuation from the long predictions."""
+    p = predictions[["cell_id", "test_index", "test_output", "test_label"]].merge(
+        done[["cell_id", "group"]], on="cell_id")
+    points = p.groupby(["group", "test_index"]).agg(
+        mean_output=("test_output", "mean"), label=("test_label", "first"))
+    wrong = (points["mean_output"] * points["label"] <= 0).astype(float)
+    p = p.join(points["mean_output"], on=["group", "test_index"])
+    p["residual2"] = (p["test_output"] - p["mean_output"]) ** 2
+    rms = p.groupby(["group", "cell_id"])["residual2"].mean() ** 0.5      # per seed
+    per_group = rms.groupby("group")
+    fluctuation = per_group.mean().where(per_group.size() >= 2)
+    return pd.DataFrame({"ensemble_test_error": wrong.groupby("group").mean(),
+                         "fluctuation": fluctuation})
+
+
+def ensemble_table(cells: pd.DataFrame, predictions: pd.DataFrame | None,
+                   axes: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per grid point over the done cells' seeds: axes + ENSEMBLE_METRICS.
+
+    Cells without predictions rows contribute to every column except
+    ensemble_test_error and fluctuation (NaN when no seed has predictions)."""
+    done = done_cells(cells)
+    axes = list(axes) if axes is not None else swept_axes(done)
+    done = done.assign(group=done.groupby(axes, dropna=False, sort=True).ngroup(),
+                       fitted=done["fitted"].astype(float))
+    grouped = done.groupby("group")
+    table = grouped[axes].first()
+    table = table.assign(
+        n_seeds=grouped.size(), n_params=grouped["n_params"].first(),
+        fitted_fraction=grouped["fitted"].mean(),
+        mean_test_error=grouped["test_error"].mean(),
+        ntk_change=grouped["ntk_change"].agg(geometric_mean),
+        mean_train_loss=grouped["train_loss"].mean(),
+        mean_n_unsatisfied=grouped["n_unsatisfied"].mean())
+    outputs = (_output_statistics(done, predictions) if predictions is not None
+               else pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float))
+    table = table.join(outputs, how="left")
+    return table[axes + list(ENSEMBLE_METRICS)].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LogLogFit:
+    """log y = intercept + slope·log x, least squares; slope_error is its standard
+    error (NaN with two points)."""
+
+    slope: float
+    slope_error: float
+    intercept: float
+    n_points: int
+
+
+def fit_log_log(x: Sequence[float], y: Sequence[float]) -> LogLogFit:
+    """Least-squares line through (log x, log y), over points with x, y > 0 finite."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = np.log(x[keep]), np.log(y[keep])
+    n = len(x)
+    if n < 2 or np.ptp(x) == 0:
+        return LogLogFit(math.nan, math.nan, math.nan, n)
+    fit = stats.linregress(x, y)
+    return LogLogFit(float(fit.slope), float(fit.stderr) if n > 2 else math.nan,
+                     float(fit.intercept), n)
+
+
+def learning_curve_exponents(ensembles: pd.DataFrame, axes: Sequence[str],
+                             metrics: Sequence[str] = LEARNING_CURVE_METRICS) -> pd.DataFrame:
+    """Rows (boundary="learning_curve") of β with ε(P) ~ P^{-β}, per grid point of
+    the other axes (the regime is α̃) and per metric; empty unless P is swept.
+    value = β, value_error = its standard error, lower/upper = the P range fitted.
+    status: fitted | two_points (no error bar) | too_few_points (ε > 0 at < 2 P)."""
+    if ensembles.empty or ensembles["train_size"].nunique() < 2:
+        return pd.DataFrame()
+    fixed = [a for a in axes if a != "train_size"]
+    rows = []
+    for key, sub in ensembles.groupby(fixed, dropna=False, sort=True):
+        coords = dict(zip(fixed, key if isinstance(key, tuple) else (key,)))
+        for metric in metrics:
+            fit = fit_log_log(sub["train_size"], sub[metric])
+            used = sub.loc[sub[metric] > 0, "train_size"]
+            status = {0: "too_few_points", 1: "too_few_points", 2: "two_points"}.get(
+                fit.n_points, "fitted")
+            rows.append({"boundary": "learning_curve", "quantity": metric, "level": math.nan,
+                         "budget_steps": math.nan, "along": "train_size",
+                         "value": -fit.slope, "value_error": fit.slope_error,
+                         "lower": float(used.min()) if len(used) else math.nan,
+                         "upper": float(used.max()) if len(used) else math.nan,
+                         "status": status, "n_points": fit.n_points, **coords})
+    return pd.DataFrame(rows)
+
+
+# --- campaign I/O -------------------------------------------------------------------------
+
+def campaign_path(campaign: str, table: str) -> tuple[pafs.FileSystem, str]:
+    """The one place that maps a campaign (local path or URI) to (filesystem, table dir)."""
+    uri = campaign if "://" in campaign else os.path.abspath(campaign)
+    fs, root = pafs.FileSystem.from_uri(uri)
+    return fs, f"{root.rstrip('/')}/{table}"
+
+
+def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """A campaign table as a DataFrame (hive partition keys decoded to plain
+    values), or None if the table does not exist yet."""
+    fs, path = campaign_path(campaign, table)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    frame = pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None).to_pandas()
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(frame[name].cat.categories.dtype)
+    return frame
+
+
+def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
+    """Write `frame` as <campaign>/<table>/part-0.parquet atomically: a dot-prefixed
+    temp name (ignored by Parquet dataset readers) renamed over the target."""
+    fs, path = campaign_path(campaign, table)
+    fs.create_dir(path, recursive=True)
+    target, temp = f"{path}/part-0.parquet", f"{path}/.part-0.{uuid.uuid4().hex}.tmp"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temp, filesystem=fs)
+    fs.move(temp, target)
+    return target
+
+
+@dataclass(frozen=True)
+class AggregateReport:
+    """What `aggregate_campaign` did: cells used (done), skipped (failed), pending
+    (any other status), rows and paths written."""
+
+    campaign: str
+    cells_used: int
+    cells_failed: int
+    cells_pending: int
+    ensemble_rows: int
+    boundary_rows: int
+    tables_written: tuple[str, ...]
+
+    def summary(self) -> str:
+        return (f"{self.campaign}: used {self.cells_used} done cells "
+                f"(skipped {self.cells_failed} failed, {self.cells_pending} pending); "
+                f"wrote ensembles ({self.ensemble_rows} rows), "
+                f"boundaries ({self.boundary_rows} rows)")
+
+
+def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
+                     measurements: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ensembles, boundaries) of a campaign's raw tables; learning-curve exponents
+    are rows of boundaries (boundary == "learning_curve")."""
+    done = done_cells(cells)
+    axes = swept_axes(done)
+    ensembles = ensemble_table(done, predictions, axes)
+    if done.empty:
+        return ensembles, order_columns(pd.DataFrame())
+    boundaries = boundaries_table(done, ensembles, axes, measurements)
+    exponents = learning_curve_exponents(ensembles, axes)
+    if not exponents.empty:
+        boundaries = order_columns(pd.concat([boundaries, exponents], ignore_index=True))
+    return ensembles, boundaries
+
+
+def aggregate_campaign(campaign: str) -> AggregateReport:
+    """Recompute and write <campaign>/ensembles and <campaign>/boundaries from the
+    cells done so far (works while a campaign runs or after some cells failed)."""
+    cells = read_table(campaign, "cells")
+    if cells is None or cells.empty:
+        return AggregateReport(campaign, 0, 0, 0, 0, 0, ())
+    status = cells.drop_duplicates("cell_id", keep="last")["status"]
+    ids = set(done_cells(cells)["cell_id"])
+    predictions = read_table(campaign, "predictions")
+    measurements = read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"])
+    keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
+    ensembles, boundaries = aggregate_tables(cells, keep(predictions), keep(measurements))
+    written = (write_table(campaign, "ensembles", ensembles),
+               write_table(campaign, "boundaries", boundaries))
+    return AggregateReport(campaign, int((status == "done").sum()), int((status == "failed").sum()),
+                           int((~status.isin(["done", "failed"])).sum()),
+                           len(ensembles), len(boundaries), written)

@@ -1,0 +1,38 @@
+"""What every figure receives: a campaign's done cells and aggregates, in memory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.figures.style import Slice, SkipFigure, main_slice
+
+
+@dataclass(frozen=True)
+class CampaignData:
+    """Done cells, `ensembles`, `boundaries` and (optionally) `kernels` of a campaign."""
+
+    cells: pd.DataFrame
+    ensembles: pd.DataFrame
+    boundaries: pd.DataFrame
+    kernels: pd.DataFrame | None = None
+
+    def slice(self) -> Slice:
+        if self.ensembles.empty:
+            raise SkipFigure("no done cells yet")
+        return main_slice(self.ensembles)
+
+    def boundary(self, kind: str, where: Slice) -> pd.DataFrame:
+        """Rows of one boundary kind at the slice (all budgets / levels)."""
+        rows = self.boundaries
+        if rows.empty:
+            return rows
+        return where.select(rows.loc[rows["boundary"] == kind])
+
+    def jamming_at_largest_budget(self, where: Slice) -> pd.DataFrame:
+        """Jamming rows (one per α̃) at the largest step budget, located or not."""
+        rows = self.boundary("jamming", where)
+        if rows.empty:
+            return rows
+        return rows.loc[np.isclose(rows["budget_steps"], rows["budget_steps"].max())]

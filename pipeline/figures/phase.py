@@ -1,0 +1,110 @@
+"""Fig. 4: the (h, α̃) phase diagram — colour = ensemble test error, black = not
+fitted, crossover iso-lines ‖ΔΘ‖/‖Θ₀‖ = c, jamming lines per step budget."""
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from pipeline.figures.data import CampaignData
+from pipeline.figures.style import ERROR_CMAP, HALO, LABELS, SkipFigure, fmt, log_axes, new_figure
+
+UNFITTED = (0.0, 0.0, 0.0, 1.0)      # black, as in the paper
+MISSING = (1.0, 1.0, 1.0, 0.0)       # grid points with no done cell: transparent
+
+
+def log_edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted positive grid values: geometric midpoints, and half
+    a log-step beyond the ends (a factor 2 when there is a single value)."""
+    logs = np.log(values)
+    half = np.diff(logs) / 2 if len(logs) > 1 else np.array([np.log(2.0)])
+    inner = logs[:-1] + half
+    return np.exp(np.concatenate([[logs[0] - half[0]], inner, [logs[-1] + half[-1]]]))
+
+
+def phase_colours(ensembles: pd.DataFrame, norm: Normalize, cmap: str = ERROR_CMAP
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(widths [W], alphas [A], rgba [A, W, 4]) of a single-slice ensembles frame:
+    cmap(norm(ensemble_test_error)), black where fitted_fraction < 1/2, transparent
+    where the grid point has no row."""
+    widths = np.sort(ensembles["width"].unique().astype(float))
+    alphas = np.sort(ensembles["alpha_tilde"].unique().astype(float))
+    rgba = np.tile(np.array(MISSING), (len(alphas), len(widths), 1))
+    colour = matplotlib.colormaps[cmap]
+    for row in ensembles.itertuples():
+        i, j = np.searchsorted(alphas, row.alpha_tilde), np.searchsorted(widths, row.width)
+        fitted = row.fitted_fraction >= 0.5
+        rgba[i, j] = colour(norm(row.ensemble_test_error)) if fitted else UNFITTED
+    return widths, alphas, rgba
+
+
+def _fitted_side(rows: pd.DataFrame, ensembles: pd.DataFrame) -> pd.DataFrame:
+    """Crossover rows whose bracketing grid points are not both unfitted: the
+    crossover is drawn in the fitted region only, as in the paper."""
+    fitted = ensembles.loc[ensembles["fitted_fraction"] >= 0.5]
+    points = set(zip(fitted["width"], fitted["alpha_tilde"]))
+    keep = [(w, lo) in points or (w, hi) in points
+            for w, lo, hi in zip(rows["width"], rows["lower"], rows["upper"])]
+    return rows.loc[np.asarray(keep, bool)]
+
+
+def _draw_crossover(ax, rows: pd.DataFrame) -> None:
+    """Iso-lines of ‖ΔΘ‖/‖Θ₀‖: c = 1 solid, other levels dashed, each labelled at its
+    right end."""
+    dashed_labelled = False
+    for level, line in rows.groupby("level"):
+        line = line.loc[np.isfinite(line["value"])].sort_values("width")
+        if line.empty:
+            continue
+        solid = bool(np.isclose(level, 1.0))
+        label = None
+        if solid:
+            label = r"$\|\Delta\Theta\|/\|\Theta_0\| = 1$"
+        elif not dashed_labelled:
+            label, dashed_labelled = r"$\|\Delta\Theta\|/\|\Theta_0\| = c$ (other levels)", True
+        ax.plot(line["width"], line["value"], "-" if solid else "--", color="k", lw=1.6,
+                path_effects=HALO, marker="." if len(line) == 1 else None, label=label)
+        ax.annotate(f"{fmt(level)}", (line["width"].iloc[-1], line["value"].iloc[-1]),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=7,
+                    path_effects=HALO)
+
+
+def _draw_jamming(ax, rows: pd.DataFrame) -> None:
+    budgets = sorted(rows["budget_steps"].unique())
+    colours = matplotlib.colormaps["autumn"](np.linspace(0.0, 0.75, len(budgets)))
+    for budget, colour in zip(budgets, colours):
+        line = rows.loc[(rows["budget_steps"] == budget) & np.isfinite(rows["value"])]
+        line = line.sort_values("alpha_tilde")
+        if line.empty:
+            continue
+        ax.plot(line["value"], line["alpha_tilde"], "-", color=colour, lw=2, marker="o", ms=3,
+                label=f"jamming, {budget:.3g} steps")
+
+
+def phase_diagram(data: CampaignData) -> Figure:
+    """Fig. 4 for the campaign's main slice (largest P)."""
+    where = data.slice()
+    ens = where.select(data.ensembles)
+    errors = ens["ensemble_test_error"].to_numpy(float)
+    if not np.isfinite(errors).any():
+        raise SkipFigure("no ensemble test error (predictions table missing or empty)")
+    norm = Normalize(vmin=np.nanmin(errors), vmax=max(np.nanmax(errors), np.nanmin(errors) + 1e-3))
+    widths, alphas, rgba = phase_colours(ens, norm)
+    fig, (ax,) = new_figure(width=5.6, height=5.0)
+    ax.pcolormesh(log_edges(widths), log_edges(alphas), rgba, shading="flat")
+    log_axes(ax, x=True, y=True)
+    ax.set(xlabel=LABELS["width"], ylabel=LABELS["alpha_tilde"],
+           title="ensemble test error (black: not fitted)"
+           + (f"\n{where.title}" if where.title else ""))
+    crossover = data.boundary("crossover", where)
+    _draw_crossover(ax, _fitted_side(crossover, ens) if not crossover.empty else crossover)
+    _draw_jamming(ax, data.boundary("jamming", where))
+    fig.colorbar(ScalarMappable(norm, ERROR_CMAP), ax=ax, label=LABELS["ensemble_test_error"])
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
+    ax.set_xlim(log_edges(widths)[[0, -1]])
+    ax.set_ylim(log_edges(alphas)[[0, -1]])
+    return fig

@@ -1,0 +1,87 @@
+"""`plot_campaign`: the paper's figures of a campaign into <campaign>/figures/.
+
+Figures read the stored `ensembles` / `boundaries` tables when they cover every done
+cell, and recompute them in memory otherwise (the campaign moved on since the last
+`aggregate`). A figure whose data is missing is skipped with a reason, never drawn
+empty. The figure functions themselves live in pipeline/figures/.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Sequence
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from pipeline.aggregate import aggregate_tables, campaign_path, done_cells, read_table
+from pipeline.figures import FIGURES, CampaignData, SkipFigure
+from pipeline.figures.style import RC
+
+
+@dataclass(frozen=True)
+class PlotOutcome:
+    """One figure: the files written, or why it was skipped."""
+
+    name: str
+    paths: tuple[str, ...] = ()
+    skipped: str | None = None
+
+    def summary(self) -> str:
+        return f"{self.name}: " + (f"skipped ({self.skipped})" if self.skipped
+                                   else ", ".join(self.paths))
+
+
+def load_campaign_data(campaign: str) -> CampaignData | None:
+    """Done cells, aggregates and H0 spectra of a campaign; None without done cells."""
+    cells = read_table(campaign, "cells")
+    done = done_cells(cells) if cells is not None else None
+    if done is None or done.empty:
+        return None
+    ensembles = read_table(campaign, "ensembles")
+    boundaries = read_table(campaign, "boundaries")
+    stale = ensembles is None or boundaries is None or ensembles["n_seeds"].sum() != len(done)
+    if stale:
+        ids = set(done["cell_id"])
+        predictions = read_table(campaign, "predictions")
+        measurements = read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"])
+        keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
+        ensembles, boundaries = aggregate_tables(done, keep(predictions), keep(measurements))
+    kernels = read_table(campaign, "kernels")
+    return CampaignData(done, ensembles, boundaries, kernels)
+
+
+def save_figure(fig: Figure, campaign: str, name: str, formats: Sequence[str]) -> tuple[str, ...]:
+    """Write <campaign>/figures/NAME.<fmt> for each format, each atomically."""
+    fs, folder = campaign_path(campaign, "figures")
+    fs.create_dir(folder, recursive=True)
+    paths = []
+    for fmt in formats:
+        target, temp = f"{folder}/{name}.{fmt}", f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        with fs.open_output_stream(temp) as stream:
+            fig.savefig(stream, format=fmt, dpi=150)
+        fs.move(temp, target)
+        paths.append(target)
+    return tuple(paths)
+
+
+def plot_campaign(campaign: str, formats: Sequence[str] = ("png", "pdf"),
+                  names: Sequence[str] | None = None) -> list[PlotOutcome]:
+    """Draw the figures `names` (default: all of FIGURES) of a campaign."""
+    unknown = set(names or ()) - set(FIGURES)
+    if unknown:
+        raise ValueError(f"unknown figure(s) {sorted(unknown)}; choose from {sorted(FIGURES)}")
+    data = load_campaign_data(campaign)
+    outcomes = []
+    for name in names or FIGURES:
+        if data is None:
+            outcomes.append(PlotOutcome(name, skipped="no done cells yet"))
+            continue
+        with matplotlib.rc_context(RC):
+            try:
+                fig = FIGURES[name](data)
+            except SkipFigure as reason:
+                outcomes.append(PlotOutcome(name, skipped=str(reason)))
+                continue
+            outcomes.append(PlotOutcome(name, save_figure(fig, campaign, name, formats)))
+    return outcomes
