@@ -1,0 +1,87 @@
+"""Synthetic binary tasks with Gaussian inputs x ~ N(0, I_d), generated from a seed.
+
+Class 0 -> label +1, class 1 -> label -1 (the "even index -> +1" rule of the image
+tasks, and the reference code's convention: its boolean label False -> +1):
+
+  stripe          class 1 (label -1) inside the stripe −0.3 < x₁ < 1.18549, class 0 (+1)
+                  outside; labels depend on d∥ = 1 direction only. The interval holds
+                  exactly half the mass: Φ(1.18549) − Φ(−0.3) = 0.5000.
+  sphere          class 0 (+1) inside the sphere |x| < r_d, class 1 (−1) outside, with
+                  r_d the median of the chi distribution with d degrees of freedom
+                  (the reference used the Wilson–Hilferty approximation of it).
+  random-labels   labels independent of x (for the linear N*(P) of jamming).
+
+Sets are balanced by stratified rejection: draw x in chunks, keep the first
+examples of each class until each class has its quota.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from tasks.preprocess import class_counts, round_robin_order
+
+SYNTHETIC_DATASETS = ("stripe", "sphere", "random-labels")
+STRIPE_INTERVAL = (-0.3, 1.18549)
+
+
+def stripe_classes(x: torch.Tensor) -> torch.Tensor:
+    """[N, d] -> [N] long: 1 where −0.3 < x₁ < 1.18549, else 0."""
+    low, high = STRIPE_INTERVAL
+    return ((x[:, 0] > low) & (x[:, 0] < high)).long()
+
+
+@functools.lru_cache(maxsize=64)
+def sphere_radius(d: int) -> float:
+    """Median of |x| for x ~ N(0, I_d): the r with P(d/2, r²/2) = ½ (P the regularised
+    lower incomplete gamma function), found by bisection in float64."""
+    half = torch.tensor(d / 2, dtype=torch.float64)
+    low, high = 0.0, float(d) + 10.0 * (d ** 0.5) + 10.0   # chi² median < d + 10√d + 10
+    for _ in range(200):
+        mid = (low + high) / 2
+        if torch.special.gammainc(half, torch.tensor(mid / 2, dtype=torch.float64)) < 0.5:
+            low = mid
+        else:
+            high = mid
+    return ((low + high) / 2) ** 0.5
+
+
+def sphere_classes(x: torch.Tensor) -> torch.Tensor:
+    """[N, d] -> [N] long: 0 inside the median sphere, 1 outside."""
+    return (x.norm(dim=1) >= sphere_radius(x.shape[1])).long()
+
+
+def _stratified(classify, counts: list[int], d: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Per class k, counts[k] Gaussian points [counts[k], d] whose class is k."""
+    kept = [[] for _ in counts]
+    missing = list(counts)
+    chunk = max(64, 2 * sum(counts))
+    while any(missing):
+        x = torch.randn(chunk, d, generator=generator, dtype=torch.float64)
+        classes = classify(x)
+        for k, need in enumerate(missing):
+            if need:
+                got = x[classes == k][:need]
+                kept[k].append(got)
+                missing[k] -= len(got)
+    return [torch.cat(parts) if parts else torch.zeros(0, d, dtype=torch.float64) for parts in kept]
+
+
+def synthetic_set(name: str, d: int, offset: int, size: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One balanced set: x [size, d] float64, classes [size] long (0 -> +1, 1 -> -1).
+
+    Class quotas and order follow the round-robin of tasks.preprocess (position
+    offset + j holds class (offset + j) mod 2)."""
+    if d < 1:
+        raise ValueError(f"dimension must be >= 1 for {name!r}, got {d}")
+    order = torch.tensor(round_robin_order(offset, size, 2), dtype=torch.long)
+    if name == "random-labels":
+        return torch.randn(size, d, generator=generator, dtype=torch.float64), order
+    classify = {"stripe": stripe_classes, "sphere": sphere_classes}[name]
+    per_class = _stratified(classify, class_counts(offset, size, 2), d, generator)
+    x = torch.zeros(size, d, dtype=torch.float64)
+    for k in range(2):
+        x[order == k] = per_class[k]
+    return x, order
