@@ -5,7 +5,7 @@ An axis in `[grid]` is written as
     width = [8, 32, 128]                  # a list, used in the order written
     alpha_tilde = {logspace = [-2, 4, 7]} # 10**-2 … 10**4, 7 values log-spaced (float axes)
     seed = {range = [0, 15]}              # 0, 1, …, 14: stop is exclusive, like Python's range
-    width = {geomspace = [8, 1024, 8]}    # 8 … 1024 geometric; on integer axes rounded, repeats dropped
+    width = {geomspace = [8, 1024, 8]}    # 8 … 1024 geometric (integer axes: rounded, unique)
 
 `axis(element)` builds the pydantic type of one axis from the type of its values; the form
 is picked by a discriminator (a list, or the one known key of a table), so pydantic's errors
@@ -32,20 +32,16 @@ MAX_GEOMSPACE_END = 1e300
 
 T = TypeVar("T")
 Count = Annotated[int, Strict(), Field(gt=0, description="a positive integer")]
-Exponent = Annotated[float, Strict(), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT, allow_inf_nan=False,
-                                            description=f"a base-10 exponent in [-{MAX_EXPONENT}, "
-                                                        f"{MAX_EXPONENT}]")]
+EXPONENT_RULE = f"a base-10 exponent in [-{MAX_EXPONENT}, {MAX_EXPONENT}]"
+Exponent = Annotated[float, Strict(), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT,
+                                            allow_inf_nan=False, description=EXPONENT_RULE)]
 
 
 def describe(annotation: Any) -> str | None:
-    """The `description` given by a `Field(...)` anywhere inside a type annotation."""
+    """The `description` of the first `Field(...)` inside a type annotation that has one."""
     if isinstance(annotation, FieldInfo):
         return annotation.description
-    for arg in typing.get_args(annotation) + tuple(getattr(annotation, "__metadata__", ())):
-        found = describe(arg) if arg is not annotation else None
-        if found:
-            return found
-    return None
+    return next(filter(None, map(describe, typing.get_args(annotation))), None)
 
 
 def _round(value: float) -> float:
@@ -152,8 +148,8 @@ def _no_repeats(values: list) -> list:
             repeated.append(v)
         seen.add(v)
     if repeated:
-        raise ValueError(f"repeated values {reprlib.repr(repeated)}, which would give the same cells twice; "
-                         "list each value once")
+        raise ValueError(f"repeated values {reprlib.repr(repeated)}, which would give the "
+                         "same cells twice; list each value once")
     return values
 
 

@@ -1,7 +1,7 @@
 """Campaign specs: a TOML file → a validated, frozen `CampaignSpec` → its `CellSpec`s.
 
     spec = load_campaign("campaigns/demo.toml")  # SpecError (a ValueError) if anything is wrong
-    spec.cells()      # [CellSpec, ...], the product of the axes in the order width, α̃, P, depth, seed
+    spec.cells()      # [CellSpec, ...]: product of the axes width × α̃ × P × depth × seed
     spec.to_dict()    # resolved and JSON-able; parse_campaign(spec.to_dict()) gives the same spec
 
 Everything is checked before anything runs, in three layers: the schema of each section
@@ -83,7 +83,7 @@ class CampaignSpec:
         return math.prod(len(v) for v in self.axes.values())
 
     def cells(self) -> list[CellSpec]:
-        """One CellSpec per point of the product width × α̃ × P × depth × seed (seed fastest)."""
+        """One CellSpec per point of width × α̃ × P × depth × seed (seed varies fastest)."""
         return [CellSpec(alpha_tilde=alpha_tilde, seed=seed,
                          data=replace(self.data, train_size=train_size),
                          model=replace(self.model, width=width, depth=depth),
@@ -166,7 +166,7 @@ def _cross_section_problems(raw: Mapping[str, Any], source: str) -> list[Problem
         fix = "remove depth, or use arch = \"fc\" to choose the depth"
         if "depth" in swept:
             problems.append(problem("grid.depth", "arch \"one-hidden\" has exactly one hidden "
-                                                  f"layer, so depth cannot be swept: {fix}", source))
+                                    f"layer, so depth cannot be swept: {fix}", source))
         elif "depth" in model and not (type(model["depth"]) is int and model["depth"] == 1):
             problems.append(problem("model.depth", "arch \"one-hidden\" has exactly one hidden "
                                     f"layer, got depth = {show(model['depth'])}: {fix}", source))

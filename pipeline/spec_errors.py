@@ -20,8 +20,7 @@ from pipeline.spec_schema import AXIS_HOMES, REQUIRED_HINTS, CampaignModel
 # Error types that say the shape of a grid form is wrong rather than one of its numbers.
 _FORM_SHAPE = {"tuple_type", "too_short", "too_long", "missing", "value_error", "model_type",
                "dict_type", "extra_forbidden"}
-_TYPE_WORDS = {"dict": "a table", "list": "an array", "str": "a string", "bool": "a boolean",
-               "int": "an integer", "float": "a float"}
+_CONTAINER_WORDS = {dict: "a table", list: "an array", tuple: "an array"}
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,10 @@ def problem(path: str, text: str, source: str) -> Problem:
 
 def show(value: Any, limit: int = 60) -> str:
     """repr of a bad value, cut short: a user's typo, not a dump."""
-    kind = _TYPE_WORDS.get(type(value).__name__)
     text = repr(value)
     text = text if len(text) <= limit else text[:limit - 1] + "…"
-    return f"{text} ({kind})" if kind and isinstance(value, (dict, list)) else text
+    kind = _CONTAINER_WORDS.get(type(value))
+    return f"{text} ({kind})" if kind else text
 
 
 def format_path(loc: Sequence[Any]) -> str:
@@ -108,8 +107,8 @@ def _unknown_key(names: list[str], key: Any) -> str:
     where = f"in [{'.'.join(names)}]" if names else "at the top level"
     guess = difflib.get_close_matches(str(key), valid, n=1)
     return (f"unknown key {show(key)} {where}"
-            + (f": did you mean {guess[0]!r}?" if guess else "")
-            + f" Valid keys: {', '.join(valid)}")
+            + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            + f"; valid keys: {', '.join(valid)}")
 
 
 def _axis_form(names: list[str], value: Any, expected: str) -> str:
@@ -134,7 +133,7 @@ def _form_message(err: dict, axis_name: str, form: type[grid.Form], indices: lis
     if kind in _FORM_SHAPE or not indices or indices[-1] >= len(form.members):
         return f"grid axis {axis_name} {form.key} must be {form.syntax}, got {show(err['input'])}"
     member = form.members[indices[-1]]
-    exponent = f"a base-10 exponent in [-{grid.MAX_EXPONENT}, {grid.MAX_EXPONENT}]"
+    exponent = grid.EXPONENT_RULE
     phrase = {"n": "a positive integer", "start_exp": exponent, "stop_exp": exponent,
               "stop": "an integer" if form.key == "range" else None}.get(member)
     phrase = phrase or _field_facts(["grid", axis_name])[0]

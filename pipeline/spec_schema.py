@@ -48,7 +48,8 @@ NonNegativeNumber = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False,
 Factor = Annotated[float, Strict(), Field(gt=1, allow_inf_nan=False,
                                           description="a finite number > 1")]
 Flag = Annotated[bool, Strict(), Field(description="true or false")]
-Text = Annotated[str, Strict(), Field(max_length=10_000, description="a string")]
+Text = Annotated[str, Strict(), Field(max_length=10_000,
+                                      description="a string of at most 10,000 characters")]
 Directory = Annotated[str, Strict(), Field(min_length=1, max_length=4096,
                                            description="a directory path (a non-empty string)")]
 

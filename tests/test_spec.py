@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -134,11 +135,12 @@ def test_relative_data_dir_is_taken_from_the_spec_file(tmp_path):
 def test_shipped_campaigns_parse(name, cells):
     spec = load_campaign(ROOT / "campaigns" / name, check_data=False)
     assert spec.n_cells == len(spec.cells()) == cells
+    assert parse_campaign(spec.to_dict(), name) == dataclasses.replace(spec, source_path=None)
 
 
 def test_importing_the_spec_module_stays_light():
-    code = ("import sys, pipeline.spec; "
-            "print(sorted(m for m in ('torch', 'ray', 'pyarrow', 'tasks.data') if m in sys.modules))")
+    heavy = ("torch", "ray", "pyarrow", "tasks.data")
+    code = f"import sys, pipeline.spec; print(sorted(set({heavy}) & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
@@ -151,7 +153,8 @@ def load_campaign_text(text: str) -> CampaignSpec:
 # ---------------------------------------------------------------- bad specs
 
 BAD_INPUTS = {
-    "unknown top-level key": (lambda d: d.update(nmae="x"), "nmae", "Valid keys"),
+    "unknown top-level key": (lambda d: d.update(nmae="x"), "nmae",
+                              "(did you mean 'name'?); valid keys: data, description"),
     "unknown key in a section": (lambda d: d["data"].update(datset="mnist"), "data.datset",
                                  "did you mean 'dataset'"),
     "wrong type": (lambda d: d["model"].update(bias=1), "model.bias", "true or false"),
@@ -295,3 +298,93 @@ def test_missing_dataset_files_are_a_spec_error(tmp_path):
 def test_synthetic_data_has_no_size_limit():
     pytest.importorskip("tasks.data", reason="tasks.data not written yet")
     check_against_data(parse(lambda d: d["data"].update(train_size=10 ** 7)))
+
+
+# ---------------------------------------------------------------- property: malformed specs
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pipeline.spec_schema import CampaignModel  # noqa: E402
+
+TRAVERSAL = ["../x", "a/b", "..", ".", ".hidden", "/etc", "a/../../b", "x\\..\\y", "", "~",
+             "a" * 101, "ok-name", "名前"]
+LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.just(10 ** 400),
+                 st.floats(), st.text(max_size=8), st.sampled_from(TRAVERSAL))
+JUNK = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+OUT_OF_RANGE = st.one_of(st.integers(max_value=0), st.floats(max_value=0.0),
+                         st.sampled_from([math.nan, math.inf, -math.inf, 10 ** 30]))
+SECTIONS = [k for k, f in CampaignModel.model_fields.items() if k not in ("name", "description")]
+FIELD_PATHS = ["name", "description"] + SECTIONS + [
+    f"{section}.{key}" for section in SECTIONS
+    for key in getattr(CampaignModel.model_fields[section].annotation, "model_fields", {})]
+HUGE = st.sampled_from([{"range": [0, 10 ** 9]}, {"logspace": [-2, 4, 10 ** 12]},
+                        {"geomspace": [1, 10 ** 6, 10 ** 9]}, list(range(200_000))])
+MUTATION = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(FIELD_PATHS), st.one_of(JUNK, OUT_OF_RANGE)),
+    st.tuples(st.just("delete"), st.sampled_from(FIELD_PATHS), st.none()),
+    st.tuples(st.just("set"), st.sampled_from(SECTIONS).map(lambda s: s + "."), JUNK),
+    st.tuples(st.just("set"), st.sampled_from(["grid.width", "grid.alpha_tilde", "grid.seed",
+                                               "grid.train_size"]), HUGE),
+    st.tuples(st.just("set"), st.just("name"), st.sampled_from(TRAVERSAL)),
+)
+WRITES = []   # file-system changes seen while parsing (an audit hook fills it when armed)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not WRITES or WRITES[0] is not True:
+        return
+    writing = event == "open" and isinstance(args[1], str) and any(c in args[1] for c in "wax+")
+    if writing or event in ("os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.truncate",
+                            "shutil.copyfile", "shutil.rmtree", "os.symlink", "os.link"):
+        WRITES.append((event, args))
+
+
+sys.addaudithook(_audit)
+
+
+def _apply(spec: dict, mutation: tuple, salt: str) -> None:
+    action, path, value = mutation
+    *parents, key = path.split(".")
+    key = key or f"unknown_{salt}"                # "section." adds an unknown key there
+    table = spec
+    for part in parents:
+        table = table.get(part) if isinstance(table, dict) else None
+        if not isinstance(table, dict):
+            return                                # an earlier mutation replaced the section
+    if action == "delete":
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
+def _names_a_field(path: str, spec: dict) -> bool:
+    roots = set(CampaignModel.model_fields) | {str(k) for k in spec}
+    return any(path == r or path.startswith((r + ".", r + "[")) for r in roots)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=4), salt=st.text(max_size=4))
+def test_malformed_specs_give_only_spec_errors_that_name_a_field(mutations, salt):
+    spec = copy.deepcopy(EXAMPLE)
+    for mutation in mutations:
+        _apply(spec, mutation, salt)
+    WRITES[:] = [True]
+    try:
+        campaign = parse_campaign(spec, "prop.toml")
+    except SpecError as error:
+        assert error.problems
+        for p in error.problems:
+            assert _names_a_field(p.path, spec), p
+            assert p.message.endswith(f"({p.path} in prop.toml)"), p
+            assert "Input should" not in p.message and "Value error" not in p.message, p
+    else:
+        assert campaign.n_cells <= campaign.resources.max_cells
+        json.dumps(campaign.to_dict())
+        if campaign.n_cells <= 1000:
+            assert len(campaign.cells()) == campaign.n_cells
+    finally:
+        armed, *seen = WRITES
+        WRITES.clear()
+    assert armed is True and seen == [], seen
