@@ -95,9 +95,9 @@ class Range(Form, Generic[T]):
     def _not_empty(self) -> "Range":
         start, stop = self.range
         if stop <= start:
-            raise ValueError(f"range {reprlib.repr([start, stop])} is empty: stop is exclusive, "
-                             f"like Python's range; write {reprlib.repr([start, start + 1])} for "
-                             f"the single value {reprlib.repr(start)}")
+            raise ValueError(f"range {reprlib.repr([start, stop])} is empty: stop must be greater "
+                             "than start, as it is exclusive like Python's range ([3, 4] is the "
+                             "single value 3)")
         return self
 
     def size(self) -> int:

@@ -179,10 +179,16 @@ def _grid_size_problems(model: CampaignModel, source: str) -> list[Problem]:
     total, cap = math.prod(sizes.values()), model.resources.max_cells
     if total <= cap:
         return []
-    product = " × ".join(f"{n:,} {a}" for a, n in sizes.items())
-    return [problem("grid", f"the grid has {total:,} cells ({product}), more than max_cells = "
-                            f"{cap:,}: shrink the grid, or raise the cap with [resources] "
-                            f"max_cells = {total}", source)]
+    product = " × ".join(f"{_count(n)} {a}" for a, n in sizes.items())
+    raise_cap = f", or raise the cap with [resources] max_cells = {total}" \
+        if total < 10 ** 15 else ""
+    return [problem("grid", f"the grid has {_count(total)} cells ({product}), more than "
+                            f"max_cells = {cap:,}: shrink the grid{raise_cap}", source)]
+
+
+def _count(n: int) -> str:
+    """12,000 or, for absurd counts, about 10^400."""
+    return f"{n:,}" if n < 10 ** 15 else f"about 10^{len(str(n)) - 1}"
 
 
 def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:

@@ -180,7 +180,7 @@ BAD_INPUTS = {
     "no flow section": (lambda d: d.pop("flow"), "flow", "with a budget"),
     "no width": (lambda d: d["grid"].pop("width"), "grid.width", "add width = ["),
     "empty range": (lambda d: d["grid"].update(seed={"range": [3, 3]}), "grid.seed",
-                    "stop is exclusive"),
+                    "stop must be greater than start"),
     "negative seeds": (lambda d: d["grid"].update(seed={"range": [-2, 3]}),
                        "grid.seed.range[0]", "non-negative integer"),
     "logspace on an integer axis": (lambda d: d["grid"].update(width={"logspace": [1, 3, 3]}),
@@ -321,12 +321,14 @@ FIELD_PATHS = ["name", "description"] + SECTIONS + [
     for key in getattr(CampaignModel.model_fields[section].annotation, "model_fields", {})]
 HUGE = st.sampled_from([{"range": [0, 10 ** 9]}, {"logspace": [-2, 4, 10 ** 12]},
                         {"geomspace": [1, 10 ** 6, 10 ** 9]}, list(range(200_000))])
+FORM = st.builds(lambda key, args: {key: args}, st.sampled_from(["range", "logspace", "geomspace"]),
+                 st.lists(st.one_of(LEAF, OUT_OF_RANGE, st.integers(-3, 3)), max_size=4))
 MUTATION = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(FIELD_PATHS), st.one_of(JUNK, OUT_OF_RANGE)),
     st.tuples(st.just("delete"), st.sampled_from(FIELD_PATHS), st.none()),
     st.tuples(st.just("set"), st.sampled_from(SECTIONS).map(lambda s: s + "."), JUNK),
     st.tuples(st.just("set"), st.sampled_from(["grid.width", "grid.alpha_tilde", "grid.seed",
-                                               "grid.train_size"]), HUGE),
+                                               "grid.train_size"]), HUGE | FORM),
     st.tuples(st.just("set"), st.just("name"), st.sampled_from(TRAVERSAL)),
 )
 WRITES = []   # file-system changes seen while parsing (an audit hook fills it when armed)
@@ -388,3 +390,25 @@ def test_malformed_specs_give_only_spec_errors_that_name_a_field(mutations, salt
         armed, *seen = WRITES
         WRITES.clear()
     assert armed is True and seen == [], seen
+
+
+EDGE_ARGS = [0, 1, -1, 2, 10 ** 400, 1e300, 0.5]
+
+
+@pytest.mark.parametrize("axis_name", ["width", "alpha_tilde", "seed"])
+def test_every_form_with_edge_numbers_gives_values_or_a_spec_error(axis_name):
+    """Exhaustive over small argument lists, where the property test only samples."""
+    for key in ("range", "logspace", "geomspace"):
+        for n_args in (2, 3):
+            for args in itertools.product(EDGE_ARGS, repeat=n_args):
+                try:
+                    spec = parse(lambda d: d["grid"].update({axis_name: {key: list(args)}}))
+                except SpecError as error:
+                    assert all(p.path.startswith(f"grid.{axis_name}") or p.path == "grid"
+                               for p in error.problems)
+                    assert all(len(p.message) < 300 for p in error.problems)
+                else:
+                    got = getattr(spec.grid, axis_name)
+                    assert got and len(set(got)) == len(got)
+                    low = 0 if axis_name == "seed" else math.ulp(0.0)   # seeds ≥ 0, others > 0
+                    assert all(math.isfinite(v) and v >= low for v in got)
