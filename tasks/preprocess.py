@@ -32,7 +32,7 @@ def centre_and_normalise(pixels: torch.Tensor) -> torch.Tensor:
     """x_μ ← √D (x_μ − x̄) / ‖x_μ − x̄‖, x̄ the per-pixel mean over the pool.
 
     pixels: [N, D] -> [N, D] float64 (a new tensor, the input is left alone)."""
-    x = pixels.to(torch.float64).clone()                                  # [N, D]
+    x = pixels.to(torch.float64, copy=True)                               # [N, D]
     x -= x.mean(dim=0)
     norms = x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     x *= math.sqrt(x.shape[1]) / norms
@@ -74,9 +74,9 @@ def class_counts(offset: int, size: int, n_classes: int) -> list[int]:
     return [upto(offset + size, k) - upto(offset, k) for k in range(n_classes)]
 
 
-def round_robin_order(offset: int, size: int, n_classes: int) -> list[int]:
-    """Class of each position of a set (its examples are listed in this order)."""
-    return [(offset + j) % n_classes for j in range(size)]
+def round_robin_order(offset: int, size: int, n_classes: int) -> torch.Tensor:
+    """Class of each position of a set, [size] long (its examples are listed in this order)."""
+    return torch.arange(offset, offset + size) % n_classes
 
 
 def balanced_split(classes: torch.Tensor, sizes: Sequence[int],
@@ -98,15 +98,9 @@ def balanced_split(classes: torch.Tensor, sizes: Sequence[int],
             permuted = remaining[k][torch.randperm(len(remaining[k]), generator=generator)]
             picked.append(permuted[:count])
             remaining[k] = torch.sort(permuted[count:]).values   # keep later draws order-free
-        sets.append(_interleave(picked, offset, size, n_classes))
+        order, chosen = round_robin_order(offset, size, n_classes), torch.empty(size, dtype=torch.long)
+        for k in range(n_classes):
+            chosen[order == k] = picked[k]
+        sets.append(chosen)
         offset += size
     return sets
-
-
-def _interleave(picked: list[torch.Tensor], offset: int, size: int, n_classes: int) -> torch.Tensor:
-    cursor = [0] * n_classes
-    order = []
-    for k in round_robin_order(offset, size, n_classes):
-        order.append(picked[k][cursor[k]])
-        cursor[k] += 1
-    return torch.stack(order) if order else torch.zeros(0, dtype=torch.long)

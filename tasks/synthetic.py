@@ -76,7 +76,7 @@ def synthetic_set(name: str, d: int, offset: int, size: int,
     offset + j holds class (offset + j) mod 2)."""
     if d < 1:
         raise ValueError(f"dimension must be >= 1 for {name!r}, got {d}")
-    order = torch.tensor(round_robin_order(offset, size, 2), dtype=torch.long)
+    order = round_robin_order(offset, size, 2)
     if name == "random-labels":
         return torch.randn(size, d, generator=generator, dtype=torch.float64), order
     classify = {"stripe": stripe_classes, "sphere": sphere_classes}[name]

