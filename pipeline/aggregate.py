@@ -3,8 +3,9 @@
 Pure functions DataFrame -> DataFrame, then `aggregate_campaign`, the thin I/O
 wrapper that reads a campaign's tables and writes `ensembles` and `boundaries`.
 
-Per grid point (width, alpha_tilde, train_size, + any other swept axis), over the
-done cells (seeds) s = 1..M with test outputs f_s(x) and labels y(x):
+Per grid point (width, alpha_tilde, train_size and every other grid / settings column,
+constant or swept: GRID_AXES), over the done cells (seeds) s = 1..M with test outputs
+f_s(x) and labels y(x):
     ensemble_test_error = mean_x [ y(x)·⟨f⟩(x) <= 0 ],   ⟨f⟩ = (1/M) Σ_s f_s
     fluctuation         = (1/M) Σ_s sqrt(mean_x (f_s(x) − ⟨f⟩(x))²)   (NaN if M < 2)
     ntk_change          = exp(mean_s log ‖ΔΘ‖/‖Θ₀‖)  over seeds where it is finite.
@@ -21,19 +22,22 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from scipy import stats
 
-from pipeline.boundaries import BOUNDARY_COLUMNS, boundaries_table, order_columns
+import results_schema as rs
+from pipeline.boundaries import boundaries_table, order_columns
+from results_schema.aggregates import AGGREGATE_TABLES
+from results_schema.tables import SETTINGS
 
-BASE_AXES = ("width", "alpha_tilde", "train_size")
-EXTRA_AXES = ("depth", "dataset", "dimension", "arch", "activation", "activation_beta", "bias",
-              "loss", "loss_beta", "test_size", "train_seed", "test_seed",
-              "max_steps", "max_time", "max_wall_seconds")
+# Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
+GRID_AXES = ("width", "alpha_tilde", "train_size", "depth", *(f.name for f in SETTINGS))
 ENSEMBLE_METRICS = ("n_seeds", "n_params", "fitted_fraction", "mean_test_error",
                     "ensemble_test_error", "fluctuation", "ntk_change", "mean_train_loss",
                     "mean_n_unsatisfied")
+ENSEMBLE_VALUES = ("alpha", *ENSEMBLE_METRICS)     # the non-axis columns of ensembles
 LEARNING_CURVE_METRICS = ("ensemble_test_error", "mean_test_error")
 
 
@@ -43,11 +47,9 @@ def done_cells(cells: pd.DataFrame) -> pd.DataFrame:
     return done.drop_duplicates("cell_id", keep="last").reset_index(drop=True)
 
 
-def swept_axes(cells: pd.DataFrame) -> list[str]:
-    """The grouping axes: BASE_AXES, plus each EXTRA_AXES column that takes more
-    than one value among `cells` (e.g. depth, or max_steps when budgets differ)."""
-    extra = [a for a in EXTRA_AXES if a in cells and cells[a].nunique(dropna=False) > 1]
-    return list(BASE_AXES) + extra
+def grid_axes(cells: pd.DataFrame) -> list[str]:
+    """The GRID_AXES columns present in `cells`: what ensembles group by."""
+    return [a for a in GRID_AXES if a in cells]
 
 
 def geometric_mean(values: Sequence[float]) -> float:
@@ -78,17 +80,18 @@ def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.Data
 
 def ensemble_table(cells: pd.DataFrame, predictions: pd.DataFrame | None,
                    axes: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per grid point over the done cells' seeds: axes + ENSEMBLE_METRICS.
+    """One row per grid point over the done cells' seeds: axes, alpha, ENSEMBLE_METRICS.
 
     Cells without predictions rows contribute to every column except
     ensemble_test_error and fluctuation (NaN when no seed has predictions)."""
     done = done_cells(cells)
-    axes = list(axes) if axes is not None else swept_axes(done)
+    axes = list(axes) if axes is not None else grid_axes(done)
     done = done.assign(group=done.groupby(axes, dropna=False, sort=True).ngroup(),
                        fitted=done["fitted"].astype(float))
     grouped = done.groupby("group")
     table = grouped[axes].first()
     table = table.assign(
+        alpha=grouped["alpha"].first() if "alpha" in done else np.nan,
         n_seeds=grouped.size(), n_params=grouped["n_params"].first(),
         fitted_fraction=grouped["fitted"].mean(),
         mean_test_error=grouped["test_error"].mean(),
@@ -98,7 +101,7 @@ def ensemble_table(cells: pd.DataFrame, predictions: pd.DataFrame | None,
     outputs = (_output_statistics(done, predictions) if predictions is not None
                else pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float))
     table = table.join(outputs, how="left")
-    return table[axes + list(ENSEMBLE_METRICS)].reset_index(drop=True)
+    return table[axes + ["alpha", *ENSEMBLE_METRICS]].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -160,34 +163,50 @@ def campaign_path(campaign: str, table: str) -> tuple[pafs.FileSystem, str]:
     return fs, f"{root.rstrip('/')}/{table}"
 
 
+def _schema(table: str) -> pa.Schema | None:
+    return {**rs.TABLES, **AGGREGATE_TABLES}.get(table)
+
+
 def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
-    """A campaign table as a DataFrame (hive partition keys decoded to plain
-    values), or None if the table does not exist yet."""
+    """A campaign table (a directory of Parquet files, or a single .parquet file) as a
+    DataFrame read with its results_schema schema (files written before a column
+    existed read it as null), or None if the table does not exist yet."""
     fs, path = campaign_path(campaign, table)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
-    frame = pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None).to_pandas()
-    for name in frame.columns:
-        if isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].astype(frame[name].cat.categories.dtype)
-    return frame
+    schema = _schema(table.removesuffix(".parquet"))
+    dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)
+    return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
 
 
 def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
-    """Write `frame` as <campaign>/<table>/part-0.parquet atomically: a dot-prefixed
-    temp name (ignored by Parquet dataset readers) renamed over the target."""
+    """Write `frame` as <campaign>/<table>/part-0.parquet, cast to the table's schema
+    (missing columns null), atomically: a dot-prefixed temp name, which dataset
+    readers skip, renamed over the target."""
+    schema = _schema(table)
+    if schema is not None:
+        frame = frame.reindex(columns=schema.names)
+    arrow = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     fs, path = campaign_path(campaign, table)
     fs.create_dir(path, recursive=True)
     target, temp = f"{path}/part-0.parquet", f"{path}/.part-0.{uuid.uuid4().hex}.tmp"
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), temp, filesystem=fs)
+    pq.write_table(arrow, temp, filesystem=fs)
     fs.move(temp, target)
     return target
+
+
+def pending_cells(campaign: str, cells: pd.DataFrame) -> int:
+    """Cells of the manifest without a cells record yet (queued or running)."""
+    manifest = read_table(campaign, "manifest.parquet", ["cell_id"])
+    if manifest is None:
+        return 0
+    return int((~manifest["cell_id"].isin(cells["cell_id"])).sum())
 
 
 @dataclass(frozen=True)
 class AggregateReport:
     """What `aggregate_campaign` did: cells used (done), skipped (failed), pending
-    (any other status), rows and paths written."""
+    (in the manifest, not finished yet), rows and paths written."""
 
     campaign: str
     cells_used: int
@@ -209,7 +228,7 @@ def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
     """(ensembles, boundaries) of a campaign's raw tables; learning-curve exponents
     are rows of boundaries (boundary == "learning_curve")."""
     done = done_cells(cells)
-    axes = swept_axes(done)
+    axes = grid_axes(done)
     ensembles = ensemble_table(done, predictions, axes)
     if done.empty:
         return ensembles, order_columns(pd.DataFrame())
@@ -224,16 +243,20 @@ def aggregate_campaign(campaign: str) -> AggregateReport:
     """Recompute and write <campaign>/ensembles and <campaign>/boundaries from the
     cells done so far (works while a campaign runs or after some cells failed)."""
     cells = read_table(campaign, "cells")
-    if cells is None or cells.empty:
-        return AggregateReport(campaign, 0, 0, 0, 0, 0, ())
-    status = cells.drop_duplicates("cell_id", keep="last")["status"]
-    ids = set(done_cells(cells)["cell_id"])
-    predictions = read_table(campaign, "predictions")
-    measurements = read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"])
+    if cells is None:
+        cells = pd.DataFrame({"cell_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
+    pending = pending_cells(campaign, cells)
+    done = done_cells(cells)
+    failed = int((cells.drop_duplicates("cell_id", keep="last")["status"] == "failed").sum())
+    if done.empty:
+        return AggregateReport(campaign, 0, failed, pending, 0, 0, ())
+    ids = set(done["cell_id"])
     keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
-    ensembles, boundaries = aggregate_tables(cells, keep(predictions), keep(measurements))
+    predictions = keep(read_table(campaign, "predictions",
+                                  ["cell_id", "test_index", "test_output", "test_label"]))
+    measurements = keep(read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"]))
+    ensembles, boundaries = aggregate_tables(done, predictions, measurements)
     written = (write_table(campaign, "ensembles", ensembles),
                write_table(campaign, "boundaries", boundaries))
-    return AggregateReport(campaign, int((status == "done").sum()), int((status == "failed").sum()),
-                           int((~status.isin(["done", "failed"])).sum()),
-                           len(ensembles), len(boundaries), written)
+    return AggregateReport(campaign, len(done), failed, pending, len(ensembles),
+                           len(boundaries), written)

@@ -153,21 +153,29 @@ def jamming_line(cells: pd.DataFrame, axes: Sequence[str],
     return pd.DataFrame(rows)
 
 
+def _matching(frame: pd.DataFrame, coords: dict) -> np.ndarray:
+    """Rows of `frame` equal to `coords` on every key (null matches null)."""
+    mask = np.ones(len(frame), bool)
+    for axis, value in coords.items():
+        column = frame[axis]
+        mask &= (column.isna() if pd.isna(value) else column == value).to_numpy()
+    return mask
+
+
 def n_star(jamming: pd.DataFrame, cells: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     """N*(P): for each jamming row, the parameter count at h*, interpolated log-log
     between the bracketing widths' n_params. Empty unless train_size is swept."""
     if jamming.empty or "train_size" not in axes or cells["train_size"].nunique() < 2:
         return pd.DataFrame()
-    keys = [a for a in axes if a not in BUDGET_AXES]
-    n_params = cells.groupby(keys, dropna=False)["n_params"].first()
+    fixed = [a for a in axes if a != "width" and a not in BUDGET_AXES]
     rows = []
     for _, row in jamming.iterrows():
-        coords = {a: row[a] for a in keys if a != "width"}
+        coords = {a: row[a] for a in fixed}
+        same = cells.loc[_matching(cells, coords)]
 
         def count(width: float) -> float:
-            if not np.isfinite(width):
-                return math.nan
-            return float(n_params.loc[tuple({**coords, "width": width}[a] for a in keys)])
+            at = same.loc[same["width"] == width, "n_params"]
+            return float(at.iloc[0]) if np.isfinite(width) and len(at) else math.nan
 
         lo, hi = count(row["lower"]), count(row["upper"])
         value = math.nan

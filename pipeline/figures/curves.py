@@ -53,6 +53,8 @@ def regimes(data: CampaignData) -> Figure:
     where = data.slice()
     ens = where.select(data.ensembles)
     _need(ens, "alpha_tilde", "regimes")
+    if not np.isfinite(ens["ensemble_test_error"].to_numpy(float)).any():
+        raise SkipFigure("regimes needs the ensemble test error (predictions table missing)")
     fitted = ens.groupby("width")["fitted_fraction"].min() >= 0.5
     widths = spread(fitted.index[fitted] if fitted.any() else fitted.index, MAX_LINES)
     crossover = data.boundary("crossover", where)

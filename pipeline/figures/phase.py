@@ -55,6 +55,8 @@ def _draw_crossover(ax, rows: pd.DataFrame) -> None:
     """Iso-lines of ‖ΔΘ‖/‖Θ₀‖: c = 1 solid, other levels dashed, each labelled at its
     right end."""
     dashed_labelled = False
+    if rows.empty:
+        return
     for level, line in rows.groupby("level"):
         line = line.loc[np.isfinite(line["value"])].sort_values("width")
         if line.empty:
@@ -73,6 +75,8 @@ def _draw_crossover(ax, rows: pd.DataFrame) -> None:
 
 
 def _draw_jamming(ax, rows: pd.DataFrame) -> None:
+    if rows.empty:
+        return
     budgets = sorted(rows["budget_steps"].unique())
     colours = matplotlib.colormaps["autumn"](np.linspace(0.0, 0.75, len(budgets)))
     for budget, colour in zip(budgets, colours):

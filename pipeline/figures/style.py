@@ -12,7 +12,7 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from pipeline.aggregate import ENSEMBLE_METRICS
+from pipeline.aggregate import ENSEMBLE_VALUES
 
 LABELS = {
     "width": r"width $h$",
@@ -102,7 +102,7 @@ class Slice:
 def main_slice(ensembles: pd.DataFrame, free: Sequence[str] = ("width", "alpha_tilde")) -> Slice:
     """Fix every ensembles axis except `free`: P and h at their largest, others at
     their first value."""
-    axes = [c for c in ensembles.columns if c not in ENSEMBLE_METRICS and c not in free]
+    axes = [c for c in ensembles.columns if c not in ENSEMBLE_VALUES and c not in free]
     coords, parts = {}, []
     for axis in axes:
         values = ensembles[axis].dropna()
