@@ -152,6 +152,10 @@ def _synthetic_sets(spec: DataSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def load_task(spec: DataSpec, dtype: torch.dtype = torch.float64) -> Task:
     """The test, kernel and train sets of `spec` (x: [n, spec.dimension], y: [n] = ±1).
 
+    The test set depends only on (dataset, dimension, test_size, test_seed); with the
+    same seeds and other sizes, a larger train_size extends the smaller training set
+    (nested sets, as learning curves want).
+
     Raises ValueError for an unknown dataset name or a bad dimension,
     DatasetNotFoundError if the files are absent, DatasetTooSmallError if
     test_size + kernel_size + train_size exceed dataset_size()."""

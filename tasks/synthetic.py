@@ -11,8 +11,9 @@ tasks, and the reference code's convention: its boolean label False -> +1):
                   (the reference used the Wilson–Hilferty approximation of it).
   random-labels   labels independent of x (for the linear N*(P) of jamming).
 
-Sets are balanced by stratified rejection: draw x in chunks, keep the first
-examples of each class until each class has its quota.
+Sets are balanced by stratified rejection: draw x in fixed chunks, keep the first
+examples of each class until each class has its quota. As for images, a larger
+train_size with the same seed extends the smaller training set.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tasks.preprocess import class_counts, round_robin_order
 
 SYNTHETIC_DATASETS = ("stripe", "sphere", "random-labels")
 STRIPE_INTERVAL = (-0.3, 1.18549)
+CHUNK_ROWS = 1024          # Gaussian points drawn at a time
 
 
 def stripe_classes(x: torch.Tensor) -> torch.Tensor:
@@ -52,13 +54,18 @@ def sphere_classes(x: torch.Tensor) -> torch.Tensor:
     return (x.norm(dim=1) >= sphere_radius(x.shape[1])).long()
 
 
+def _gaussian_chunk(d: int, generator: torch.Generator) -> torch.Tensor:
+    """Next CHUNK_ROWS points of the set's stream. A fixed chunk size makes the stream
+    independent of the set size, so a larger set extends a smaller one (nested sets)."""
+    return torch.randn(CHUNK_ROWS, d, generator=generator, dtype=torch.float64)
+
+
 def _stratified(classify, counts: list[int], d: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Per class k, counts[k] Gaussian points [counts[k], d] whose class is k."""
+    """Per class k, the first counts[k] points of the stream whose class is k: [counts[k], d]."""
     kept = [[] for _ in counts]
     missing = list(counts)
-    chunk = max(64, 2 * sum(counts))
     while any(missing):
-        x = torch.randn(chunk, d, generator=generator, dtype=torch.float64)
+        x = _gaussian_chunk(d, generator)
         classes = classify(x)
         for k, need in enumerate(missing):
             if need:
@@ -78,7 +85,8 @@ def synthetic_set(name: str, d: int, offset: int, size: int,
         raise ValueError(f"dimension must be >= 1 for {name!r}, got {d}")
     order = round_robin_order(offset, size, 2)
     if name == "random-labels":
-        return torch.randn(size, d, generator=generator, dtype=torch.float64), order
+        chunks = [_gaussian_chunk(d, generator) for _ in range(-(-size // CHUNK_ROWS))]
+        return torch.cat(chunks or [torch.zeros(0, d, dtype=torch.float64)])[:size], order
     classify = {"stripe": stripe_classes, "sphere": sphere_classes}[name]
     per_class = _stratified(classify, class_counts(offset, size, 2), d, generator)
     x = torch.zeros(size, d, dtype=torch.float64)

@@ -307,12 +307,16 @@ def test_random_labels_are_balanced_and_independent_gaussians():
     assert correlation.abs().max() < 0.1
 
 
-def test_synthetic_sets_come_from_their_own_seeds():
-    base = DataSpec(dataset="stripe", dimension=3, test_seed=4, kernel_seed=4, train_seed=4)
+@pytest.mark.parametrize("name", ["stripe", "sphere", "random-labels"])
+def test_synthetic_sets_come_from_their_own_seeds_and_nest(name):
+    base = DataSpec(dataset=name, dimension=3, test_seed=4, kernel_seed=4, train_seed=4)
     task = load_task(base)
     assert not torch.equal(task.x_test[:50], task.x_train[:50])             # equal seeds, distinct sets
     moved = load_task(dataclasses.replace(base, train_seed=5, train_size=99))
     assert torch.equal(task.x_test, moved.x_test) and torch.equal(task.x_kernel, moved.x_kernel)
+    assert not torch.equal(task.x_train[:99], moved.x_train)
+    bigger = load_task(dataclasses.replace(base, train_size=3000))           # crosses chunk bounds
+    assert torch.equal(task.x_train, bigger.x_train[:256]) and torch.equal(task.y_train, bigger.y_train[:256])
 
 
 # ---------- errors ----------
