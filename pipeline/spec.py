@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from pipeline import grid
 from pipeline.grid import AXES
 from pipeline.spec_errors import Problem, SpecError, problem, show, translate
-from pipeline.spec_schema import AXIS_HOMES, CampaignModel, Resources
+from pipeline.spec_schema import (AXIS_HOMES, REFINE_LEVELS, CampaignModel, Refinement,
+                                   RefineSection, Resources)
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
 
 __all__ = ["CampaignSpec", "Grid", "Problem", "Resources", "SpecError", "check_against_data",
@@ -66,6 +67,7 @@ class CampaignSpec:
     resources: Resources
     description: str = ""
     source_path: str | None = None   # the TOML it came from, if any
+    refine: Refinement | None = None  # [refine]: refine a boundary after the coarse grid
 
     @property
     def swept(self) -> tuple[str, ...]:
@@ -101,7 +103,8 @@ class CampaignSpec:
                 "loss": _set_fields(self.loss), "flow": _set_fields(self.flow),
                 "observables": _set_fields(self.observables),
                 "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
-                "resources": _set_fields(self.resources)}
+                "resources": _set_fields(self.resources),
+                **({"refine": _set_fields(self.refine)} if self.refine else {})}
 
 
 def _set_fields(spec: Any, drop: set[str] = frozenset()) -> dict[str, Any]:
@@ -144,7 +147,7 @@ def parse_campaign(data: Mapping[str, Any], source: str = "<spec>", *,
     except ValidationError as err:
         problems += [translate(e, source) for e in err.errors(include_url=False)]
         raise SpecError(problems, source) from None
-    problems += _grid_size_problems(model, source)
+    problems += _grid_size_problems(model, source) + _refine_problems(model, source)
     if problems:
         raise SpecError(problems, source)
     return _build(model, base_dir)
@@ -186,6 +189,18 @@ def _grid_size_problems(model: CampaignModel, source: str) -> list[Problem]:
                             f"max_cells = {cap:,}: shrink the grid{raise_cap}", source)]
 
 
+def _refine_problems(model: CampaignModel, source: str) -> list[Problem]:
+    """[refine] max_cells counts the coarse grid too, so it must leave room to refine."""
+    cap = model.refine.max_cells if model.refine is not None else None
+    total = math.prod(grid.size(v) for a in AXES if (v := getattr(model.grid, a)) is not None)
+    if cap is None or cap > total:
+        return []
+    return [problem("refine.max_cells", f"max_cells counts every cell of the campaign, the "
+                                        f"coarse grid's {_count(total)} included, so {cap:,} "
+                                        f"leaves none to refine with: raise it above {total:,}",
+                    source)]
+
+
 def _count(n: int) -> str:
     """12,000 or, for absurd counts, about 10^400."""
     return f"{n:,}" if n < 10 ** 15 else f"about 10^{len(str(n)) - 1}"
@@ -205,7 +220,16 @@ def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
         model=ModelSpec(**arch), loss=LossSpec(**model.loss.model_dump()),
         flow=FlowSpec(**model.flow.model_dump()),
         observables=ObservableSpec(**model.observables.model_dump()),
-        grid=Grid(**axes), resources=Resources(**model.resources.model_dump()))
+        grid=Grid(**axes), resources=Resources(**model.resources.model_dump()),
+        refine=_refinement(model.refine))
+
+
+def _refinement(section: RefineSection | None) -> Refinement | None:
+    """The frozen [refine] with the boundary's default level filled in."""
+    if section is None:
+        return None
+    level = section.level if section.level is not None else REFINE_LEVELS[section.boundary]
+    return Refinement(section.boundary, level, section.tolerance, section.max_cells)
 
 
 def _resolve_dir(path: str | None, base_dir: str | Path | None) -> str | None:

@@ -100,8 +100,6 @@ def _unknown_key(names: list[str], key: Any) -> str:
     if key in grid.AXES and section != "grid":
         return (f"{key} is a grid axis: sweep it in [grid] as {key} = [...]"
                 + (f" (or fix it in [{AXIS_HOMES[key]}])" if key in AXIS_HOMES else ""))
-    if section == "refine":
-        return f"[refine] is reserved for adaptive refinement and takes no keys yet; remove {key}"
     model = _model_at(names)
     valid = sorted(model.model_fields) if model else [names[-1]] if names else []
     where = f"in [{'.'.join(names)}]" if names else "at the top level"

@@ -162,8 +162,37 @@ class ResourcesSection(Section):
         return self
 
 
+REFINE_BOUNDARIES = ("crossover", "jamming")
+REFINE_LEVELS = {"crossover": 1.0, "jamming": 0.5}   # default level of each boundary
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Adaptive refinement of one phase boundary (pipeline/refine.py): grid points are added
+    by bisection until every boundary point is bracketed within a factor `tolerance`, or
+    the campaign holds `max_cells` cells, coarse grid included (None: no cap but
+    [resources] max_cells)."""
+
+    boundary: str               # crossover: ntk_change = level; jamming: fitted fraction = level
+    level: float                # c of the crossover, or the fitted fraction of jamming (½)
+    tolerance: float = 1.25     # resolved when upper/lower ≤ tolerance (or adjacent widths)
+    max_cells: int | None = None
+
+
 class RefineSection(Section):
-    """Reserved for adaptive refinement of the boundaries; takes no keys yet."""
+    """[refine]: `phasegrid run` does the coarse grid, then refines this boundary."""
+
+    boundary: one_of(REFINE_BOUNDARIES)
+    level: PositiveNumber | None = None
+    tolerance: Factor = Refinement.tolerance
+    max_cells: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _jamming_level_is_a_fraction(self) -> "RefineSection":
+        if self.boundary == "jamming" and self.level is not None and self.level >= 1:
+            raise ValueError(f"the jamming level is a fraction of seeds fitted, below 1, got "
+                             f"level = {self.level}: use 0.5 (half the seeds fitted)")
+        return self
 
 
 class CampaignModel(Section):
@@ -191,4 +220,5 @@ REQUIRED_HINTS = {
     "grid.width": "add width = [8, 32, 128] to [grid] (width has no fixed default)",
     "grid.alpha_tilde": "add alpha_tilde = {logspace = [-2, 4, 7]} or a list to [grid]",
     "grid.seed": "add seed = {range = [0, 10]} or a list such as [0] to [grid]",
+    "refine.boundary": 'add boundary = "crossover" (or "jamming") to [refine]',
 }

@@ -192,8 +192,8 @@ BAD_INPUTS = {
     "section not a table": (lambda d: d.update(loss=5), "loss", "must be a table"),
     "fractional GPUs above one": (lambda d: d["resources"].update(gpus_per_task=1.5),
                                   "resources", "whole number"),
-    "refine not available yet": (lambda d: d.update(refine={"level": 1.0}), "refine.level",
-                                 "reserved"),
+    "misspelled refine key": (lambda d: d.update(refine={"boundary": "crossover", "levl": 1}),
+                              "refine.levl", "did you mean 'level'"),
 }
 
 
