@@ -135,21 +135,35 @@ def step_budgets(cells: pd.DataFrame, fractions: Sequence[float] = BUDGET_FRACTI
     return sorted(budgets)
 
 
+def _jamming_rows(known: pd.DataFrame, fixed: list[str], budget: float) -> list[dict]:
+    """One jamming row per combination of `fixed`, from the 0/1 column `fit`."""
+    rows = []
+    for coords, sub in _groups(known, fixed):
+        frac = sub.groupby("width")["fit"].mean()
+        crossing = locate_crossing(frac.index, frac.to_numpy(), JAMMING_LEVEL, log_x=True)
+        rows.append(_row("jamming", "fitted_fraction", JAMMING_LEVEL, "width", crossing,
+                         len(frac), coords, budget))
+    return rows
+
+
 def jamming_line(cells: pd.DataFrame, axes: Sequence[str],
                  measurements: pd.DataFrame | None = None,
                  fractions: Sequence[float] = BUDGET_FRACTIONS) -> pd.DataFrame:
     """Rows of h*(fixed axes, budget): the width where the fraction of done cells
-    fitted within the budget crosses 1/2 (log h). `cells` must hold done cells only."""
+    fitted within the budget crosses 1/2 (log h). `cells` must hold done cells only.
+
+    Step budgets come from `step_budgets`. When some cell stopped on a flow-time or
+    wall-clock budget, the line "as run" (each cell's own budgets, its `fitted`
+    column, split by the budget axes) is added with budget_steps = NaN."""
     fixed = [a for a in axes if a != "width" and a not in BUDGET_AXES]
     first = first_fit_step(cells, measurements)
     rows = []
     for budget in step_budgets(cells, fractions):
         known = cells.assign(fit=fitted_within(cells, first, budget)).dropna(subset=["fit"])
-        for coords, sub in _groups(known, fixed):
-            frac = sub.groupby("width")["fit"].mean()
-            crossing = locate_crossing(frac.index, frac.to_numpy(), JAMMING_LEVEL, log_x=True)
-            rows.append(_row("jamming", "fitted_fraction", JAMMING_LEVEL, "width", crossing,
-                             len(frac), coords, budget))
+        rows += _jamming_rows(known, fixed, budget)
+    if cells["stop_reason"].isin(("max_time", "max_wall")).any():
+        as_run = cells.assign(fit=cells["fitted"].astype(float))
+        rows += _jamming_rows(as_run, [a for a in axes if a != "width"], math.nan)
     return pd.DataFrame(rows)
 
 

@@ -50,7 +50,8 @@ BOUNDARIES = _schema("boundaries", "Phase boundaries located on the grid, long f
     _field("level", F64, "The level crossed: 0.5 (jamming, n_star), c (crossover); null for "
            "learning_curve."),
     _field("budget_steps", F64, "jamming / n_star: the step budget B; a cell counts as "
-           "fitted when N_Δ = 0 within B accepted steps. Null otherwise."),
+           "fitted when N_Δ = 0 within B accepted steps. Null on jamming / n_star rows: the "
+           "line as run (each cell's own flow-time / wall-clock budgets, its `fitted`)."),
     _field("along", STR, "The axis the value lies on: width, n_params, alpha_tilde, "
            "train_size (learning_curve)."),
     _field("value", F64, "h*, N*, α̃*, or β; null unless located (see status)."),

@@ -143,3 +143,15 @@ def test_crossover_line_per_width_from_geometric_mean_ntk_change():
         assert at.loc[0.1, "value"] == pytest.approx(10.0)
         assert at.loc[10.0, "value"] == pytest.approx(0.1)
         assert at.loc[0.01, "status"] == "above_grid" and math.isnan(at.loc[0.01, "value"])
+
+
+def test_time_budgets_add_the_jamming_line_as_run():
+    cells = _jamming_grid({10: [None, None], 20: [None, None], 40: [5, 5], 80: [5, 5]})
+    cells.loc[cells["width"] <= 20, ["stop_reason", "steps"]] = ["max_time", 30]
+    cells["max_time"] = 50.0
+    rows = jamming_line(cells, ["width", "alpha_tilde", "train_size", "max_time"])
+    as_run = rows.loc[rows["budget_steps"].isna()]
+    assert len(as_run) == 1 and as_run["value"].iloc[0] == pytest.approx(math.sqrt(800))
+    # at 1000 steps the time-stopped widths are unknown: the grid no longer brackets h*
+    at_1000 = rows.loc[rows["budget_steps"] == 1000].iloc[0]
+    assert (at_1000["status"], at_1000["n_points"]) == ("below_grid", 2)

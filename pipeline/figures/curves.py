@@ -26,7 +26,7 @@ def double_descent(data: CampaignData) -> Figure:
     where = data.slice()
     ens = where.select(data.ensembles)
     _need(ens, "width", "double_descent")
-    jamming = data.jamming_at_largest_budget(where)
+    jamming = data.jamming_as_run(where)
     alphas = spread(ens["alpha_tilde"], MAX_LINES)
     fig, (ax,) = new_figure(width=6.4)
     for alpha, colour in zip(alphas, line_colours(len(alphas))):

@@ -30,9 +30,10 @@ class CampaignData:
             return rows
         return where.select(rows.loc[rows["boundary"] == kind])
 
-    def jamming_at_largest_budget(self, where: Slice) -> pd.DataFrame:
-        """Jamming rows (one per α̃) at the largest step budget, located or not."""
+    def jamming_as_run(self, where: Slice) -> pd.DataFrame:
+        """Jamming rows (one per α̃) of the campaign's own budget: the line "as run"
+        when there is one, else the largest step budget."""
         rows = self.boundary("jamming", where)
-        if rows.empty:
-            return rows
+        if rows.empty or rows["budget_steps"].isna().any():
+            return rows.loc[rows["budget_steps"].isna()] if not rows.empty else rows
         return rows.loc[np.isclose(rows["budget_steps"], rows["budget_steps"].max())]

@@ -3,7 +3,6 @@ B: N_Δ/N vs final loss; C: H₀ spectrum at the cells nearest jamming;
 D: output fluctuations ‖f − ⟨f⟩‖ vs N with the fitted slope (expected −1/4)."""
 from __future__ import annotations
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
@@ -11,7 +10,7 @@ from matplotlib.figure import Figure
 
 from pipeline.aggregate import fit_log_log
 from pipeline.figures.data import CampaignData
-from pipeline.figures.style import (LABELS, SkipFigure, fmt, line_colours, log_axes,
+from pipeline.figures.style import (LABELS, SkipFigure, budget_lines, fmt, line_colours, log_axes,
                                     main_slice, new_figure, outside_legend, spread)
 
 MAX_LINES = 5
@@ -28,12 +27,10 @@ def _n_star_panel(ax, data: CampaignData, n_star: pd.DataFrame) -> None:
                         cmap="Blues", vmin=0, vmax=1, edgecolors="grey", s=25, zorder=2)
     ax.figure.colorbar(points, ax=ax, label="fraction of seeds fitted")
     rows = n_star.loc[n_star["alpha_tilde"] == alpha]
-    budgets = sorted(rows["budget_steps"].unique())
-    colours = matplotlib.colormaps["autumn"](np.linspace(0, 0.75, len(budgets)))
-    for budget, colour in zip(budgets, colours):
-        line = rows.loc[rows["budget_steps"] == budget].dropna(subset=["value"]).sort_values("train_size")
+    for budget, colour, line in budget_lines(rows):
+        line = line.dropna(subset=["value"]).sort_values("train_size")
         ax.plot(line["train_size"], line["value"], "-", color=colour, lw=2,
-                label=f"$N^*(P)$, {budget:.3g} steps")
+                label=f"$N^*(P)$, {budget}")
     p = np.geomspace(grid["train_size"].min(), grid["train_size"].max(), 10)
     ax.plot(p, p, ":", color="grey", label="$N = P$")
     log_axes(ax, x=True, y=True)

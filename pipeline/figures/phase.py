@@ -10,7 +10,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from pipeline.figures.data import CampaignData
-from pipeline.figures.style import ERROR_CMAP, HALO, LABELS, SkipFigure, fmt, log_axes, new_figure
+from pipeline.figures.style import ERROR_CMAP, budget_lines, HALO, LABELS, SkipFigure, fmt, log_axes, new_figure
 
 UNFITTED = (0.0, 0.0, 0.0, 1.0)      # black, as in the paper
 MISSING = (1.0, 1.0, 1.0, 0.0)       # grid points with no done cell: transparent
@@ -77,15 +77,13 @@ def _draw_crossover(ax, rows: pd.DataFrame) -> None:
 def _draw_jamming(ax, rows: pd.DataFrame) -> None:
     if rows.empty:
         return
-    budgets = sorted(rows["budget_steps"].unique())
-    colours = matplotlib.colormaps["autumn"](np.linspace(0.0, 0.75, len(budgets)))
-    for budget, colour in zip(budgets, colours):
-        line = rows.loc[(rows["budget_steps"] == budget) & np.isfinite(rows["value"])]
+    for budget, colour, line in budget_lines(rows):
+        line = line.loc[np.isfinite(line["value"])]
         line = line.sort_values("alpha_tilde")
         if line.empty:
             continue
         ax.plot(line["value"], line["alpha_tilde"], "-", color=colour, lw=2, marker="o", ms=3,
-                label=f"jamming, {budget:.3g} steps")
+                label=f"jamming, {budget}")
 
 
 def phase_diagram(data: CampaignData) -> Figure:

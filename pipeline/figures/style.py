@@ -69,6 +69,17 @@ def line_colours(n: int) -> list:
     return [matplotlib.colormaps[LINE_CMAP](v) for v in np.linspace(0.0, 0.8, max(n, 1))]
 
 
+def budget_lines(rows: pd.DataFrame) -> list[tuple[str, tuple, pd.DataFrame]]:
+    """(label, colour, rows) per step budget of jamming / n_star rows, smallest budget
+    first; budget_steps NaN is the line "as run" (flow-time or wall-clock budgets)."""
+    budgets = sorted(rows["budget_steps"].dropna().unique())
+    groups = [(f"{b:.3g} steps", rows.loc[rows["budget_steps"] == b]) for b in budgets]
+    if rows["budget_steps"].isna().any():
+        groups.append(("as run", rows.loc[rows["budget_steps"].isna()]))
+    colours = matplotlib.colormaps["autumn"](np.linspace(0.0, 0.75, max(len(groups), 1)))
+    return [(label, tuple(colour), sub) for (label, sub), colour in zip(groups, colours)]
+
+
 def spread(values: Sequence[float], k: int) -> list[float]:
     """At most k of the sorted unique values, evenly spaced in rank (ends kept)."""
     values = sorted(set(float(v) for v in values))
