@@ -239,6 +239,17 @@ def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
     return ensembles, boundaries
 
 
+def campaign_aggregates(campaign: str, done: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ensembles, boundaries) of the done cells `done`, reading only the columns of
+    predictions and measurements that aggregation needs."""
+    ids = set(done["cell_id"])
+    keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
+    predictions = keep(read_table(campaign, "predictions",
+                                  ["cell_id", "test_index", "test_output", "test_label"]))
+    measurements = keep(read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"]))
+    return aggregate_tables(done, predictions, measurements)
+
+
 def aggregate_campaign(campaign: str) -> AggregateReport:
     """Recompute and write <campaign>/ensembles and <campaign>/boundaries from the
     cells done so far (works while a campaign runs or after some cells failed)."""
@@ -250,12 +261,7 @@ def aggregate_campaign(campaign: str) -> AggregateReport:
     failed = int((cells.drop_duplicates("cell_id", keep="last")["status"] == "failed").sum())
     if done.empty:
         return AggregateReport(campaign, 0, failed, pending, 0, 0, ())
-    ids = set(done["cell_id"])
-    keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
-    predictions = keep(read_table(campaign, "predictions",
-                                  ["cell_id", "test_index", "test_output", "test_label"]))
-    measurements = keep(read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"]))
-    ensembles, boundaries = aggregate_tables(done, predictions, measurements)
+    ensembles, boundaries = campaign_aggregates(campaign, done)
     written = (write_table(campaign, "ensembles", ensembles),
                write_table(campaign, "boundaries", boundaries))
     return AggregateReport(campaign, len(done), failed, pending, len(ensembles),

@@ -14,7 +14,7 @@ from typing import Sequence
 import matplotlib
 from matplotlib.figure import Figure
 
-from pipeline.aggregate import aggregate_tables, campaign_path, done_cells, read_table
+from pipeline.aggregate import campaign_aggregates, campaign_path, done_cells, read_table
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import RC
 
@@ -41,13 +41,9 @@ def load_campaign_data(campaign: str) -> CampaignData | None:
     ensembles = read_table(campaign, "ensembles")
     boundaries = read_table(campaign, "boundaries")
     stale = ensembles is None or boundaries is None or ensembles["n_seeds"].sum() != len(done)
-    if stale:
-        ids = set(done["cell_id"])
-        predictions = read_table(campaign, "predictions")
-        measurements = read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"])
-        keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
-        ensembles, boundaries = aggregate_tables(done, keep(predictions), keep(measurements))
-    kernels = read_table(campaign, "kernels")
+    if stale:                   # never aggregated, or cells finished since: recompute
+        ensembles, boundaries = campaign_aggregates(campaign, done)
+    kernels = read_table(campaign, "kernels", ["cell_id", "h0_eigenvalues"])
     return CampaignData(done, ensembles, boundaries, kernels)
 
 

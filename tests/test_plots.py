@@ -16,7 +16,7 @@ from matplotlib.colors import Normalize
 from pipeline.aggregate import aggregate_campaign, ensemble_table
 from pipeline.figures import FIGURES, CampaignData, phase_colours
 from pipeline.figures.phase import phase_diagram
-from pipeline.plots import plot_campaign
+from pipeline.plots import load_campaign_data, plot_campaign
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDTHS = (8, 16, 32, 64, 128, 256)
@@ -179,3 +179,13 @@ def test_synthetic_campaign_has_the_constructed_phase_diagram(plotted):
     assert (cross["status"] == "bracketed").all()
     ensembles = ensemble_table(pd.read_parquet(root / "cells"), None)
     assert len(ensembles) == len(WIDTHS) * len(ALPHAS) * 3
+
+
+def test_figures_use_fresh_aggregates_when_cells_finished_after_aggregate(tmp_path):
+    synthetic_campaign(tmp_path, train_sizes=(128,), seeds=2)
+    aggregate_campaign(str(tmp_path))
+    cells = pd.read_parquet(tmp_path / "cells")
+    late = cells.loc[cells["status"] == "done"].head(1).assign(cell_id="late-1", seed=5)
+    pq.write_table(pa.Table.from_pandas(late, preserve_index=False), tmp_path / "cells" / "late.parquet")
+    data = load_campaign_data(str(tmp_path))
+    assert data.ensembles["n_seeds"].sum() == (cells["status"] == "done").sum() + 1
