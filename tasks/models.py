@@ -69,7 +69,7 @@ class FullyConnected(nn.Module):
         — the input of layer l+1 —, pre-activations [a_1, …, a_L] each [P, h])."""
         inputs, preacts = [x], []
         for l, (w, fan_in) in enumerate(zip(self.weights, self.fan_ins)):
-            a = inputs[-1] @ w.T / math.sqrt(fan_in)                # [P, fan_out]
+            a = inputs[-1] @ (w.T / math.sqrt(fan_in))              # [P, fan_out]
             if l == len(self.weights) - 1:
                 return a.squeeze(-1), inputs, preacts
             if self.biases is not None:

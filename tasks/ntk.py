@@ -44,7 +44,7 @@ def ntk_gram(model: nn.Module, x: Tensor, block_rows: int | None = None) -> Tens
     theta = torch.empty(n_points, n_points, dtype=x.dtype, device=x.device)
     for start in range(0, n_points, rows):
         block = slice(start, min(start + rows, n_points))
-        theta[block] = _gram_rows(model, inputs, signals, block)
+        _gram_rows(model, inputs, signals, block, out=theta[block])
     return theta
 
 
@@ -67,17 +67,17 @@ def _inputs_and_signals(model: FullyConnected, x: Tensor) -> tuple[list[Tensor],
 
 
 def _gram_rows(model: FullyConnected, inputs: list[Tensor], signals: list[Tensor],
-               rows: slice) -> Tensor:
-    """Rows `rows` of Θ = Σ_l (X_{l−1}X_{l−1}ᵀ/fan_in_l + c_b²[bias_l]) ⊙ D_l D_lᵀ: [rows, P]."""
-    theta = None
+               rows: slice, out: Tensor) -> None:
+    """Writes rows `rows` of Θ = Σ_l (X_{l−1}X_{l−1}ᵀ/fan_in_l + c_b²[bias_l]) ⊙ D_l D_lᵀ
+    into `out` [rows, P]; temporaries: two more [rows, P] matrices."""
     n_biased = len(model.biases) if model.biases is not None else 0
     for l, (X, D, fan_in) in enumerate(zip(inputs, signals, model.fan_ins)):
-        term = torch.mm(X[rows], X.T).div_(fan_in)                     # [rows, P]
+        term = torch.mm(X[rows], X.T, out=out if l == 0 else None).div_(fan_in)
         if l < n_biased:
             term.add_(model.bias_scale**2)
         term.mul_(torch.mm(D[rows], D.T))
-        theta = term if theta is None else theta.add_(term)
-    return theta
+        if l > 0:
+            out.add_(term)
 
 
 def ntk_gram_jacobian(model: nn.Module, x: Tensor) -> Tensor:

@@ -1,0 +1,1 @@
+"""Side-by-side performance benchmarks (not tests). Each module exposes `run() -> list[dict]`."""
