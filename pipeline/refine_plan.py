@@ -81,7 +81,7 @@ def _groups(frame: pd.DataFrame, keys: list[str]):
         yield dict(zip(keys, key if isinstance(key, tuple) else (key,))), sub
 
 
-def _matching(frame: pd.DataFrame, coords: dict) -> np.ndarray:
+def matching_rows(frame: pd.DataFrame, coords: dict) -> np.ndarray:
     """Rows of `frame` equal to `coords` on every key present (null matches null)."""
     mask = np.ones(len(frame), bool)
     for key, value in coords.items():
@@ -164,7 +164,7 @@ def bracket_status(ensembles: pd.DataFrame, target: Refinement,
     for coords, sub in _groups(ensembles, fixed):
         tried = sub[axis.along].to_numpy(float)
         if planned is not None and len(planned):
-            tried = np.concatenate([tried, planned.loc[_matching(planned, coords),
+            tried = np.concatenate([tried, planned.loc[matching_rows(planned, coords),
                                                        axis.along].to_numpy(float)])
         y = sub[axis.quantity].to_numpy(float)
         crossing = locate_crossing(sub[axis.along], y, target.level, increasing=axis.increasing,
