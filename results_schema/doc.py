@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from results_schema.tables import SCHEMA_VERSION, TABLES
+from results_schema.registry import TABLES
+from results_schema.tables import SCHEMA_VERSION
 
 INTRO = """\
 # Results schema (version {version})
@@ -23,6 +24,7 @@ A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI
 | `measurements/<cell_id>.parquet` | the cell's time series (done cells only) |
 | `predictions/<cell_id>.parquet` | the cell's final test outputs (done cells only) |
 | `kernels/<cell_id>.parquet` | the cell's NTK summary and H₀ spectrum (done cells only) |
+| `ensembles/`, `boundaries/` | aggregates over seeds and phase boundaries, rewritten by `phasegrid aggregate` |
 | `_live/<cell_id>/<attempt_id>/part-*.parquet` | measurements of running cells (streaming) |
 | `_pending/<cell_id>/` | a commit in progress; finished or discarded when the campaign is next opened |
 

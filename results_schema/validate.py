@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from results_schema.tables import TABLES
+from results_schema.registry import TABLES
 
 
 class SchemaError(ValueError):
