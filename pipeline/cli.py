@@ -1,0 +1,165 @@
+"""`phasegrid`: the command line (typer). Thin: parse, call a pipeline function, print.
+
+Commands: run, resume, status, data (list / locate / download). Other modules add
+commands by importing `app` and decorating, or by a line at the bottom of this file.
+Exit codes: 0 success, 1 runtime failure (Ray, store, lock), 2 bad input (invalid spec,
+no campaign at the path, unknown dataset), 130 interrupted.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Phase-diagram campaigns for deep learning: run a grid of trainings on "
+                       "Ray, store them in Parquet, resume, inspect.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: which are here, where, download.")
+app.add_typer(data_app, name="data")
+out, err = Console(), Console(stderr=True)
+
+Address = Annotated[Optional[str], typer.Option(
+    "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray here).")]
+Campaign = Annotated[str, typer.Argument(help="Campaign directory or URI, e.g. results/demo.")]
+
+
+def fail(message: str, code: int) -> None:
+    err.print(message, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _run_guarded(title: str, action) -> None:
+    """Run `action(progress)` under a progress bar, mapping known errors to exit codes."""
+    from pipeline.progress import CellProgress
+    from pipeline.ray_setup import RayConnectError
+    from pipeline.spec import SpecError
+    from pipeline.store import CampaignLockedError, CampaignNotFoundError
+    try:
+        with CellProgress(title, console=err) as progress:
+            summary = action(progress)
+    except (SpecError, CampaignNotFoundError) as error:
+        fail(f"error: {error}", 2)
+    except (CampaignLockedError, RayConnectError) as error:
+        fail(f"error: {error}", 1)
+    except KeyboardInterrupt:
+        fail(f"interrupted: finished cells are stored; continue with `phasegrid resume "
+             f"<campaign>`", 130)
+    out.print(summary.describe(), markup=False, highlight=False)
+    out.print(f"tables: {summary.campaign}/{{cells,measurements,predictions,kernels}} "
+              f"(pipeline.load_results({summary.campaign!r}))", markup=False, highlight=False)
+    if summary.failed:
+        out.print(f"{summary.failed} cells failed: `phasegrid status {summary.campaign}` "
+                  f"shows why, `phasegrid resume {summary.campaign}` re-runs them",
+                  markup=False, highlight=False)
+
+
+@app.command()
+def run(spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
+        store: Annotated[str, typer.Option("--store", help="Where campaigns live (a directory "
+                                           "or URI); the campaign is STORE/<name>.")] = "results",
+        address: Address = None) -> None:
+    """Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
+    new cells)."""
+    from pipeline.campaign import run_campaign
+    _run_guarded("cells", lambda progress: run_campaign(spec, store, address, progress))
+
+
+@app.command()
+def resume(campaign: Campaign, address: Address = None) -> None:
+    """Re-run the failed, interrupted and missing cells of a stored campaign."""
+    from pipeline.campaign import resume_campaign
+    _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress))
+
+
+@app.command()
+def status(campaign: Campaign,
+           live: Annotated[Optional[str], typer.Option(
+               "--live", help="Show the measurements streamed so far by this running cell "
+                              "(a cell_id or its prefix).")] = None) -> None:
+    """Done / failed / running / pending cells, and why cells failed."""
+    from pipeline.status import campaign_status
+    from pipeline.store import CampaignNotFoundError
+    try:
+        state = campaign_status(campaign)
+    except CampaignNotFoundError as error:
+        fail(f"error: {error}", 2)
+    counts = Table(title=campaign)
+    for column in ("cells", "done", "failed", "running", "pending"):
+        counts.add_column(column, justify="right")
+    counts.add_row(*(str(v) for v in (state.total, state.done, state.failed, state.running,
+                                      state.pending)))
+    out.print(counts)
+    if len(state.failures):
+        failures = Table(title="failed cells")
+        for column in state.failures.columns:
+            failures.add_column(column)
+        for row in state.failures.itertuples(index=False):
+            failures.add_row(*(str(v) for v in row))
+        out.print(failures)
+    if live is not None:
+        _print_live(campaign, live)
+
+
+def _print_live(campaign: str, cell: str) -> None:
+    from pipeline.store import ParquetStore
+    rows = ParquetStore.open(campaign).read_live().to_pandas()
+    rows = rows.loc[rows.cell_id.str.startswith(cell)]
+    if rows.empty:
+        fail(f"no live measurements for cell {cell!r}: it is not running (done cells are in "
+             f"{campaign}/measurements)", 1)
+    table = Table(title=f"live: cell {rows.cell_id.iloc[0]}, attempt {rows.attempt_id.iloc[0]}")
+    columns = ["step", "flow_time", "train_loss", "n_unsatisfied", "test_error", "wall_seconds"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows.sort_values("step")[columns].itertuples(index=False):
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)
+
+
+@data_app.command("list")
+def data_list(data_dir: Annotated[Optional[str], typer.Option(
+        "--data-dir", help="Look here first (else $PHASEGRID_DATA, the cache, system dirs).")]
+              = None) -> None:
+    """Which datasets are available here, from where, and how to get the others."""
+    from tasks.data import available_datasets
+    table = Table(title="datasets")
+    for column in ("name", "available", "source", "examples", "how to get it"):
+        table.add_column(column)
+    for info in available_datasets(data_dir):
+        table.add_row(info.name, "yes" if info.available else "no", info.source,
+                      "unlimited" if info.n_examples is None else str(info.n_examples),
+                      info.how_to_get)
+    out.print(table)
+
+
+@data_app.command("locate")
+def data_locate(name: str, data_dir: Annotated[Optional[str], typer.Option("--data-dir")]
+                = None) -> None:
+    """Where dataset NAME would be read from."""
+    from tasks.data import DatasetNotFoundError, locate_dataset
+    try:
+        out.print(locate_dataset(name, data_dir), markup=False, highlight=False)
+    except (DatasetNotFoundError, ValueError) as error:
+        fail(f"error: {error}", 2)
+
+
+@data_app.command("download")
+def data_download(name: str, dest: Annotated[Optional[str], typer.Option(
+        "--dest", help="Directory to download into (default: the phasegrid cache dir).")]
+                  = None) -> None:
+    """Download dataset NAME's canonical files (checksums verified) where phasegrid looks."""
+    from pipeline.download import download_dataset
+    from tasks.data_files import cache_dir
+    try:
+        report = download_dataset(name, dest or cache_dir())
+    except ValueError as error:
+        fail(f"error: {error}", 2)
+    except OSError as error:
+        fail(f"error: download of {name} failed ({error}); are you online?", 1)
+    out.print(f"{name}: {report.directory} (downloaded {len(report.downloaded)}, "
+              f"already there {len(report.present)})", markup=False, highlight=False)
+
+
+# Commands of other modules register here, e.g. `app.command("aggregate")(aggregate_command)`.

@@ -1,0 +1,102 @@
+"""Start or join Ray, working around the Ray 2.60 pitfalls measured here (design.md §3).
+
+- Embedded (no address): `ray.init(address="local")` always starts a fresh Ray inside this
+  process. Unlike `address=None` it never reads a stale `ray_current_cluster` file left in
+  Ray's temp dir (which makes `ray.init(num_cpus=...)` fail with "When connecting to an
+  existing cluster, num_cpus and num_gpus must not be provided"), so that file is left
+  alone. The dashboard is off and the node address is given as 127.0.0.1.
+- Cluster (`--address` or RAY_ADDRESS): Ray 2.60 clusters use token auth by default and
+  a client without `RAY_AUTH_MODE=token` is refused (it retries silently, then raises a
+  bare ConnectionError). When RAY_AUTH_MODE is unset and a token is available (the
+  RAY_AUTH_TOKEN variable or ~/.ray/auth_token, where `ray start` writes it), it is set
+  to "token" before ray is imported; a token client also joins a cluster started with
+  RAY_AUTH_MODE=disabled (measured). A failed connection raises RayConnectError saying so.
+- GPU tasks (pipeline/scheduler.py): `max_calls=0` (Ray's default for GPU tasks is 1, a
+  fresh worker process per task) and an explicit `num_cpus` (a GPU task otherwise also
+  takes one CPU).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+class RayConnectError(RuntimeError):
+    """Ray could not be started or joined; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class RaySession:
+    """The Ray this driver uses. `owned`: started by us (and shut down by `close`)."""
+
+    address: str
+    owned: bool
+
+    def close(self) -> None:
+        if self.owned:
+            import ray
+            ray.shutdown()
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster address to join: the argument, else $RAY_ADDRESS, else None (embedded)."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    return None if address in (None, "local") else address
+
+
+def _enable_token_auth() -> None:
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") \
+            or TOKEN_FILE.exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def connect_error(address: str, err: Exception) -> RayConnectError:
+    mode = os.environ.get("RAY_AUTH_MODE", "unset")
+    return RayConnectError(
+        f"could not connect to the Ray cluster at {address} ({type(err).__name__}: {err}). "
+        f"Check the address (`ray status --address {address}` on the head node). Ray 2.60 "
+        f"clusters use token auth by default (RAY_AUTH_MODE is {mode} here): export "
+        "RAY_AUTH_MODE=token and make the cluster's token available (RAY_AUTH_TOKEN, or "
+        f"copy the head node's ~/.ray/auth_token to {TOKEN_FILE}), or start the cluster "
+        "with RAY_AUTH_MODE=disabled on a trusted network. Without --address, phasegrid "
+        "runs on embedded Ray on this machine.")
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySession:
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start an embedded Ray with
+    `num_cpus` (default: this machine's CPU count). Reuses a Ray already initialised in
+    this process (then `owned` is False). Side effects: may set RAY_AUTH_MODE (see module)."""
+    address = resolve_address(address)
+    if address is not None:
+        _enable_token_auth()
+    import ray
+    if ray.is_initialized():
+        return RaySession(ray.get_runtime_context().gcs_address, owned=False)
+    common = dict(log_to_driver=False, logging_level=logging.WARNING,
+                  configure_logging=True, include_dashboard=False)
+    if address is None:
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                 _node_ip_address="127.0.0.1", **common)
+        return RaySession(ray.get_runtime_context().gcs_address, owned=True)
+    try:
+        ray.init(address=address, **{k: v for k, v in common.items()
+                                     if k != "include_dashboard"})
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise connect_error(address, err) from None
+    return RaySession(address, owned=True)
+
+
+def task_capacity(cpus_per_task: float, gpus_per_task: float) -> int:
+    """How many tasks of this shape the cluster can run at once (at least 1)."""
+    import ray
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 0.0) / cpus_per_task] if cpus_per_task > 0 else []
+    if gpus_per_task > 0:
+        fits.append(total.get("GPU", 0.0) / gpus_per_task)
+    return max(1, int(min(fits))) if fits else 1

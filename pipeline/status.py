@@ -1,0 +1,55 @@
+"""`phasegrid status`: how far a campaign is, read from the store alone.
+
+done / failed: cells records; running: cells whose live attempt was touched within
+LIVE_STALE_SECONDS (the driver refreshes a heartbeat while a cell runs); pending: the
+rest of the manifest (never started, or interrupted with their driver).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from pipeline.store import LIVE_STALE_SECONDS, ParquetStore
+
+FAILURE_COLUMNS = ["cell_id", "width", "alpha_tilde", "train_size", "seed", "attempts",
+                   "first_error_line"]
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    campaign: str
+    total: int
+    done: int
+    failed: int
+    running: int
+    pending: int
+    failures: pd.DataFrame = field(repr=False)     # FAILURE_COLUMNS
+    running_cells: tuple[str, ...] = ()
+
+
+def first_error_line(error: str | None) -> str:
+    """The line of a traceback that says what went wrong: its last non-empty line."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) -> CampaignStatus:
+    """Counts of the campaign at `campaign` and its failed cells. Reads only."""
+    store = ParquetStore.open(campaign)
+    manifest = set(store.manifest()["cell_id"].to_pylist())
+    cells = store.read_table("cells", ["cell_id", "width", "alpha_tilde", "train_size", "seed",
+                                       "attempts", "status", "error"]).to_pandas()
+    done = set(cells.loc[cells.status == "done", "cell_id"])
+    failed_rows = cells.loc[cells.status == "failed"].copy()
+    now = datetime.now(timezone.utc)
+    running = {a.cell_id for a in store.live_attempts()
+               if a.is_fresh(now, stale_seconds)} - done
+    failed = set(failed_rows.cell_id) - running
+    failed_rows["first_error_line"] = failed_rows["error"].map(first_error_line)
+    failures = failed_rows.loc[failed_rows.cell_id.isin(failed), FAILURE_COLUMNS]
+    total = len(manifest | done | failed)
+    return CampaignStatus(campaign, total, len(done), len(failed), len(running),
+                          total - len(done) - len(failed) - len(running),
+                          failures.reset_index(drop=True), tuple(sorted(running)))
