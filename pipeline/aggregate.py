@@ -29,6 +29,7 @@ from scipy import stats
 
 import results_schema as rs
 from pipeline.boundaries import boundaries_table, order_columns
+from pipeline.store import CampaignNotFoundError
 from results_schema.aggregates import AGGREGATE_TABLES
 from results_schema.tables import SETTINGS
 
@@ -195,6 +196,16 @@ def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
     return target
 
 
+def require_campaign(campaign: str) -> None:
+    """Raise CampaignNotFoundError unless `campaign` holds a manifest or a cells table."""
+    for name in ("manifest.parquet", "cells"):
+        fs, path = campaign_path(campaign, name)
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            return
+    raise CampaignNotFoundError(f"no campaign at {campaign} (no manifest.parquet or cells/); "
+                                f"start one with `phasegrid run SPEC.toml --store DIR`")
+
+
 def pending_cells(campaign: str, cells: pd.DataFrame) -> int:
     """Cells of the manifest without a cells record yet (queued or running)."""
     manifest = read_table(campaign, "manifest.parquet", ["cell_id"])
@@ -252,7 +263,9 @@ def campaign_aggregates(campaign: str, done: pd.DataFrame) -> tuple[pd.DataFrame
 
 def aggregate_campaign(campaign: str) -> AggregateReport:
     """Recompute and write <campaign>/ensembles and <campaign>/boundaries from the
-    cells done so far (works while a campaign runs or after some cells failed)."""
+    cells done so far (works while a campaign runs or after some cells failed).
+    Raises CampaignNotFoundError when `campaign` is not a campaign directory."""
+    require_campaign(campaign)
     cells = read_table(campaign, "cells")
     if cells is None:
         cells = pd.DataFrame({"cell_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})

@@ -163,3 +163,36 @@ def data_download(name: str, dest: Annotated[Optional[str], typer.Option(
 
 
 # Commands of other modules register here, e.g. `app.command("aggregate")(aggregate_command)`.
+
+
+@app.command()
+def aggregate(campaign: Campaign) -> None:
+    """Write CAMPAIGN/ensembles and CAMPAIGN/boundaries from the cells done so far (also
+    while the campaign runs; failed cells are left out and counted)."""
+    from pipeline.aggregate import aggregate_campaign
+    from pipeline.store import CampaignNotFoundError
+    try:
+        report = aggregate_campaign(campaign)
+    except CampaignNotFoundError as error:
+        fail(f"error: {error}", 2)
+    out.print(report.summary(), markup=False, highlight=False)
+    if not report.tables_written:
+        out.print("nothing written yet: no cell is done", markup=False, highlight=False)
+
+
+@app.command()
+def plot(campaign: Campaign,
+         formats: Annotated[Optional[list[str]], typer.Option(
+             "--format", help="File format, repeatable (default: png and pdf).")] = None,
+         figures: Annotated[Optional[list[str]], typer.Option(
+             "--figure", help="Only this figure, repeatable (default: all).")] = None) -> None:
+    """Draw the paper's figures into CAMPAIGN/figures/; a figure whose data the campaign
+    lacks is skipped with the reason."""
+    from pipeline.plots import plot_campaign
+    from pipeline.store import CampaignNotFoundError
+    try:
+        outcomes = plot_campaign(campaign, tuple(formats or ("png", "pdf")), figures)
+    except (CampaignNotFoundError, ValueError) as error:
+        fail(f"error: {error}", 2)
+    for outcome in outcomes:
+        out.print(outcome.summary(), markup=False, highlight=False)

@@ -14,7 +14,8 @@ from typing import Sequence
 import matplotlib
 from matplotlib.figure import Figure
 
-from pipeline.aggregate import campaign_aggregates, campaign_path, done_cells, read_table
+from pipeline.aggregate import (campaign_aggregates, campaign_path, done_cells, read_table,
+                                require_campaign)
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import RC
 
@@ -63,10 +64,12 @@ def save_figure(fig: Figure, campaign: str, name: str, formats: Sequence[str]) -
 
 def plot_campaign(campaign: str, formats: Sequence[str] = ("png", "pdf"),
                   names: Sequence[str] | None = None) -> list[PlotOutcome]:
-    """Draw the figures `names` (default: all of FIGURES) of a campaign."""
+    """Draw the figures `names` (default: all of FIGURES) of a campaign. Raises
+    ValueError for an unknown name, CampaignNotFoundError if `campaign` is not one."""
     unknown = set(names or ()) - set(FIGURES)
     if unknown:
         raise ValueError(f"unknown figure(s) {sorted(unknown)}; choose from {sorted(FIGURES)}")
+    require_campaign(campaign)
     data = load_campaign_data(campaign)
     outcomes = []
     for name in names or FIGURES:

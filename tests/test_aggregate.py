@@ -13,6 +13,7 @@ import pytest
 import results_schema as rs
 from pipeline.aggregate import (aggregate_campaign, ensemble_table, fit_log_log, geometric_mean,
                                 learning_curve_exponents, read_table)
+from pipeline.store import CampaignNotFoundError
 from results_schema.aggregates import BOUNDARIES, ENSEMBLES
 
 LABELS = [1, -1]
@@ -146,6 +147,13 @@ def test_aggregate_on_a_running_campaign_with_failed_cells(tmp_path):
 
 
 def test_aggregate_before_any_cell_finished_writes_nothing(tmp_path):
+    manifest = pd.DataFrame({"cell_id": ["queued-1"]})
+    pq.write_table(pa.Table.from_pandas(manifest), tmp_path / "manifest.parquet")
     report = aggregate_campaign(str(tmp_path))
-    assert (report.cells_used, report.tables_written) == (0, ())
+    assert (report.cells_used, report.cells_pending, report.tables_written) == (0, 1, ())
     assert not (tmp_path / "ensembles").exists()
+
+
+def test_aggregate_of_a_directory_that_is_no_campaign_says_how_to_start_one(tmp_path):
+    with pytest.raises(CampaignNotFoundError, match="phasegrid run"):
+        aggregate_campaign(str(tmp_path / "typo"))

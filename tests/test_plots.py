@@ -163,6 +163,8 @@ def test_figures_without_their_data_are_skipped_with_a_reason(tmp_path):
 
 
 def test_plot_before_any_cell_finished_skips_every_figure(tmp_path):
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame({"cell_id": ["queued-1"]})),
+                   tmp_path / "manifest.parquet")
     outcomes = plot_campaign(str(tmp_path))
     assert [o.skipped for o in outcomes] == ["no done cells yet"] * len(FIGURES)
     assert not (tmp_path / "figures").exists()
@@ -189,3 +191,17 @@ def test_figures_use_fresh_aggregates_when_cells_finished_after_aggregate(tmp_pa
     pq.write_table(pa.Table.from_pandas(late, preserve_index=False), tmp_path / "cells" / "late.parquet")
     data = load_campaign_data(str(tmp_path))
     assert data.ensembles["n_seeds"].sum() == (cells["status"] == "done").sum() + 1
+
+
+def test_cli_aggregate_and_plot(plotted):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    root, _ = plotted
+    runner = CliRunner()
+    result = runner.invoke(app, ["aggregate", str(root)])
+    assert result.exit_code == 0 and "used 270 done cells (skipped 1 failed" in result.stdout
+    result = runner.invoke(app, ["plot", str(root), "--format", "png", "--figure", "regimes"])
+    assert result.exit_code == 0 and result.stdout.startswith("regimes: ")
+    missing = runner.invoke(app, ["plot", str(root / "nowhere")])
+    assert missing.exit_code == 2 and "no campaign" in missing.output
