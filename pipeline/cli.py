@@ -30,8 +30,9 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _run_guarded(title: str, action) -> None:
-    """Run `action(progress)` under a progress bar, mapping known errors to exit codes."""
+def _run_guarded(title: str, action, again: str = "phasegrid resume <campaign>") -> None:
+    """Run `action(progress)` under a progress bar, mapping known errors to exit codes;
+    `again` is the command that continues after an interrupt."""
     from pipeline.progress import CellProgress
     from pipeline.ray_setup import RayConnectError
     from pipeline.spec import SpecError
@@ -44,8 +45,7 @@ def _run_guarded(title: str, action) -> None:
     except (CampaignLockedError, RayConnectError) as error:
         fail(f"error: {error}", 1)
     except KeyboardInterrupt:
-        fail(f"interrupted: finished cells are stored; continue with `phasegrid resume "
-             f"<campaign>`", 130)
+        fail(f"interrupted: finished cells are stored; continue with `{again}`", 130)
     out.print(summary.describe(), markup=False, highlight=False)
     out.print(f"tables: {summary.campaign}/{{cells,measurements,predictions,kernels}} "
               f"(pipeline.load_results({summary.campaign!r}))", markup=False, highlight=False)
@@ -61,9 +61,9 @@ def run(spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
                                            "or URI); the campaign is STORE/<name>.")] = "results",
         address: Address = None) -> None:
     """Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
-    new cells)."""
-    from pipeline.campaign import run_campaign
-    _run_guarded("cells", lambda progress: run_campaign(spec, store, address, progress))
+    new cells); then, if SPEC has a [refine] section, refine that boundary."""
+    from pipeline.refine import run_and_refine
+    _run_guarded("cells", lambda progress: run_and_refine(spec, store, address, progress))
 
 
 @app.command()
@@ -98,8 +98,22 @@ def status(campaign: Campaign,
         for row in state.failures.itertuples(index=False):
             failures.add_row(*(str(v) for v in row))
         out.print(failures)
+    _print_brackets(campaign)
     if live is not None:
         _print_live(campaign, live)
+
+
+def _print_brackets(campaign: str) -> None:
+    """Per boundary point: its bracket and whether it is resolved (pipeline.refine_status)."""
+    from pipeline.refine_status import bracket_table, campaign_brackets
+    rows = bracket_table(campaign_brackets(campaign))
+    if len(rows):
+        table = Table(title="boundary brackets")
+        for column in rows.columns:
+            table.add_column(column)
+        for row in rows.itertuples(index=False):
+            table.add_row(*row)
+        out.print(table)
 
 
 def _print_live(campaign: str, cell: str) -> None:
@@ -196,3 +210,31 @@ def plot(campaign: Campaign,
         fail(f"error: {error}", 2)
     for outcome in outcomes:
         out.print(outcome.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def refine(campaign: Campaign,
+           boundary: Annotated[Optional[str], typer.Option(
+               "--boundary", help="crossover (ntk_change = c, bisecting log alpha_tilde at each "
+                                  "width) or jamming (fitted fraction = 1/2, bisecting log h at "
+                                  "each alpha_tilde). Default: the spec's [refine].")] = None,
+           level: Annotated[Optional[float], typer.Option(
+               "--level", help="c of the crossover (default 1), or the jamming fraction "
+                               "(default 0.5).")] = None,
+           tolerance: Annotated[Optional[float], typer.Option(
+               "--tolerance", help="Stop when each boundary point is bracketed within this "
+                                   "factor (default 1.25; jamming also stops at adjacent "
+                                   "widths).")] = None,
+           max_cells: Annotated[Optional[int], typer.Option(
+               "--max-cells", help="Cap on the campaign's cells, coarse grid included.")] = None,
+           address: Address = None) -> None:
+    """Add grid points (all seeds each) where a phase boundary lies, round by round, until
+    each of its points is bracketed within the tolerance or --max-cells is reached. Run it
+    again to continue after an interrupt."""
+    from pipeline.refine import RefineTargetError, refine_on_ray
+    again = f"phasegrid refine {campaign}" + (f" --boundary {boundary}" if boundary else "")
+    try:
+        _run_guarded("refine", lambda progress: refine_on_ray(
+            campaign, boundary, level, tolerance, max_cells, address, progress), again)
+    except RefineTargetError as error:
+        fail(f"error: {error}", 2)
