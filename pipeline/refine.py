@@ -20,22 +20,30 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from pipeline.aggregate import aggregate_campaign, done_cells, ensemble_table
-from pipeline.refine_plan import (AXES, STATUS_COLUMNS, bracket_status, matching_rows,
+from pipeline.refine_plan import (AXES, bracket_status, matching_rows,
                                   plan_refinement)
 from pipeline.rows import cell_parameters, spec_from_config
-from pipeline.spec import CampaignSpec, parse_campaign
-from pipeline.spec_schema import REFINE_LEVELS, Refinement
+from pipeline.spec import CampaignSpec, load_campaign, parse_campaign
+from pipeline.spec_schema import REFINE_LEVELS, Refinement, Resources
 from pipeline.store import ParquetStore
 from results_schema.tables import SETTINGS
 from tasks.specs import CellSpec
 
+if TYPE_CHECKING:
+    from pipeline.campaign import Progress, RunSummary
+
 RunCells = Callable[[list[CellSpec]], object]   # adds cells to the manifest and runs them
 TARGET_FILE = "refine.json"
 POINT_AXES = ("width", "alpha_tilde", "train_size", "depth")
+
+
+class RefineTargetError(ValueError):
+    """The boundary, level or tolerance asked for cannot be refined; says what to pass."""
 
 
 @dataclass(frozen=True)
@@ -50,27 +58,37 @@ class RefineReport:
     cells_added: int
     cells_total: int
     stop: str
+    failed: int                 # failed cells of the campaign (with the spec's settings)
     brackets: pd.DataFrame = field(repr=False, compare=False)
 
-    def summary(self) -> str:
-        resolved = int(self.brackets["resolved"].sum())
+    def describe(self) -> str:
+        resolved = int(self.brackets["resolved"].sum()) if len(self.brackets) else 0
         return (f"{self.campaign}: refined the {self.target.boundary} at level "
                 f"{self.target.level:g} in {self.rounds} rounds, +{self.cells_added} cells "
                 f"({self.cells_total} in all); {resolved}/{len(self.brackets)} boundary points "
-                f"within ×{self.target.tolerance:g} (stopped: {self.stop})")
+                f"bracketed within x{self.target.tolerance:g} (stopped: {self.stop})")
 
 
-def default_target(boundary: str, level: float | None = None, tolerance: float | None = None,
-                   max_cells: int | None = None) -> Refinement:
-    """A Refinement with the boundary's default level and tolerance where not given."""
+def default_target(boundary: str | None, level: float | None = None,
+                   tolerance: float | None = None, max_cells: int | None = None,
+                   base: Refinement | None = None) -> Refinement:
+    """The Refinement asked for: the values given, else those of `base` (the spec's
+    [refine]) when it is for the same boundary, else the boundary's defaults. With no
+    boundary, `base`'s. Raises RefineTargetError saying what to pass."""
+    boundary = boundary or (base.boundary if base else None)
     if boundary not in AXES:
-        raise ValueError(f"boundary must be one of {', '.join(AXES)}, got {boundary!r}")
-    level = REFINE_LEVELS[boundary] if level is None else level
-    tolerance = Refinement.tolerance if tolerance is None else tolerance
+        raise RefineTargetError(
+            f"boundary must be one of {', '.join(AXES)}, got {boundary!r}: pass --boundary "
+            "crossover or --boundary jamming (or add a [refine] section to the spec)")
+    base = base if base is not None and base.boundary == boundary else None
+    level = level if level is not None else base.level if base else REFINE_LEVELS[boundary]
+    tolerance = tolerance or (base.tolerance if base else Refinement.tolerance)
+    max_cells = max_cells or (base.max_cells if base else None)
     if tolerance <= 1:
-        raise ValueError(f"tolerance must be a factor > 1, got {tolerance}: e.g. 1.25")
+        raise RefineTargetError(f"tolerance must be a factor > 1, got {tolerance}: e.g. 1.25")
     if boundary == "jamming" and not 0 < level < 1:
-        raise ValueError(f"the jamming level is a fraction of seeds fitted, got {level}: use 0.5")
+        raise RefineTargetError(f"the jamming level is a fraction of seeds fitted, got {level}: "
+                                "use 0.5")
     return Refinement(boundary, float(level), float(tolerance), max_cells)
 
 
@@ -108,7 +126,17 @@ def cells_at(spec: CampaignSpec, points: pd.DataFrame) -> list[CellSpec]:
     return cells
 
 
-def _tables(store: ParquetStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+def stored_spec(store: ParquetStore) -> CampaignSpec:
+    """The campaign's resolved spec, as `run` stored it (spec.json)."""
+    return parse_campaign(store.read_spec(), f"{store.uri}/spec.json")
+
+
+def planned_points(manifest: pd.DataFrame, spec: CampaignSpec) -> pd.DataFrame:
+    """Grid points of the manifest with the spec's settings (queued, run or failed)."""
+    return spec_rows(manifest, spec)[[a for a in POINT_AXES if a in manifest]]
+
+
+def store_tables(store: ParquetStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(manifest, cells) of the store as DataFrames."""
     return store.manifest().to_pandas(), store.read_table("cells").to_pandas()
 
@@ -134,18 +162,18 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
     spec = spec or stored_spec(store)
     target = target or spec.refine
     if target is None:
-        raise ValueError(f"no boundary to refine in {campaign}: pass --boundary crossover|"
-                         "jamming, or add a [refine] section to the spec")
+        raise RefineTargetError(f"no boundary to refine in {campaign}: pass --boundary "
+                                "crossover|jamming, or add a [refine] section to the spec")
     store.location.write_bytes(TARGET_FILE, json.dumps(asdict(target)).encode())
     cap = target.max_cells or spec.resources.max_cells
     seeds, start, rounds = len(spec.grid.seed), None, 0
     for rounds in range(max_rounds + 1):
-        manifest, cells = _tables(store)
+        manifest, cells = store_tables(store)
         start = len(manifest) if start is None else start
         if waiting := pending_specs(manifest, cells, spec):
             run_cells(waiting)
-            manifest, cells = _tables(store)
-        planned = spec_rows(manifest, spec)[[a for a in POINT_AXES if a in manifest]]
+            manifest, cells = store_tables(store)
+        planned = planned_points(manifest, spec)
         ensembles = spec_ensembles(cells, spec)
         plan = plan_refinement(ensembles, target, seeds, cap - len(manifest), planned)
         if plan.empty or rounds == max_rounds:
@@ -155,8 +183,10 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
         run_cells(cells_at(spec, plan))
     aggregate_campaign(campaign)
     brackets = bracket_status(ensembles, target, planned)
+    failed = spec_rows(cells.loc[cells["status"] == "failed"], spec)["cell_id"].nunique()
     return RefineReport(campaign, target, rounds, len(manifest) - start, len(manifest),
-                        _stop_reason(brackets, plan, cap - len(manifest) < seeds), brackets)
+                        _stop_reason(brackets, plan, cap - len(manifest) < seeds), failed,
+                        brackets)
 
 
 def _stop_reason(brackets: pd.DataFrame, plan: pd.DataFrame, spent: bool) -> str:
@@ -170,49 +200,77 @@ def _stop_reason(brackets: pd.DataFrame, plan: pd.DataFrame, spent: bool) -> str
     return "budget" if movable and spent else "stuck"
 
 
-# --- status ---------------------------------------------------------------------------------
+# --- on Ray, through the campaign runner ---------------------------------------------------
 
-def stored_spec(store: ParquetStore) -> CampaignSpec:
-    """The campaign's resolved spec, as `run` stored it (spec.json)."""
-    return parse_campaign(store.read_spec(), f"{store.uri}/spec.json")
+class CampaignRunner:
+    """RunCells through `pipeline.campaign.run_cells` (manifest, scheduler, store), on one
+    Ray session for every round, started at the first call; `close()` ends it."""
+
+    def __init__(self, campaign: str, resources: Resources, address: str | None = None,
+                 progress: Progress | None = None):
+        self.campaign, self.resources = campaign, resources
+        self.address, self.progress, self.session = address, progress, None
+
+    def __call__(self, cells: list[CellSpec]) -> RunSummary:
+        from pipeline.campaign import run_cells
+        from pipeline.ray_setup import start_ray
+        if self.session is None:
+            self.session = start_ray(self.address)
+        return run_cells(self.campaign, cells, self.resources, self.address, self.progress)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
 
-def refine_targets(store: ParquetStore, spec: CampaignSpec) -> list[Refinement]:
-    """The boundaries `status` shows: the last one refined (refine.json), the spec's
-    [refine], or else the crossover at c = 1 and the jamming line at ½."""
-    targets = []
-    if store.location.exists(TARGET_FILE):
-        targets.append(Refinement(**json.loads(store.location.read_bytes(TARGET_FILE))))
-    if spec.refine is not None and spec.refine not in targets:
-        targets.append(spec.refine)
-    return targets or [default_target("crossover"), default_target("jamming")]
-
-
-def campaign_brackets(campaign: str) -> pd.DataFrame:
-    """Per boundary point of each target of `refine_targets`: its bracket and whether it
-    is resolved (columns of pipeline.refine_plan.bracket_status). Reads the store only."""
+def refine_on_ray(campaign: str, boundary: str | None = None, level: float | None = None,
+                  tolerance: float | None = None, max_cells: int | None = None,
+                  address: str | None = None, progress: Progress | None = None) -> RefineReport:
+    """`phasegrid refine`: refine the campaign's boundary (arguments not given come from
+    its [refine] section, then the defaults), running new cells on Ray."""
     store = ParquetStore.open(campaign)
     spec = stored_spec(store)
-    manifest, cells = _tables(store)
-    planned = spec_rows(manifest, spec)[[a for a in POINT_AXES if a in manifest]]
-    ensembles = spec_ensembles(cells, spec)
-    parts = [bracket_status(ensembles, t, planned) for t in refine_targets(store, spec)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=STATUS_COLUMNS)
+    target = default_target(boundary, level, tolerance, max_cells, spec.refine)
+    runner = CampaignRunner(campaign, spec.resources, address, progress)
+    try:
+        return refine_campaign(campaign, runner, target, spec)
+    finally:
+        runner.close()
 
 
-def bracket_lines(brackets: pd.DataFrame) -> list[str]:
-    """One line per boundary point, e.g.
-    `crossover ntk_change=1 at width=64: 2.1 < alpha_tilde* <= 2.5 (x1.19) resolved`."""
-    lines = []
-    for row in brackets.to_dict("records"):
-        along = row["along"]
-        at = ", ".join(f"{a}={row[a]:g}" for a in ("width", "alpha_tilde", "train_size", "depth")
-                       if a != along and a in row and pd.notna(row[a]))
-        lo, hi = row["lower"], row["upper"]
-        bracket = (f"{lo:.4g} < {along}* <= {hi:.4g} (x{row['ratio']:.3g})"
-                   if pd.notna(lo) and pd.notna(hi)
-                   else f"{row['status'].replace('_', ' ')}")
-        state = "resolved" if row["resolved"] else row["action"].replace("_", " ")
-        lines.append(f"{row['boundary']} {row['quantity']}={row['level']:g} at {at}: "
-                     f"{bracket} {state}")
-    return lines
+@dataclass(frozen=True)
+class RunAndRefineSummary:
+    """`phasegrid run` of a spec with [refine]: the coarse grid's run, then the refinement."""
+
+    run: RunSummary
+    refine: RefineReport
+
+    @property
+    def campaign(self) -> str:
+        return self.run.campaign
+
+    @property
+    def failed(self) -> int:
+        return self.refine.failed
+
+    def describe(self) -> str:
+        return f"{self.run.describe()}\n{self.refine.describe()}"
+
+
+def run_and_refine(spec_path: str, store: str = "results", address: str | None = None,
+                   progress: Progress | None = None) -> RunSummary | RunAndRefineSummary:
+    """`phasegrid run`: the spec's grid (pipeline.campaign.run_campaign), then, when the spec
+    has a [refine] section, its refinement; one Ray session for both."""
+    from pipeline.campaign import run_campaign
+    from pipeline.ray_setup import start_ray
+    spec = load_campaign(spec_path, check_data=False)
+    if spec.refine is None:
+        return run_campaign(spec_path, store, address, progress)
+    session = start_ray(address)
+    try:
+        summary = run_campaign(spec_path, store, address, progress)
+        return RunAndRefineSummary(summary, refine_on_ray(summary.campaign, address=address,
+                                                          progress=progress))
+    finally:
+        session.close()

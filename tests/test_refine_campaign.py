@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from pipeline.aggregate import read_table
-from pipeline.refine import (bracket_lines, campaign_brackets, cells_at, default_target,
-                             refine_campaign)
+from pipeline.refine import cells_at, default_target, refine_campaign
+from pipeline.refine_status import bracket_lines, campaign_brackets
 from pipeline.rows import Provenance, done_tables, manifest_table, utc_now
 from pipeline.spec import Grid, parse_campaign
 from pipeline.store import ParquetStore
@@ -80,7 +80,7 @@ def new_campaign(tmp_path, refine: dict | None = None) -> str:
 def test_crossover_is_refined_within_tolerance_and_aggregated(tmp_path):
     campaign = new_campaign(tmp_path, {"boundary": "crossover", "tolerance": 1.25})
     report = refine_campaign(campaign, OracleRunner(campaign))
-    print(report.summary())
+    print(report.describe())
     assert report.stop == "resolved" and report.rounds == 5
     brackets = report.brackets
     truth = brackets["width"].map(alpha_star)
@@ -151,3 +151,108 @@ def test_new_points_become_cells_with_every_seed_and_the_campaigns_settings(tmp_
     assert all(c.width == 12 and c.alpha_tilde == 3.5 for c in cells)
     assert cells[0] == dataclasses.replace(
         template, alpha_tilde=3.5, model=dataclasses.replace(template.model, width=12))
+
+
+# --- the CLI ----------------------------------------------------------------------------
+
+def test_status_prints_the_bracket_of_each_boundary_point(tmp_path):
+    from typer.testing import CliRunner
+    from pipeline.cli import app
+    campaign = new_campaign(tmp_path)
+    refine_campaign(campaign, OracleRunner(campaign), default_target("crossover"))
+    result = CliRunner().invoke(app, ["status", campaign])
+    assert result.exit_code == 0, result.output
+    assert "boundary brackets" in result.output and result.output.count("resolved") == 4
+    assert "crossover c=1" in result.output and "width=64" in result.output
+
+
+def test_refine_command_rejects_an_unknown_boundary_and_stops_when_resolved(tmp_path):
+    from typer.testing import CliRunner
+    from pipeline.cli import app
+    campaign = new_campaign(tmp_path, {"boundary": "crossover"})
+    bad = CliRunner().invoke(app, ["refine", campaign, "--boundary", "jammin"])
+    assert bad.exit_code == 2
+    assert "--boundary crossover or --boundary jamming" in " ".join(bad.output.split())
+    refine_campaign(campaign, OracleRunner(campaign))
+    again = CliRunner().invoke(app, ["refine", campaign])     # nothing to run: Ray not started
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())          # rich wraps long lines
+    assert "+0 cells" in text and "stopped: resolved" in text
+
+
+# --- a real stripe campaign -----------------------------------------------------------------
+
+STRIPE_REFINE = "campaigns/stripe_refine.toml"
+
+
+class TrainingRunner:
+    """Trains cells here with the real engine (tasks.train_cell) and commits them with the
+    store's own commit, as the scheduler would, without Ray."""
+
+    def __init__(self, campaign: str):
+        self.store = ParquetStore.open(campaign)
+
+    def __call__(self, cells: list[CellSpec]) -> None:
+        from tasks.train_cell import train_cell
+        self.store.extend_manifest(manifest_table(cells))
+        done = self.store.cell_states()
+        for cell in (c for c in cells if c.cell_id not in done):
+            *measurements, result = train_cell(cell)
+            run = Provenance("test", 1, "localhost", "cpu", "test", utc_now(), utc_now())
+            self.store.commit(cell.cell_id, done_tables(cell, result, measurements, run))
+
+
+def check_refined_crossover(campaign: str, report) -> None:
+    """Every width resolved within ×1.25, the measured ntk_change straddles 1 across each
+    bracket and falls monotonically with α̃; far fewer cells than the uniform grid."""
+    from pipeline.refine import spec_ensembles, store_tables, stored_spec
+    store = ParquetStore.open(campaign)
+    spec = stored_spec(store)
+    ensembles = spec_ensembles(store_tables(store)[1], spec)
+    brackets = report.brackets
+    assert len(brackets) == 4 and brackets["resolved"].all() and (brackets["ratio"] <= 1.25).all()
+    assert (brackets["status"] == "bracketed").all()          # one crossing: monotone in α̃
+    for row in brackets.itertuples():
+        at = ensembles.loc[ensembles["width"] == row.width].set_index("alpha_tilde")["ntk_change"]
+        assert at[row.lower] > 1.0 >= at[row.upper]
+    uniform = 4 * (math.ceil(math.log(1e4) / math.log(1.25)) + 1) * len(spec.grid.seed)
+    print(f"\nrefined crossover: {report.cells_total} cells vs {uniform} for the uniform grid "
+          f"at x1.25 ({report.cells_total / uniform:.0%})\n{report.describe()}")
+    print("\n".join(bracket_lines(brackets)))
+    assert report.cells_total <= uniform / 4
+
+
+def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tmp_path):
+    """campaigns/stripe_refine.toml with a 300-step budget (ntk_change where the flow stops),
+    trained in this process by the real engine."""
+    import torch
+    with open(STRIPE_REFINE, "rb") as file:
+        raw = tomllib.load(file)
+    raw["flow"]["max_steps"] = 300
+    spec = parse_campaign(raw)
+    campaign = str(tmp_path / spec.name)
+    store = ParquetStore.open(campaign, create=True)
+    store.write_spec(spec.to_dict(), "")
+    store.extend_manifest(manifest_table(spec.cells()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # tiny nets: more threads only add contention
+    try:
+        report = refine_campaign(campaign, TrainingRunner(campaign))
+    finally:
+        torch.set_num_threads(threads)
+    check_refined_crossover(campaign, report)
+
+
+@pytest.mark.slow
+def test_phasegrid_run_of_the_refine_spec_refines_on_ray(tmp_path):
+    """`phasegrid run campaigns/stripe_refine.toml`: the coarse grid, then [refine], on Ray,
+    with the converged (2,000-step) ntk_change."""
+    from typer.testing import CliRunner
+    from pipeline.cli import app
+    result = CliRunner().invoke(app, ["run", STRIPE_REFINE, "--store", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    campaign = str(tmp_path / "stripe-refine")
+    brackets = campaign_brackets(campaign)
+    report = type("Report", (), {"brackets": brackets, "describe": lambda self: result.output,
+                                 "cells_total": ParquetStore.open(campaign).manifest().num_rows})()
+    check_refined_crossover(campaign, report)
