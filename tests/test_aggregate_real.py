@@ -1,11 +1,13 @@
 """A tiny real stripe campaign (the real engine and store): its crossover lies inside the
 grid at every width, ntk_change falls with α̃, unfitted cells are black in the phase
-diagram, and every figure is drawn or skipped with a reason.
+diagram.
 
 The fast test trains the cells in this process and commits them with the store's own
 commit (no Ray); the slow one runs the same spec through `run_campaign` on embedded Ray.
-Measured here (2 shared cores): one cell ≈ 0.3-2 s; α̃ = 0.1 does not fit in 2,000
-steps (ntk_change ≈ 60-85), α̃ = 10 and 10³ fit in ≈ 1,000 (ntk_change ≈ 0.4, 0.004).
+Measured here (2 shared cores, budget 2,000 steps, test/kernel sets 200/32): a cell takes
+0.5-1.8 s; α̃ = 0.1 never fits (ntk_change ≈ 55-65), α̃ = 10 and 10³ fit in 860-1,160 steps
+(ntk_change ≈ 0.4 and 0.003) except one h = 4 seed each; the budget here is 1,300. The
+whole test costs ≈ 30 s of CPU (≈ 5 s of it imports).
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ name = "stripe-phase"
 dataset = "stripe"
 dimension = 3
 train_size = 32
-test_size = 200
-kernel_size = 32
+test_size = 100
+kernel_size = 16
 [model]
 arch = "one-hidden"
 activation = "swish"
@@ -43,7 +45,7 @@ bias = false
 kind = "softhinge"
 beta = 20.0
 [flow]
-max_steps = 2000
+max_steps = 1300
 [observables]
 ntk = true
 h0_spectrum = true
@@ -108,10 +110,8 @@ def check_stripe_phase_diagram(campaign: str) -> None:
             pixel = image[int(round(image.shape[0] - y)), int(round(x))]
             assert (pixel.max() < 30) == black, (width, alpha, pixel)
 
-    outcomes = plot_campaign(campaign, formats=("png",))
-    drawn = {o.name for o in outcomes if not o.skipped}
-    assert {"phase_diagram", "double_descent", "regimes", "jamming"} <= drawn
-    assert all(o.skipped or o.paths for o in outcomes)
+    outcomes = plot_campaign(campaign, formats=("png",), names=["phase_diagram", "regimes"])
+    assert all(o.paths and not o.skipped for o in outcomes), outcomes
 
 
 def test_stripe_campaign_trained_here_has_the_lazy_feature_crossover(tmp_path):
