@@ -10,6 +10,14 @@ If both ratios are under half their limits, dt ← dt·dt_grow. On rejection dt 
 and retry from the same point. An accepted step keeps g', o' as the new point's, so a
 full-batch step costs one forward+backward. Flow time t = Σ accepted dt.
 
+Two refinements (both from the reference implementation's behaviour or needed by it):
+a zero gradient on either side counts as no turn (the flow then stops on "fitted" or
+"zero_gradient"); and for a loss whose ℓ' jumps (the hinge at z = 1), a trial in which a
+margin crosses the kink is judged on the gradient *continued* with the old ℓ'
+(``across_kink``), so the jump itself is not mistaken for integration error — without
+it the controller shrinks dt without end at the first crossing (Zeno; measured: dt
+reaches 1e-17 and the flow stalls).
+
 The state is a frozen dataclass and every function here is pure given an ``evaluate``
 map θ ↦ (g, o). ``control`` is elementwise, so an ensemble can carry tensors of dt,
 turn and change (one entry per member); ``step_ratios`` reduces over the last axis only.
@@ -26,6 +34,9 @@ from torch import Tensor
 from tasks.specs import FlowSpec
 
 Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]   # θ [N] ↦ (∇L̃ [N], f(x) [B])
+# (θ' [N], f at θ [B], f at θ' [B]) ↦ ∇L̃ at θ' with ℓ' frozen at the old margins, or
+# None if no margin crossed a kink of ℓ
+AcrossKink = Callable[[Tensor, Tensor, Tensor], "Tensor | None"]
 
 
 @dataclass(frozen=True)
@@ -57,11 +68,12 @@ def step_ratios(gradient: Tensor, new_gradient: Tensor,
                 outputs: Tensor, new_outputs: Tensor) -> Tensor:
     """(turn, change, ‖g'‖) stacked on a new last axis: [..., N], [..., B] → [..., 3].
 
-    turn = ‖g − g'‖²/(‖g‖‖g'‖), change = max_μ |o'_μ − o_μ|. Non-finite g' or o' give
-    NaN/inf ratios, which ``control`` rejects."""
+    turn = ‖g − g'‖²/(‖g‖‖g'‖) (0 if either norm is 0), change = max_μ |o'_μ − o_μ|.
+    Non-finite g' or o' give NaN/inf ratios, which ``control`` rejects."""
     norm = torch.linalg.vector_norm(gradient, dim=-1)
     new_norm = torch.linalg.vector_norm(new_gradient, dim=-1)
     turn = torch.linalg.vector_norm(gradient - new_gradient, dim=-1) ** 2 / (norm * new_norm)
+    turn = torch.where((norm == 0) | (new_norm == 0), 0.0, turn)
     change = (new_outputs - outputs).abs().amax(dim=-1)
     return torch.stack([turn, change, new_norm], dim=-1)
 
@@ -78,14 +90,20 @@ def control(dt, turn, change, spec: FlowSpec):
     return accept, (grown if easy else dt if accept else shrunk)
 
 
-def attempt_step(state: FlowState, evaluate: Evaluate, spec: FlowSpec) -> tuple[FlowState, bool]:
+def attempt_step(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
+                 across_kink: AcrossKink | None = None) -> tuple[FlowState, bool]:
     """One Euler trial from ``state``: the next state and whether it was accepted."""
     theta = state.theta - state.dt * state.gradient
     gradient, outputs = evaluate(theta)
     ratios = step_ratios(state.gradient, gradient, state.outputs, outputs)
     turn, change, norm = ratios.tolist()          # the one host sync of a step
-    accept, dt = control(state.dt, turn, change, spec)
     evaluations = state.evaluations + 1
+    if across_kink is not None and not turn < spec.max_gradient_turn:
+        continued = across_kink(theta, state.outputs, outputs)
+        if continued is not None:                 # judge the smooth part of the turn only
+            turn = float(step_ratios(state.gradient, continued, outputs, outputs)[0])
+            evaluations += 1
+    accept, dt = control(state.dt, turn, change, spec)
     if not accept:
         return replace(state, dt=dt, evaluations=evaluations,
                        rejections=state.rejections + 1), False
@@ -93,13 +111,14 @@ def attempt_step(state: FlowState, evaluate: Evaluate, spec: FlowSpec) -> tuple[
                      state.step + 1, evaluations, state.rejections), True
 
 
-def advance(state: FlowState, evaluate: Evaluate, spec: FlowSpec) -> FlowState:
+def advance(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
+            across_kink: AcrossKink | None = None) -> FlowState:
     """Retry ``attempt_step`` until a step is accepted; returns the accepted state.
 
     If dt shrinks to 0 (no step size passes: a numerical breakdown), returns the
     unchanged point with dt = 0, which ``stop_reason`` reports as "nan"."""
     while state.dt > 0.0:
-        state, accepted = attempt_step(state, evaluate, spec)
+        state, accepted = attempt_step(state, evaluate, spec, across_kink)
         if accepted:
             return state
     return state

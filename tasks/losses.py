@@ -91,6 +91,11 @@ def loss_derivative(spec: LossSpec) -> LossFn:
             "logistic": logistic_derivative}[spec.kind]
 
 
+def has_kink(spec: LossSpec) -> bool:
+    """Whether ℓ' jumps (the hinge, at z = 1): the flow then needs `AlphaObjective.across_kink`."""
+    return spec.kind == "hinge"
+
+
 def unsatisfied_margins(margins: Tensor) -> int:
     """N_Δ = #{μ : 1 − z_μ > 0} for margins z of shape [P] (a NaN margin counts as
     unsatisfied, so a diverged net is never reported as fitted)."""
@@ -104,11 +109,12 @@ class AlphaObjective:
     ``∂L̃/∂f̃_μ = ℓ'(z_μ) y_μ / (P α)``: that vector is back-propagated through the net
     alone (autograd never sees the loss). The module runs under
     ``torch.func.functional_call`` on views of θ: its own parameters are never touched,
-    and the map is pure in θ."""
+    and the map is pure in θ. ``kinked``: ℓ' jumps at z = 1 (see `across_kink`)."""
 
     def __init__(self, model: torch.nn.Module, alpha: float, loss_derivative: LossFn,
-                 x: Tensor, y: Tensor, initial_outputs: Tensor) -> None:
+                 x: Tensor, y: Tensor, initial_outputs: Tensor, kinked: bool = False) -> None:
         self.model, self.alpha, self.loss_derivative = model, float(alpha), loss_derivative
+        self.kinked = kinked
         self.x, self.y, self.initial_outputs = x, y, initial_outputs   # [P, d], [P], [P]
         named = list(model.named_parameters())
         self._names = [n for n, _ in named]
@@ -128,9 +134,11 @@ class AlphaObjective:
         """f(x) = α (f̃_θ(x) − f̃_θ₀(x)) with f̃_θ₀(x) given as ``initial`` [B]."""
         return self.alpha * (self.raw_outputs(theta, x) - initial)
 
-    def __call__(self, theta: Tensor, batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(self, theta: Tensor, batch: Tensor | None = None,
+                 frozen_outputs: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(∇_θ L̃ [N], f(x) [B]) at θ on the train points (or the index ``batch`` [B]):
-        one forward and one backward pass."""
+        one forward and one backward pass. With ``frozen_outputs`` f_ref [B], ℓ' is taken
+        at the margins y·f_ref instead of at θ's own (the gradient continued across a kink)."""
         x, y, initial = self.x, self.y, self.initial_outputs
         if batch is not None:
             x, y, initial = x[batch], y[batch], initial[batch]
@@ -138,6 +146,19 @@ class AlphaObjective:
             leaf = theta.detach().requires_grad_(True)
             raw = self.raw_outputs(leaf, x)                       # f̃_θ(x) [B]
             f = self.alpha * (raw.detach() - initial)             # f(x) [B]
-            weights = self.loss_derivative(y * f) * y / (len(y) * self.alpha)
+            reference = f if frozen_outputs is None else frozen_outputs
+            weights = self.loss_derivative(y * reference) * y / (len(y) * self.alpha)
             (gradient,) = torch.autograd.grad(raw, leaf, weights)
         return gradient, f
+
+    def across_kink(self, theta: Tensor, outputs: Tensor, new_outputs: Tensor,
+                    batch: Tensor | None = None) -> Tensor | None:
+        """For a kinked ℓ, if a margin crossed 1 between outputs f [B] and f' [B] (at θ'):
+        the gradient at θ' with ℓ' frozen at the old margins, J(θ')ᵀ ℓ'(y f) y/(Pα) [N]
+        — the field the flow followed up to the crossing. None otherwise."""
+        if not self.kinked:
+            return None
+        y = self.y if batch is None else self.y[batch]
+        if not bool(((y * outputs < 1.0) != (y * new_outputs < 1.0)).any()):
+            return None
+        return self(theta, batch, frozen_outputs=outputs)[0]

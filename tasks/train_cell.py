@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from tasks.data import Task, load_task
-from tasks.flow import Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
-from tasks.losses import AlphaObjective, loss_derivative, loss_function, unsatisfied_margins
+from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
+from tasks.losses import (AlphaObjective, has_kink, loss_derivative, loss_function,
+                          unsatisfied_margins)
 from tasks.models import build_from_spec, count_parameters
 from tasks.observables import (chunked_outputs, h0_eigenvalues, margin_statistics,
                                measurement, next_checkpoint, ntk_at)
@@ -75,8 +76,8 @@ def prepare_cell(spec: CellSpec) -> Cell:
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     with torch.no_grad():
         initial = [model(x) for x in (task.x_train, task.x_test, task.x_kernel)]
-    objective = AlphaObjective(model, spec.alpha, loss_derivative(spec.loss),
-                               task.x_train, task.y_train, initial[0])
+    objective = AlphaObjective(model, spec.alpha, loss_derivative(spec.loss), task.x_train,
+                               task.y_train, initial[0], kinked=has_kink(spec.loss))
     ntk0 = ntk_at(model, theta0, task.x_kernel) if spec.observables.ntk else None
     return Cell(spec, task, model, objective, theta0, initial[1], initial[2], ntk0,
                 count_parameters(model))
@@ -95,6 +96,13 @@ def _evaluator(cell: Cell, batch: Tensor | None) -> Evaluate:
     return lambda theta: cell.objective(theta, batch)
 
 
+def _across_kink(cell: Cell, batch: Tensor | None) -> AcrossKink | None:
+    """The flow's kink continuation on the same batch, for a kinked loss only."""
+    if not cell.objective.kinked:
+        return None
+    return lambda theta, old, new: cell.objective.across_kink(theta, old, new, batch)
+
+
 def run_cell(cell: Cell, state: FlowState | None = None) -> Iterator[Measurement | CellResult]:
     """Run the flow of ``cell`` from θ₀, or continue it from a restored full-batch ``state``
     (then measured from the next scheduled checkpoint after its step on; wall seconds
@@ -108,7 +116,7 @@ def run_cell(cell: Cell, state: FlowState | None = None) -> Iterator[Measurement
     else:
         checkpoint = next_checkpoint(state.step, flow.checkpoints_per_decade)
     while True:
-        train_outputs = _train_outputs(cell, state)
+        train_outputs = _train_outputs(cell, state, batch)
         n_unsat = unsatisfied_margins(cell.task.y_train * train_outputs)
         reason = stop_reason(state, n_unsat, flow, time.perf_counter() - clock0)
         if (state.step >= checkpoint or reason) and (last is None or last.step != state.step):
@@ -117,7 +125,7 @@ def run_cell(cell: Cell, state: FlowState | None = None) -> Iterator[Measurement
             checkpoint = next_checkpoint(state.step, flow.checkpoints_per_decade)
         if reason:
             break
-        state = advance(state, _evaluator(cell, batch), flow)
+        state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch))
         if batch is not None:   # a minibatch flow moves to a fresh batch after each step
             batch = next(batches)
             state = rebatch(state, _evaluator(cell, batch))
@@ -135,9 +143,9 @@ def _batch_sampler(cell: Cell) -> Iterator[Tensor | None]:
             yield torch.randperm(n, generator=generator)[:size].to(cell.task.x_train.device)
 
 
-def _train_outputs(cell: Cell, state: FlowState) -> Tensor:
-    """f(x_train) at ``state``: the flow's own outputs in a full-batch flow."""
-    if state.outputs.shape[0] == cell.task.x_train.shape[0] and cell.spec.flow.batch_size is None:
+def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor:
+    """f(x_train) at ``state``: the flow's own outputs in a full-batch flow (batch None)."""
+    if batch is None:
         return state.outputs
     return chunked_outputs(cell.objective, state.theta, cell.task.x_train,
                            cell.objective.initial_outputs)
