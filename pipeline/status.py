@@ -1,8 +1,9 @@
 """`phasegrid status`: how far a campaign is, read from the store alone.
 
 done / failed: cells records; running: cells whose live attempt was touched within
-LIVE_STALE_SECONDS (the driver refreshes a heartbeat while a cell runs); pending: the
-rest of the manifest (never started, or interrupted with their driver).
+LIVE_STALE_SECONDS (the driver refreshes a heartbeat while a cell runs) while a driver
+holds the campaign (on local stores the lock tells; a dead driver's cells are not
+running); pending: the rest of the manifest (never started, or interrupted).
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     done = set(cells.loc[cells.status == "done", "cell_id"])
     failed_rows = cells.loc[cells.status == "failed"].copy()
     now = datetime.now(timezone.utc)
-    running = {a.cell_id for a in store.live_attempts()
-               if a.is_fresh(now, stale_seconds)} - done
+    attempts = [] if store.driver_active() is False else store.live_attempts()
+    running = {a.cell_id for a in attempts if a.is_fresh(now, stale_seconds)} - done
     failed = set(failed_rows.cell_id) - running
     failed_rows["first_error_line"] = failed_rows["error"].map(first_error_line)
     failures = failed_rows.loc[failed_rows.cell_id.isin(failed), FAILURE_COLUMNS]

@@ -105,6 +105,19 @@ class ParquetStore:
         finally:
             lock.release()
 
+    def driver_active(self) -> bool | None:
+        """Whether a driver holds the campaign now: known on local stores (the lock is
+        tried and released at once), None on object stores (judge by live heartbeats)."""
+        if not self.location.is_local:
+            return None
+        try:
+            with self.lock():
+                return False
+        except CampaignLockedError:
+            return True
+        except OSError:       # e.g. a read-only copy of a campaign
+            return None
+
     # spec and manifest ---------------------------------------------------------------------
     def write_spec(self, spec: dict, toml_text: str) -> None:
         self.location.write_bytes("spec.json", json.dumps(spec, indent=2, default=str).encode())

@@ -103,8 +103,9 @@ RESULT = [
 ]
 
 RUN = [
-    _field("attempts", I64, "Attempts made for this cell, over all runs and resumes.",
-           nullable=False),
+    _field("attempts", I64, "Attempts counted for this cell over all runs: the one stored, "
+           "retries after worker deaths and earlier failed runs (an attempt cut short with "
+           "its driver is not counted).", nullable=False),
     _field("attempt_id", STR, "Id of the attempt whose rows are stored."),
     _field("error", STR, "Traceback of the failure (null when done)."),
     _field("host", STR, "Host name of the worker that ran the attempt."),
