@@ -14,7 +14,8 @@ from tasks.models import build_model
 from tasks.observables import h0_eigenvalues, next_checkpoint
 from tasks.records import CellResult, Measurement
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
-from tasks.train_cell import train_cell
+from tasks.flow import FlowState
+from tasks.train_cell import prepare_cell, run_cell, train_cell
 
 
 @pytest.fixture(autouse=True)
@@ -191,3 +192,14 @@ def test_a_hinge_cell_fits():
                                loss=LossSpec("hinge"))
     _, result = run(spec)
     assert result.stop_reason == "fitted" and result.n_unsatisfied == 0
+
+
+def test_a_diverged_state_ends_the_cell_with_stop_reason_nan():
+    cell = prepare_cell(small_spec())
+    nan = torch.full_like(cell.theta0, float("nan"))
+    state = FlowState(nan, nan, torch.full((64,), float("nan"), dtype=torch.float64),
+                      float("nan"), dt=1.0, flow_time=2.0, step=12)
+    *measurements, result = run_cell(cell, state)
+    assert [m.step for m in measurements] == [12] and measurements[0].n_unsatisfied == 64
+    assert (result.stop_reason, result.fitted, result.steps) == ("nan", False, 12)
+    assert math.isnan(result.ntk_change) and len(result.h0_eigenvalues) == 0
