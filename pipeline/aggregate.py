@@ -14,7 +14,6 @@ Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log.
 from __future__ import annotations
 
 import math
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,8 +28,8 @@ from scipy import stats
 
 import results_schema as rs
 from pipeline.boundaries import boundaries_table, order_columns
+from pipeline.storage import Location, join_uri
 from pipeline.store import CampaignNotFoundError
-from results_schema.aggregates import AGGREGATE_TABLES
 from results_schema.tables import SETTINGS
 
 # Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
@@ -157,15 +156,11 @@ def learning_curve_exponents(ensembles: pd.DataFrame, axes: Sequence[str],
 
 # --- campaign I/O -------------------------------------------------------------------------
 
-def campaign_path(campaign: str, table: str) -> tuple[pafs.FileSystem, str]:
-    """The one place that maps a campaign (local path or URI) to (filesystem, table dir)."""
-    uri = campaign if "://" in campaign else os.path.abspath(campaign)
-    fs, root = pafs.FileSystem.from_uri(uri)
-    return fs, f"{root.rstrip('/')}/{table}"
-
-
-def _schema(table: str) -> pa.Schema | None:
-    return {**rs.TABLES, **AGGREGATE_TABLES}.get(table)
+def campaign_path(campaign: str, name: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path of `name` inside the campaign) for a local path or a URI, as the
+    store resolves them (pipeline.storage.Location)."""
+    location = Location.open(campaign)
+    return location.fs, location.path(name)
 
 
 def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
@@ -175,7 +170,7 @@ def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) 
     fs, path = campaign_path(campaign, table)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
-    schema = _schema(table.removesuffix(".parquet"))
+    schema = rs.TABLES.get(table.removesuffix(".parquet"))
     dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)
     return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
 
@@ -183,8 +178,8 @@ def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) 
 def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
     """Write `frame` as <campaign>/<table>/part-0.parquet, cast to the table's schema
     (missing columns null), atomically: a dot-prefixed temp name, which dataset
-    readers skip, renamed over the target."""
-    schema = _schema(table)
+    readers skip, renamed over the target. Returns the file's path or URI."""
+    schema = rs.TABLES.get(table)
     if schema is not None:
         frame = frame.reindex(columns=schema.names)
     arrow = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
@@ -193,7 +188,7 @@ def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
     target, temp = f"{path}/part-0.parquet", f"{path}/.part-0.{uuid.uuid4().hex}.tmp"
     pq.write_table(arrow, temp, filesystem=fs)
     fs.move(temp, target)
-    return target
+    return join_uri(campaign, f"{table}/part-0.parquet")
 
 
 def require_campaign(campaign: str) -> None:

@@ -18,6 +18,7 @@ from pipeline.aggregate import (campaign_aggregates, campaign_path, done_cells, 
                                 require_campaign)
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import RC
+from pipeline.storage import join_uri
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def save_figure(fig: Figure, campaign: str, name: str, formats: Sequence[str]) -
         with fs.open_output_stream(temp) as stream:
             fig.savefig(stream, format=fmt, dpi=150)
         fs.move(temp, target)
-        paths.append(target)
+        paths.append(join_uri(campaign, f"figures/{name}.{fmt}"))   # as the user names it
     return tuple(paths)
 
 
