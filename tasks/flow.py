@@ -10,9 +10,9 @@ If both ratios are under half their limits, dt ← dt·dt_grow. On rejection dt 
 and retry from the same point. An accepted step keeps g', o' as the new point's, so a
 full-batch step costs one forward+backward. Flow time t = Σ accepted dt.
 
-Two refinements (both from the reference implementation's behaviour or needed by it):
-a zero gradient on either side counts as no turn (the flow then stops on "fitted" or
-"zero_gradient"); and for a loss whose ℓ' jumps (the hinge at z = 1), a trial in which a
+Two refinements. As in the reference code (mariogeiger/gradientflow), a zero gradient
+on either side counts as no turn (the flow then stops on "fitted" or "zero_gradient").
+Ours: for a loss whose ℓ' jumps (the hinge at z = 1), a trial in which a
 margin crosses the kink is judged on the gradient *continued* with the old ℓ'
 (``across_kink``), so the jump itself is not mistaken for integration error — without
 it the controller shrinks dt without end at the first crossing (Zeno; measured: dt
