@@ -4,7 +4,10 @@
   process. Unlike `address=None` it never reads a stale `ray_current_cluster` file left in
   Ray's temp dir (which makes `ray.init(num_cpus=...)` fail with "When connecting to an
   existing cluster, num_cpus and num_gpus must not be provided"), so that file is left
-  alone. The dashboard is off and the node address is given as 127.0.0.1.
+  alone. The dashboard is off, and every port binds to 127.0.0.1 only: Ray replaces a
+  loopback `_node_ip_address` by the machine's address (and GCS, raylet, agents and
+  workers then listen on all interfaces) unless its "cluster mode" is off, which
+  `_loopback_only` switches for this init (measured with `ss -ltnp`).
 - Cluster (`--address` or RAY_ADDRESS): Ray 2.60 clusters use token auth by default and
   a client without `RAY_AUTH_MODE=token` is refused (it retries silently, then raises a
   bare ConnectionError). When RAY_AUTH_MODE is unset and a token is available (the
@@ -68,6 +71,14 @@ def connect_error(address: str, err: Exception) -> RayConnectError:
         "runs on embedded Ray on this machine.")
 
 
+def _loopback_only() -> None:
+    """Keep an embedded Ray on 127.0.0.1. Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once,
+    at import, into `ray_constants.ENABLE_RAY_CLUSTER`; when off, a loopback node address is
+    kept as given. Set here on the imported constant, so it works whenever ray was imported."""
+    from ray._private import ray_constants
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySession:
     """Join the cluster at `address` (or $RAY_ADDRESS), or start an embedded Ray with
     `num_cpus` (default: this machine's CPU count). Reuses a Ray already initialised in
@@ -81,6 +92,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
     common = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True, include_dashboard=False)
     if address is None:
+        _loopback_only()
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
                  _node_ip_address="127.0.0.1", **common)
         return RaySession(ray.get_runtime_context().gcs_address, owned=True)

@@ -139,3 +139,16 @@ def test_campaign_on_an_s3_store(tmp_path, stripe_spec, monkeypatch):
         assert run_campaign(stripe_spec(grid={"seed": [0]}), store).done == 0
     finally:
         server.stop()
+
+
+def test_embedded_ray_listens_on_loopback_only(ray_session):
+    import psutil
+    import ray
+    assert ray_session.address.startswith("127.0.0.1:")
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = [c for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
+    assert listening, "the embedded Ray's processes should be children of this one"
+    loopback = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+    assert [c for c in listening if c.laddr.ip not in loopback] == []
