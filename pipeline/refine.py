@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pipeline.aggregate import aggregate_campaign, done_cells, ensemble_table
-from pipeline.refine_plan import (AXES, bracket_status, matching_rows,
-                                  plan_refinement)
+from pipeline.refine_plan import (AXES, bracket_status, matching_rows, plan_refinement,
+                                  uniform_grid_cells)
 from pipeline.rows import cell_parameters, spec_from_config
 from pipeline.spec import CampaignSpec, load_campaign, parse_campaign
 from pipeline.spec_schema import REFINE_LEVELS, Refinement, Resources
@@ -59,14 +59,16 @@ class RefineReport:
     cells_total: int
     stop: str
     failed: int                 # failed cells of the campaign (with the spec's settings)
+    uniform_cells: int          # a uniform grid at the same resolution over the same span
     brackets: pd.DataFrame = field(repr=False, compare=False)
 
     def describe(self) -> str:
         resolved = int(self.brackets["resolved"].sum()) if len(self.brackets) else 0
         return (f"{self.campaign}: refined the {self.target.boundary} at level "
                 f"{self.target.level:g} in {self.rounds} rounds, +{self.cells_added} cells "
-                f"({self.cells_total} in all); {resolved}/{len(self.brackets)} boundary points "
-                f"bracketed within x{self.target.tolerance:g} (stopped: {self.stop})")
+                f"({self.cells_total} in all, against {self.uniform_cells} for a uniform grid "
+                f"as fine); {resolved}/{len(self.brackets)} boundary points bracketed within "
+                f"x{self.target.tolerance:g} (stopped: {self.stop})")
 
 
 def default_target(boundary: str | None, level: float | None = None,
@@ -151,12 +153,10 @@ def pending_specs(manifest: pd.DataFrame, cells: pd.DataFrame, spec: CampaignSpe
 # --- the rounds ---------------------------------------------------------------------------
 
 def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | None = None,
-                    spec: CampaignSpec | None = None, max_rounds: int = 40,
-                    on_round: Callable[[int, int, pd.DataFrame], None] | None = None) -> RefineReport:
+                    spec: CampaignSpec | None = None, max_rounds: int = 40) -> RefineReport:
     """Refine `target` (default: the spec's [refine]) in the campaign at `campaign`, running
     new cells with `run_cells`; see the module docstring. `spec` defaults to the campaign's
-    stored spec. `on_round(round, cells_added, brackets)` is called before each round's
-    cells run (progress). Writes refine.json, the cells (through run_cells), ensembles and
+    stored spec. Writes refine.json, the cells (through run_cells), ensembles and
     boundaries."""
     store = ParquetStore.open(campaign)
     spec = spec or stored_spec(store)
@@ -164,6 +164,9 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
     if target is None:
         raise RefineTargetError(f"no boundary to refine in {campaign}: pass --boundary "
                                 "crossover|jamming, or add a [refine] section to the spec")
+    if target.boundary == "crossover" and not spec.observables.ntk:
+        raise RefineTargetError(f"{campaign} does not measure the NTK ([observables] ntk = "
+                                "false), so it has no ntk_change: refine --boundary jamming")
     store.location.write_bytes(TARGET_FILE, json.dumps(asdict(target)).encode())
     cap = target.max_cells or spec.resources.max_cells
     seeds, start, rounds = len(spec.grid.seed), None, 0
@@ -178,15 +181,13 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
         plan = plan_refinement(ensembles, target, seeds, cap - len(manifest), planned)
         if plan.empty or rounds == max_rounds:
             break
-        if on_round is not None:
-            on_round(rounds + 1, len(plan) * seeds, bracket_status(ensembles, target, planned))
         run_cells(cells_at(spec, plan))
     aggregate_campaign(campaign)
     brackets = bracket_status(ensembles, target, planned)
     failed = spec_rows(cells.loc[cells["status"] == "failed"], spec)["cell_id"].nunique()
     return RefineReport(campaign, target, rounds, len(manifest) - start, len(manifest),
                         _stop_reason(brackets, plan, cap - len(manifest) < seeds), failed,
-                        brackets)
+                        uniform_grid_cells(planned, target, seeds), brackets)
 
 
 def _stop_reason(brackets: pd.DataFrame, plan: pd.DataFrame, spent: bool) -> str:

@@ -205,3 +205,18 @@ def plan_refinement(ensembles: pd.DataFrame, target: Refinement, n_seeds: int,
         points[axis.along] = points[axis.along].astype(int)
     points = points.assign(action=moves["action"], ratio=moves["ratio"])
     return points.reset_index(drop=True)
+
+
+def uniform_grid_cells(points: pd.DataFrame, target: Refinement, n_seeds: int) -> int:
+    """Cells a uniform grid of the same resolution would need: for each boundary point, a
+    geometric grid over the span of `points` along the boundary's axis with neighbours
+    within `target.tolerance` (on integer axes, the distinct rounded values), times n_seeds.
+    `points`: grid points with the axis columns (e.g. the manifest's). Pure."""
+    axis = AXES[target.boundary]
+    total = 0
+    for _, sub in _groups(points, fixed_axes(points, axis.along)):
+        lower, upper = sub[axis.along].min(), sub[axis.along].max()
+        n = math.ceil(math.log(upper / lower) / math.log(target.tolerance) - 1e-9) + 1
+        values = np.geomspace(lower, upper, n)
+        total += len(np.unique(np.round(values))) if axis.integer else n
+    return total * n_seeds

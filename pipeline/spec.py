@@ -190,15 +190,22 @@ def _grid_size_problems(model: CampaignModel, source: str) -> list[Problem]:
 
 
 def _refine_problems(model: CampaignModel, source: str) -> list[Problem]:
-    """[refine] max_cells counts the coarse grid too, so it must leave room to refine."""
-    cap = model.refine.max_cells if model.refine is not None else None
-    total = math.prod(grid.size(v) for a in AXES if (v := getattr(model.grid, a)) is not None)
-    if cap is None or cap > total:
+    """[refine] max_cells counts the coarse grid too, so it must leave room to refine; the
+    crossover is located with ntk_change, so the NTK must be measured."""
+    if model.refine is None:
         return []
-    return [problem("refine.max_cells", f"max_cells counts every cell of the campaign, the "
-                                        f"coarse grid's {_count(total)} included, so {cap:,} "
-                                        f"leaves none to refine with: raise it above {total:,}",
-                    source)]
+    problems, cap = [], model.refine.max_cells
+    total = math.prod(grid.size(v) for a in AXES if (v := getattr(model.grid, a)) is not None)
+    if cap is not None and cap <= total:
+        problems.append(problem(
+            "refine.max_cells", f"max_cells counts every cell of the campaign, the coarse "
+            f"grid's {_count(total)} included, so {cap:,} leaves none to refine with: raise it "
+            f"above {total:,}", source))
+    if model.refine.boundary == "crossover" and not model.observables.ntk:
+        problems.append(problem(
+            "refine.boundary", "the crossover is where ntk_change crosses the level, but "
+            "[observables] ntk = false: set ntk = true, or refine boundary = \"jamming\"", source))
+    return problems
 
 
 def _count(n: int) -> str:

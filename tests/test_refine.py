@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from pipeline.boundaries import crossover_line
 from pipeline.refine_plan import (AXES, bracket_status, extension, is_resolved, midpoint,
-                                  plan_refinement)
+                                  plan_refinement, uniform_grid_cells)
 from pipeline.spec import SpecError, parse_campaign
 from pipeline.spec_schema import Refinement
 
@@ -87,6 +87,7 @@ def test_crossover_is_bracketed_within_tolerance_with_a_fraction_of_the_uniform_
     # the oracle is a power law, so log-log interpolation recovers α̃* exactly
     np.testing.assert_allclose(status["value"], truth, rtol=1e-9)
     uniform = len(widths) * uniform_count(1e-2, 1e4, 1.1, integer=False)
+    assert uniform_grid_cells(points, target, n_seeds=3) == 3 * uniform
     print(f"crossover: {len(points)} points in {rounds} rounds vs {uniform} uniform")
     assert len(points) <= uniform / 10
 
@@ -101,6 +102,7 @@ def test_jamming_is_bracketed_by_adjacent_widths_with_a_fraction_of_the_uniform_
     assert ((status["lower"] < truth) & (truth <= status["upper"])).all()
     assert ((status["upper"] - status["lower"] == 1) | (status["ratio"] <= 1.05)).all()
     uniform = len(alphas) * uniform_count(2, 512, 1.05, integer=True)
+    assert uniform_grid_cells(points, target, n_seeds=1) == uniform
     print(f"jamming: {len(points)} points in {rounds} rounds vs {uniform} uniform")
     assert len(points) <= uniform / 4
 
@@ -251,3 +253,11 @@ def test_a_bad_refine_section_names_the_field_and_the_fix(refine, path, fix):
     with pytest.raises(SpecError) as error:
         parse_campaign({**stripe_spec_data(), "refine": refine}, "x.toml")
     assert f"({path} in x.toml)" in str(error.value) and fix in str(error.value)
+
+
+def test_refining_the_crossover_needs_the_ntk_measured():
+    data = stripe_spec_data()
+    data["observables"]["ntk"] = False
+    with pytest.raises(SpecError, match=r"set ntk = true.*\(refine.boundary in x.toml\)"):
+        parse_campaign({**data, "refine": {"boundary": "crossover"}}, "x.toml")
+    assert parse_campaign({**data, "refine": {"boundary": "jamming"}}).refine.boundary == "jamming"

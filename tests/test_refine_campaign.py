@@ -130,6 +130,8 @@ def test_refine_killed_mid_round_resumes_to_the_same_cells(tmp_path):
 
 
 def test_status_shows_each_boundary_points_bracket(tmp_path):
+    from typer.testing import CliRunner
+    from pipeline.cli import app
     campaign = new_campaign(tmp_path)
     before = campaign_brackets(campaign)        # no refine yet: crossover c=1 and jamming ½
     assert set(before["boundary"]) == {"crossover", "jamming"} and not before["resolved"].any()
@@ -139,6 +141,10 @@ def test_status_shows_each_boundary_points_bracket(tmp_path):
     lines = bracket_lines(after)
     assert len(lines) == len(WIDTHS) and "< alpha_tilde* <=" in lines[0]
     assert lines[0].startswith("crossover ntk_change=1 at width=8") and "resolved" in lines[0]
+    result = CliRunner().invoke(app, ["status", campaign])
+    assert result.exit_code == 0, result.output
+    assert "boundary brackets" in result.output and result.output.count("resolved") == 4
+    assert "crossover c=1" in result.output and "width=64" in result.output
 
 
 def test_new_points_become_cells_with_every_seed_and_the_campaigns_settings(tmp_path):
@@ -155,15 +161,18 @@ def test_new_points_become_cells_with_every_seed_and_the_campaigns_settings(tmp_
 
 # --- the CLI ----------------------------------------------------------------------------
 
-def test_status_prints_the_bracket_of_each_boundary_point(tmp_path):
-    from typer.testing import CliRunner
-    from pipeline.cli import app
-    campaign = new_campaign(tmp_path)
-    refine_campaign(campaign, OracleRunner(campaign), default_target("crossover"))
-    result = CliRunner().invoke(app, ["status", campaign])
-    assert result.exit_code == 0, result.output
-    assert "boundary brackets" in result.output and result.output.count("resolved") == 4
-    assert "crossover c=1" in result.output and "width=64" in result.output
+def test_command_line_values_override_the_specs_refine_section():
+    from pipeline.refine import RefineTargetError
+    from pipeline.spec_schema import Refinement
+    spec_refine = Refinement("crossover", 0.1, 1.5, 50)
+    assert default_target(None, base=spec_refine) == spec_refine
+    assert default_target("crossover", tolerance=1.1, base=spec_refine) == \
+        Refinement("crossover", 0.1, 1.1, 50)
+    assert default_target("jamming", base=spec_refine) == Refinement("jamming", 0.5, 1.25, None)
+    for bad in ({"boundary": None}, {"boundary": "jamming", "level": 2.0},
+                {"boundary": "crossover", "tolerance": 0.9}):
+        with pytest.raises(RefineTargetError):
+            default_target(**bad)
 
 
 def test_refine_command_rejects_an_unknown_boundary_and_stops_when_resolved(tmp_path):
@@ -202,24 +211,24 @@ class TrainingRunner:
             self.store.commit(cell.cell_id, done_tables(cell, result, measurements, run))
 
 
-def check_refined_crossover(campaign: str, report) -> None:
+def check_refined_crossover(campaign: str, brackets: pd.DataFrame, summary: str) -> None:
     """Every width resolved within ×1.25, the measured ntk_change straddles 1 across each
     bracket and falls monotonically with α̃; far fewer cells than the uniform grid."""
     from pipeline.refine import spec_ensembles, store_tables, stored_spec
     store = ParquetStore.open(campaign)
     spec = stored_spec(store)
     ensembles = spec_ensembles(store_tables(store)[1], spec)
-    brackets = report.brackets
     assert len(brackets) == 4 and brackets["resolved"].all() and (brackets["ratio"] <= 1.25).all()
     assert (brackets["status"] == "bracketed").all()          # one crossing: monotone in α̃
     for row in brackets.itertuples():
         at = ensembles.loc[ensembles["width"] == row.width].set_index("alpha_tilde")["ntk_change"]
         assert at[row.lower] > 1.0 >= at[row.upper]
+    used = store.manifest().num_rows
     uniform = 4 * (math.ceil(math.log(1e4) / math.log(1.25)) + 1) * len(spec.grid.seed)
-    print(f"\nrefined crossover: {report.cells_total} cells vs {uniform} for the uniform grid "
-          f"at x1.25 ({report.cells_total / uniform:.0%})\n{report.describe()}")
-    print("\n".join(bracket_lines(brackets)))
-    assert report.cells_total <= uniform / 4
+    print(f"\nrefined crossover: {used} cells vs {uniform} for the uniform grid at x1.25 "
+          f"({used / uniform:.0%})\n{summary}\n" + "\n".join(bracket_lines(brackets)))
+    assert used <= uniform / 4
+    assert f"against {uniform} for a uniform grid" in " ".join(summary.split())
 
 
 def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tmp_path):
@@ -240,7 +249,7 @@ def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tm
         report = refine_campaign(campaign, TrainingRunner(campaign))
     finally:
         torch.set_num_threads(threads)
-    check_refined_crossover(campaign, report)
+    check_refined_crossover(campaign, report.brackets, report.describe())
 
 
 @pytest.mark.slow
@@ -252,7 +261,4 @@ def test_phasegrid_run_of_the_refine_spec_refines_on_ray(tmp_path):
     result = CliRunner().invoke(app, ["run", STRIPE_REFINE, "--store", str(tmp_path)])
     assert result.exit_code == 0, result.output
     campaign = str(tmp_path / "stripe-refine")
-    brackets = campaign_brackets(campaign)
-    report = type("Report", (), {"brackets": brackets, "describe": lambda self: result.output,
-                                 "cells_total": ParquetStore.open(campaign).manifest().num_rows})()
-    check_refined_crossover(campaign, report)
+    check_refined_crossover(campaign, campaign_brackets(campaign), result.output)
