@@ -262,3 +262,23 @@ def test_phasegrid_run_of_the_refine_spec_refines_on_ray(tmp_path):
     assert result.exit_code == 0, result.output
     campaign = str(tmp_path / "stripe-refine")
     check_refined_crossover(campaign, campaign_brackets(campaign), result.output)
+
+
+def test_phase_diagram_of_a_refined_campaign_has_no_holes_between_points():
+    """Refinement gives each width its own α̃: the colour map fills a grid point missing at
+    one width from the nearest α̃ of that width, and leaves points beyond the range empty."""
+    import matplotlib
+    from matplotlib.colors import Normalize
+    from pipeline.figures import phase_colours
+    ensembles = pd.DataFrame({"width": [8, 8, 8, 16, 16, 16, 16],
+                              "alpha_tilde": [0.01, 1.0, 100.0, 1.0, 2.0, 3.0, 1000.0],
+                              "fitted_fraction": 1.0,
+                              "ensemble_test_error": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]})
+    norm = Normalize(0.1, 0.7)
+    widths, alphas, rgba = phase_colours(ensembles, norm)
+    colour = lambda error: matplotlib.colormaps["viridis"](norm(error))
+    assert list(alphas) == [0.01, 1.0, 2.0, 3.0, 100.0, 1000.0]
+    np.testing.assert_allclose(rgba[2, 0], colour(0.2))     # h=8, α̃=2: nearest is α̃=1
+    np.testing.assert_allclose(rgba[3, 0], colour(0.2))     # α̃=3: log-nearer to 1 than 100
+    np.testing.assert_allclose(rgba[4, 1], colour(0.7))     # h=16, α̃=100: ×10 to 1000, ×33 to 3
+    assert rgba[5, 0, 3] == 0 and rgba[0, 1, 3] == 0        # beyond each width's range

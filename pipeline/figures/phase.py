@@ -38,7 +38,24 @@ def phase_colours(ensembles: pd.DataFrame, norm: Normalize, cmap: str = ERROR_CM
         i, j = np.searchsorted(alphas, row.alpha_tilde), np.searchsorted(widths, row.width)
         fitted = row.fitted_fraction >= 0.5
         rgba[i, j] = colour(norm(row.ensemble_test_error)) if fitted else UNFITTED
-    return widths, alphas, rgba
+    return widths, alphas, fill_between_points(rgba, alphas, widths)
+
+
+def fill_between_points(rgba: np.ndarray, alphas: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Refined campaigns (pipeline/refine.py) place different α̃ at each width, or different
+    h at each α̃: a grid point without a row that lies between measured points of its
+    width takes the colour of the nearest of them in log α̃; then likewise along h at
+    fixed α̃. Points beyond a width's (or α̃'s) measured range stay transparent."""
+    rgba = rgba.copy()
+    for axis, values in ((0, alphas), (1, widths)):
+        logs = np.log(values)
+        for k in range(rgba.shape[1 - axis]):
+            line = rgba[:, k] if axis == 0 else rgba[k, :]       # a view: [len(values), 4]
+            have = np.flatnonzero(line[:, 3] > 0)
+            for i in range(have[0] + 1, have[-1]) if len(have) > 1 else ():
+                if line[i, 3] == 0:
+                    line[i] = line[have[np.argmin(np.abs(logs[have] - logs[i]))]]
+    return rgba
 
 
 def _fitted_side(rows: pd.DataFrame, ensembles: pd.DataFrame) -> pd.DataFrame:
