@@ -10,10 +10,12 @@
   `_loopback_only` switches for this init (measured with `ss -ltnp`).
 - Cluster (`--address` or RAY_ADDRESS): Ray 2.60 clusters use token auth by default and
   a client without `RAY_AUTH_MODE=token` is refused (it retries silently, then raises a
-  bare ConnectionError). When RAY_AUTH_MODE is unset and a token is available (the
-  RAY_AUTH_TOKEN variable or ~/.ray/auth_token, where `ray start` writes it), it is set
-  to "token" before ray is imported; a token client also joins a cluster started with
-  RAY_AUTH_MODE=disabled (measured). A failed connection raises RayConnectError saying so.
+  bare ConnectionError). When RAY_AUTH_MODE is unset and a token is available
+  (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, where `ray start` writes it),
+  token mode is switched on; a token client also joins a cluster started with
+  RAY_AUTH_MODE=disabled (measured). Setting the variable alone is not enough once ray is
+  imported (Ray caches it; measured), see `_enable_token_auth`. A failed connection
+  raises RayConnectError saying what to do.
 - GPU tasks (pipeline/scheduler.py): `max_calls=0` (Ray's default for GPU tasks is 1, a
   fresh worker process per task) and an explicit `num_cpus` (a GPU task otherwise also
   takes one CPU).
@@ -52,11 +54,21 @@ def resolve_address(address: str | None) -> str | None:
 
 
 def _enable_token_auth() -> None:
+    """RAY_AUTH_MODE=token when it is unset and a token exists, also in a process that has
+    already imported ray: Ray caches its config at import, so this goes through Ray's own
+    helper, which sets the variable and refreshes that cache (what `ray.init()` does for a
+    new local cluster, but not when joining one)."""
     if "RAY_AUTH_MODE" in os.environ:
         return
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") \
-            or TOKEN_FILE.exists():
-        os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._private.authentication.authentication_token_setup import \
+            maybe_enable_token_auth_if_token_available
+    except ImportError:   # another Ray version: the variable is all we can set
+        if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") \
+                or TOKEN_FILE.exists():
+            os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def connect_error(address: str, err: Exception) -> RayConnectError:

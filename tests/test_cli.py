@@ -49,7 +49,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop_group(process: subprocess.Popen, grace: float = 5) -> None:
+def stop_group(process: subprocess.Popen, grace: float = 1) -> None:
     """Stop a process started in its own session, and everything it started."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
         try:
@@ -58,6 +58,7 @@ def stop_group(process: subprocess.Popen, grace: float = 5) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            process.poll()                     # reap our own child, or pgrep still sees it
             if subprocess.run(["pgrep", "-g", str(process.pid)],
                               capture_output=True).returncode != 0:
                 return
