@@ -16,7 +16,7 @@ from pipeline.aggregate import read_table
 from pipeline.refine import cells_at, default_target, refine_campaign
 from pipeline.refine_status import bracket_lines, campaign_brackets
 from pipeline.rows import Provenance, done_tables, manifest_table, utc_now
-from pipeline.spec import Grid, parse_campaign
+from pipeline.spec import parse_campaign
 from pipeline.store import ParquetStore
 from tasks.records import CellResult
 from tasks.specs import CellSpec
