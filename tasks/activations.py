@@ -35,6 +35,31 @@ def _raw_torch(name: str, beta: float, x: Tensor) -> Tensor:
     return torch.nn.functional.silu(beta * x) / beta  # swish: x·sigmoid(βx)
 
 
+def unit_forward(name: str, u: Tensor) -> Tensor:
+    """σ₀(u), the un-scaled activation: σ(x) = c·σ₀(βx)/β with u = βx (softplus switches
+    to the identity above u = 30, as `_raw_torch`)."""
+    if name == "relu":
+        return torch.relu(u)
+    if name == "softplus":
+        return torch.nn.functional.softplus(u, 1.0, 30.0)
+    if name == "tanh":
+        return torch.tanh(u)
+    return torch.nn.functional.silu(u)
+
+
+def unit_backward(name: str, grad: Tensor, u: Tensor, s: Tensor) -> Tensor:
+    """grad ⊙ σ₀'(u), given u and s = σ₀(u): the fused kernels autograd itself uses for
+    these functions, so a hand-written backward agrees with autograd to rounding."""
+    aten = torch.ops.aten
+    if name == "relu":
+        return aten.threshold_backward.default(grad, s, 0.0)
+    if name == "softplus":
+        return aten.softplus_backward.default(grad, u, 1.0, 30.0)
+    if name == "tanh":
+        return aten.tanh_backward.default(grad, s)
+    return aten.silu_backward.default(grad, u)
+
+
 def _raw_numpy(name: str, beta: float, x: np.ndarray) -> np.ndarray:
     """σ₀(βx)/β in numpy, the same functions as `_raw_torch`."""
     if name == "relu":
@@ -89,6 +114,12 @@ class Activation(torch.nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.scale * _raw_torch(self.name, self.beta, x)
+
+    def derivative(self, x: Tensor) -> Tensor:
+        """σ'(x) = c·σ₀'(βx), element-wise (relu: 0 at x = 0, as autograd)."""
+        u = self.beta * x
+        return self.scale * unit_backward(self.name, torch.ones_like(x), u,
+                                          unit_forward(self.name, u))
 
     def extra_repr(self) -> str:
         return f"{self.name}, beta={self.beta:g}, scale={self.scale:.6f}"

@@ -61,16 +61,19 @@ class Cell:
     n_params: int
 
 
-def prepare_cell(spec: CellSpec) -> Cell:
-    """Data, net (θ₀ from the "init" generator), α-trick objective and Θ₀ of one cell."""
+def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
+    """Data, net (θ₀ from the "init" generator), α-trick objective and Θ₀ of one cell.
+    ``task``: the data of ``spec.data`` already loaded on the device (a bundle's cells
+    share one), else loaded here."""
     dtype = _DTYPES.get(spec.observables.dtype)
     if dtype is None:
         raise ValueError(f"observables.dtype must be one of {', '.join(_DTYPES)}, "
                          f"got {spec.observables.dtype!r}")
     device = resolve_device(spec.observables.device)
-    raw = load_task(spec.data, dtype)
-    fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
-    task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
+    if task is None:
+        raw = load_task(spec.data, dtype)
+        fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
+        task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
     model = build_from_spec(spec.model, spec.data.dimension,
                             derived_generator(spec.seed, "init"), dtype).to(device)
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
