@@ -2,7 +2,8 @@
 
 Commands: run, resume, status, data (list / locate / download). Other modules add
 commands by importing `app` and decorating, or by a line at the bottom of this file.
-Exit codes: 0 success, 1 runtime failure (Ray, store, lock), 2 bad input (invalid spec,
+Exit codes: 0 success (failed cells are results too: recorded, shown by `status`, re-run
+by `resume`), 1 runtime failure (Ray, store, lock), 2 bad input (invalid spec,
 no campaign at the path, unknown dataset), 130 interrupted.
 """
 from __future__ import annotations

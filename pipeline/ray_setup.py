@@ -7,7 +7,7 @@
   alone. The dashboard is off, and every port binds to 127.0.0.1 only: Ray replaces a
   loopback `_node_ip_address` by the machine's address (and GCS, raylet, agents and
   workers then listen on all interfaces) unless its "cluster mode" is off, which
-  `_loopback_only` switches for this init (measured with `ss -ltnp`).
+  `_loopback_only` switches for the init (measured with `ss -ltnp`).
 - Cluster (`--address` or RAY_ADDRESS): Ray 2.60 clusters use token auth by default and
   a client without `RAY_AUTH_MODE=token` is refused (it retries silently, then raises a
   bare ConnectionError). When RAY_AUTH_MODE is unset and a token is available
@@ -22,8 +22,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +85,19 @@ def connect_error(address: str, err: Exception) -> RayConnectError:
         "runs on embedded Ray on this machine.")
 
 
-def _loopback_only() -> None:
-    """Keep an embedded Ray on 127.0.0.1. Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once,
-    at import, into `ray_constants.ENABLE_RAY_CLUSTER`; when off, a loopback node address is
-    kept as given. Set here on the imported constant, so it works whenever ray was imported."""
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep an embedded Ray on 127.0.0.1 while it starts. Ray reads
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, at import, into `ENABLE_RAY_CLUSTER`; while it is
+    off, a loopback node address is kept as given. Switched on the imported constant (so it
+    works whenever ray was imported) and restored afterwards."""
     from ray._private import ray_constants
+    before = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySession:
@@ -104,9 +113,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
     common = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True, include_dashboard=False)
     if address is None:
-        _loopback_only()
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
-                 _node_ip_address="127.0.0.1", **common)
+        with _loopback_only():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
+                     _node_ip_address="127.0.0.1", **common)
         return RaySession(ray.get_runtime_context().gcs_address, owned=True)
     try:
         ray.init(address=address, **{k: v for k, v in common.items()

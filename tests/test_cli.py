@@ -92,6 +92,7 @@ def test_stripe_campaign_runs_end_to_end_through_the_cli(tmp_path):
     assert sorted(cells.groupby(["width", "alpha_tilde", "seed"]).size()) == [1] * 8
     assert (cells.alpha - cells.alpha_tilde / cells.width ** 0.5).abs().max() < 1e-12
     assert cells.n_params.tolist() == (cells.width * 5 + cells.width).tolist()  # d·h + h
+    assert cells.code_version.str.startswith("phasegrid ").all()
     predictions = pd.read_parquet(f"{campaign}/predictions")
     assert len(predictions) == 8 * 256 and set(predictions.test_label) == {-1, 1}
     kernels = pd.read_parquet(f"{campaign}/kernels")
