@@ -78,10 +78,13 @@ class CellSink(Protocol):
 
 
 def _device(spec: CellSpec) -> str:
+    """What the cell trains on, as stored in the `device` column."""
     import torch
     wanted = spec.observables.device
-    if wanted == "cpu" or not torch.cuda.is_available():
+    if wanted == "cpu":
         return "cpu"
+    if not torch.cuda.is_available():
+        return "cpu" if wanted == "auto" else f"{wanted} (not available on this worker)"
     index = torch.cuda.current_device()
     return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
