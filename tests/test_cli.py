@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import results_schema as rs
@@ -179,7 +180,12 @@ def test_status_shows_a_running_cell_and_its_live_curve_only_while_a_driver_hold
     from pipeline.store import ParquetStore
     spec = load_campaign(REPO / "campaigns" / "stripe_small.toml")
     cell = spec.cells()[0]
-    events = list(run_cell(cell, flush_seconds=0.0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # as in a Ray worker
+    try:
+        events = list(run_cell(cell, flush_seconds=0.0))
+    finally:
+        torch.set_num_threads(threads)
     batches = [e for e in events if isinstance(e, MeasurementBatch)][:4]
     store = ParquetStore.open(str(tmp_path / "campaign"), create=True)
     store.write_spec(spec.to_dict(), "")
