@@ -61,8 +61,8 @@ def run(spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
         store: Annotated[str, typer.Option("--store", help="Where campaigns live (a directory "
                                            "or URI); the campaign is STORE/<name>.")] = "results",
         address: Address = None) -> None:
-    """Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
-    new cells); then, if SPEC has a [refine] section, refine that boundary."""
+    r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
+    new cells); then, if SPEC has a \[refine] section, refine that boundary."""
     from pipeline.refine import run_and_refine
     _run_guarded("cells", lambda progress: run_and_refine(spec, store, address, progress))
 
