@@ -25,6 +25,7 @@ from pipeline.scheduler import AttemptFinished, AttemptStarted, MeasurementBatch
 from pipeline.spec import load_campaign, parse_campaign
 from pipeline.storage import join_uri
 from pipeline.store import ParquetStore
+from tasks.ensemble import plan_bundles
 from tasks.specs import CellSpec
 
 HEARTBEAT_SECONDS = 10.0   # live attempts are touched this often (status: "running")
@@ -138,9 +139,10 @@ class StoreSink:
 
 
 def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
-    """Consecutive groups of `bundle_size` cells (grid order: seed fastest, so a bundle
-    holds seeds of one grid point)."""
-    return [cells[i:i + bundle_size] for i in range(0, len(cells), bundle_size)]
+    """Groups of at most `bundle_size` cells, one task each: cells that can train as one
+    batched ensemble together, in grid order (seed fastest, then α̃), the others alone
+    (`tasks.ensemble.plan_bundles`)."""
+    return plan_bundles(cells, bundle_size)
 
 
 def _execute(store: ParquetStore, cells: list[CellSpec], resources, address: str | None,

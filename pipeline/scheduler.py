@@ -7,24 +7,29 @@ id, host, device), `MeasurementBatch`es while it trains (every `flush_seconds`),
 traceback of a Python exception. The driver consumes many generators with `ray.wait`, in
 completion order, with a bounded number of tasks in flight.
 
+Bundles (tasks/ensemble.py): cells of one shape that differ only in α̃ and seed train as
+one batched ensemble where the measured cost model says it pays (on a GPU always; on a CPU
+for small nets); a batched run that raises is retried cell by cell with `train_cell`.
+
 Retries (a documented choice):
 - A Python exception in a cell is caught in the task and reported as a failed cell: it is
   deterministic, a retry would fail the same way (`retry_exceptions=False`).
 - A dead worker or node (a system failure) re-submits the bundle's unfinished cells, up to
-  `resources.retries` times, as *new* attempts. Ray's own `max_retries` is not used
+  `resources.retries` times, as *new* attempts, one task per cell. Ray's own `max_retries` is not used
   (`max_retries=0`): Ray replays a streaming generator by index and skips the outputs the
   driver already consumed, so a retry that yields a different number of items (timing-
   dependent batches) silently loses its final result (measured with Ray 2.60).
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -118,9 +123,68 @@ def run_cell(spec: CellSpec, flush_seconds: float = FLUSH_SECONDS) -> Iterator[o
                           datetime.now(timezone.utc))
 
 
+@dataclass
+class _BatchedAttempt:
+    """The attempts of a batched run: per member its id and measurements so far."""
+
+    specs: list[CellSpec]
+    ids: list[str]
+    measured: list[list[Measurement]]
+    sent: list[int]                     # measurements already streamed
+    batches: list[int]                  # MeasurementBatch index
+    done: set[int] = field(default_factory=set)
+
+    def flush(self) -> Iterator[MeasurementBatch]:
+        """A MeasurementBatch of each unfinished member with unsent measurements."""
+        for j, spec in enumerate(self.specs):
+            if j not in self.done and self.sent[j] < len(self.measured[j]):
+                yield MeasurementBatch(spec.cell_id, self.ids[j], self.batches[j],
+                                       tuple(self.measured[j][self.sent[j]:]))
+                self.sent[j], self.batches[j] = len(self.measured[j]), self.batches[j] + 1
+
+
+def run_batched(specs: list[CellSpec], flush_seconds: float = FLUSH_SECONDS
+                ) -> Generator[object, None, list[CellSpec]]:
+    """One attempt of each of ``specs`` trained together by `tasks.train_bundle` (one
+    batched ensemble; a single fully-connected cell is its fast path), as stream events.
+    Returns the cells it did not finish because the batched training raised: the caller
+    retries them one by one (the batched traceback goes to this worker's log)."""
+    from tasks.train_bundle import train_bundle
+    n = len(specs)
+    run = _BatchedAttempt(specs, [uuid.uuid4().hex[:12] for _ in specs],
+                          [[] for _ in specs], [0] * n, [0] * n)
+    host, device, now = socket.gethostname(), _device(specs[0]), datetime.now(timezone.utc)
+    for spec, attempt_id in zip(specs, run.ids):
+        yield AttemptStarted(spec.cell_id, attempt_id, host, device, os.getpid(), now)
+    last_flush = time.monotonic()
+    try:
+        for i, item in train_bundle(specs):
+            if isinstance(item, CellResult):
+                run.done.add(i)
+                yield AttemptFinished(specs[i].cell_id, run.ids[i], tuple(run.measured[i]),
+                                      item, None, datetime.now(timezone.utc))
+                continue
+            run.measured[i].append(item)
+            if time.monotonic() - last_flush >= flush_seconds:
+                yield from run.flush()
+                last_flush = time.monotonic()
+    except Exception:  # retried cell by cell: a batched-only failure must not cost the cells
+        logging.getLogger(__name__).warning(
+            "batched training of %d cells failed; retrying them one by one:\n%s",
+            n, traceback.format_exc())
+    return [spec for i, spec in enumerate(specs) if i not in run.done]
+
+
 def bundle_task(specs: list[CellSpec], flush_seconds: float) -> Iterator[object]:
-    """The body of one Ray task: the bundle's cells one after the other."""
-    for spec in specs:
+    """The body of one Ray task. Cells that `tasks.ensemble.training_plan` batches train
+    as one ensemble (or alone on the fast path); the others, and any cell a batched run did
+    not finish, one after the other with `train_cell` (the reference engine)."""
+    from tasks.ensemble import training_plan
+    from tasks.train_cell import resolve_device
+    groups, alone = training_plan(specs, resolve_device(specs[0].observables.device))
+    for group in groups:
+        alone += yield from run_batched(group, flush_seconds)
+    for spec in alone:
         yield from run_cell(spec, flush_seconds)
 
 
@@ -198,7 +262,8 @@ def _worker_died(flight: Flight, err: Exception, queue: deque, retries: int,
     remaining = flight.unfinished()
     deterministic = isinstance(err, ray.exceptions.RayTaskError)
     if remaining and not deterministic and flight.attempt <= retries:
-        queue.appendleft(Flight(remaining, flight.attempt + 1))
+        # one task per cell: a bundle that killed its worker (e.g. out of memory) is split
+        queue.extendleft(Flight([spec], flight.attempt + 1) for spec in reversed(remaining))
         return
     why = "the task raised outside train_cell" if deterministic else \
         f"the worker died {flight.attempt} time(s) (retries = {retries})"

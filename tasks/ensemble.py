@@ -31,11 +31,12 @@ BATCHED_ARCHITECTURES = ("fc", "one-hidden")
 
 
 def bundle_key(spec: CellSpec) -> tuple | None:
-    """What members of one batched bundle share: everything but α̃, the init seed and the
-    snapshot period. None when the cell cannot be batched (a CNN, or a minibatch flow)."""
+    """What members of one batched bundle share: everything but α̃ and the init seed.
+    None when the cell cannot be batched: a CNN, a minibatch flow, or a cell that takes
+    training-state snapshots (`checkpoint_every_seconds`, train_cell's resume path)."""
     batch = spec.flow.batch_size
-    if spec.model.arch not in BATCHED_ARCHITECTURES or (batch is not None
-                                                        and batch < spec.data.train_size):
+    if (spec.model.arch not in BATCHED_ARCHITECTURES or spec.checkpoint_every_seconds
+            or (batch is not None and batch < spec.data.train_size)):
         return None
     model = spec.model if spec.model.arch == "fc" else dataclasses.replace(spec.model, depth=1)
     return (spec.data, model, spec.loss, spec.flow, spec.observables)
@@ -45,14 +46,6 @@ def can_batch(specs: Sequence[CellSpec]) -> bool:
     """Whether ``specs`` can train as one batched ensemble (one shared `bundle_key`)."""
     keys = {bundle_key(s) for s in specs}
     return len(specs) > 0 and None not in keys and len(keys) == 1
-
-
-def member_work(spec: CellSpec) -> int:
-    """P·N: the multiply-adds of one member's forward pass (a step costs ~3× this)."""
-    d, h = spec.data.dimension, spec.model.width
-    depth = 1 if spec.model.arch == "one-hidden" else spec.model.depth
-    n_params = d * h + (depth - 1) * h * h + h + (depth * h if spec.model.bias else 0)
-    return spec.data.train_size * n_params
 
 
 def bundle_pays(device: str | torch.device, train_size: int, width: int, depth: int,
@@ -67,16 +60,35 @@ def bundle_pays(device: str | torch.device, train_size: int, width: int, depth: 
     return train_size * n_params <= CPU_WORK_LIMIT
 
 
+def training_plan(specs: Sequence[CellSpec], device: str | torch.device
+                  ) -> tuple[list[list[CellSpec]], list[CellSpec]]:
+    """How one task trains its bundle on ``device``: (groups for `train_bundle`, cells for
+    `train_cell`). The whole bundle is one group when it can batch and `bundle_pays`;
+    otherwise each batchable cell is a group of one (train_bundle's fast path for a single
+    net, about twice as fast as train_cell's autograd) and the rest go to train_cell."""
+    first = specs[0] if specs else None
+    if len(specs) > 1 and can_batch(specs) and bundle_pays(
+            device, first.data.train_size, first.model.width, _depth(first), len(specs),
+            first.data.dimension):
+        return [list(specs)], []
+    return ([[s] for s in specs if bundle_key(s) is not None],
+            [s for s in specs if bundle_key(s) is None])
+
+
+def _depth(spec: CellSpec) -> int:
+    return 1 if spec.model.arch == "one-hidden" else spec.model.depth
+
+
 def plan_bundles(cells: Sequence[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
-    """Cells grouped into bundles of at most ``bundle_size``: cells sharing a `bundle_key`
-    go together, in their given order (grid order puts seeds, then α̃, of one shape next to
-    each other); a cell that cannot be batched is a bundle alone when ``bundle_size`` > 1."""
-    if bundle_size < 1:
-        raise ValueError(f"bundle_size must be a positive integer, got {bundle_size}")
+    """Cells grouped into bundles (one task each) of at most ``bundle_size``: cells sharing
+    a `bundle_key` go together in their given order (grid order puts the seeds, then the
+    α̃, of one shape next to each other); cells that cannot batch are chunked in order,
+    trained one after the other by their task (tasks/ensemble.py's `training_plan`)."""
+    if not (isinstance(bundle_size, int) and bundle_size >= 1):
+        raise ValueError(f"bundle_size must be a positive integer, got {bundle_size!r}")
     groups: dict[object, list[CellSpec]] = {}
-    for i, cell in enumerate(cells):
-        key = bundle_key(cell)
-        groups.setdefault(("alone", i) if key is None else key, []).append(cell)
+    for cell in cells:
+        groups.setdefault(bundle_key(cell), []).append(cell)   # key None: not batchable
     return [group[i:i + bundle_size] for group in groups.values()
             for i in range(0, len(group), bundle_size)]
 
@@ -95,6 +107,7 @@ class EnsembleObjective:
         self.alpha = alpha.reshape(-1, 1)                        # [m, 1]
         self.initial_outputs = initial_outputs                    # f̃_θ₀(x_train) [m, P]
         self.coefficient = y / (y.shape[0] * self.alpha)          # y_μ/(P α_i) [m, P]
+        self.workspace = net.workspace(self.alpha.shape[0], x.shape[0], x)
 
     def select(self, rows: Tensor) -> "EnsembleObjective":
         """The objective of the members ``rows`` (indices into the current m)."""
@@ -103,7 +116,7 @@ class EnsembleObjective:
 
     def __call__(self, theta: Tensor, frozen: Tensor | None = None
                  ) -> tuple[Tensor, Tensor, Tensor]:
-        raw, saved = self.net.forward(theta, self.x)                 # f̃ [m, P]
+        raw, saved = self.net.forward(theta, self.x, self.workspace)   # f̃ [m, P]
         outputs = (raw - self.initial_outputs).mul_(self.alpha)      # f [m, P]
         margins = self.y * outputs
         reference = margins if frozen is None else self.y * frozen

@@ -163,24 +163,28 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
     """One Euler trial θ' = θ − dt·g of every member; accepted members move to θ'.
     Returns the rows whose `advance` would return: accepted, or dt underflowed to 0."""
     members, theta = ensemble.members, ensemble.theta
-    dt = torch.tensor([[m.dt] for m in members], dtype=theta.dtype, device=theta.device)
-    trial = torch.addcmul(theta, dt, ensemble.gradient, value=-1.0)
+    if len(members) == 1:
+        trial = torch.add(theta, ensemble.gradient, alpha=-members[0].dt)
+    else:
+        dt = torch.tensor([m.dt for m in members], dtype=theta.dtype, device=theta.device)
+        trial = torch.addcmul(theta, dt.unsqueeze_(1), ensemble.gradient, value=-1.0)
     gradient, outputs, margins = ensemble.objective(trial)
     stats = torch.stack([torch.linalg.vector_norm(gradient, dim=1),
                          torch.linalg.vector_norm(ensemble.gradient - gradient, dim=1),
-                         (outputs - ensemble.outputs).abs().amax(1),
-                         (~(margins >= 1.0)).sum(1).to(theta.dtype)], dim=1).tolist()
+                         torch.linalg.vector_norm(outputs - ensemble.outputs, math.inf, dim=1),
+                         torch.sum(margins >= 1.0, dim=1, dtype=theta.dtype)], dim=1).tolist()
     turns = [_turn(m.gradient_norm, s[0], s[1]) for m, s in zip(members, stats)]
+    n_points = margins.shape[1]
     if has_kink(members[0].cell.spec.loss):
         _continue_across_kink(ensemble, trial, outputs, margins, turns, flow)
     accepted, returned = [], []
-    for row, (member, (norm, _, change, unsatisfied), turn) in enumerate(
+    for row, (member, (norm, _, change, satisfied), turn) in enumerate(
             zip(members, stats, turns)):
         member.evaluations += 1
         accept, new_dt = control(member.dt, turn, change, flow)
-        if accept:
+        if accept:   # N_Δ counts a NaN margin as unsatisfied, as tasks.losses does
             member.flow_time, member.step = member.flow_time + member.dt, member.step + 1
-            member.gradient_norm, member.n_unsatisfied = norm, int(unsatisfied)
+            member.gradient_norm, member.n_unsatisfied = norm, n_points - int(satisfied)
         else:
             member.rejections += 1
         member.dt = new_dt
