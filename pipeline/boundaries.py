@@ -30,7 +30,7 @@ BUDGET_AXES = ("max_steps", "max_time", "max_wall_seconds")
 JAMMING_LEVEL = 0.5
 CROSSOVER_LEVELS = (0.01, 0.1, 1.0, 10.0)
 BUDGET_FRACTIONS = (0.01, 0.1, 1.0)      # step budgets as fractions of the campaign's
-TERMINAL_STOPS = ("nan", "zero_gradient")  # trajectories that will never fit later
+TERMINAL_STOPS = ("nan", "stalled", "zero_gradient")  # trajectories that will never fit later
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.faults import kill_point
+
 TEMP_SUFFIX = ".tmp"   # never ".parquet": a half-written file is invisible to readers
 
 
@@ -27,7 +29,10 @@ def is_uri(path: str) -> bool:
 
 
 def join_uri(base: str, name: str) -> str:
-    """`base`/`name` for a local path or a URI, keeping a URI's query string."""
+    """`base`/`name` for a local path or a URI, keeping a URI's query string. Refuses a
+    `name` that would leave `base` (absolute, or with a '..' part)."""
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise ValueError(f"{name!r} would leave {base}: a campaign lives inside its store")
     if not is_uri(base):
         return os.path.join(base, name)
     parts = urlsplit(base)
@@ -64,7 +69,10 @@ class Location:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def path(self, rel: str = "") -> str:
-        """Absolute path inside `fs` of `rel` (relative to the campaign root)."""
+        """Absolute path inside `fs` of `rel` (relative to the campaign root). Refuses a
+        `rel` that could leave the campaign (absolute, or with a '..' part)."""
+        if rel.startswith("/") or ".." in rel.replace("\\", "/").split("/"):
+            raise ValueError(f"{rel!r} is not a path inside the campaign {self.uri}")
         return posixpath.join(self.root, rel) if rel else self.root
 
     def exists(self, rel: str = "") -> bool:
@@ -97,7 +105,10 @@ class Location:
         if parent:
             self.makedirs(parent)
         with self.fs.open_output_stream(self.path(temp)) as stream:
-            stream.write(data)
+            view, half = memoryview(data), len(data) // 2
+            stream.write(view[:half])
+            kill_point("write")          # fault tests only: a torn temp file is left behind
+            stream.write(view[half:])
         self.move(temp, rel)
 
     def write_parquet(self, rel: str, table: pa.Table) -> None:

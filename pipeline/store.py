@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 import results_schema as rs
+from pipeline.faults import kill_point
 from pipeline.storage import TEMP_SUFFIX, Location
 
 CELL_TABLES = ("measurements", "predictions", "kernels", "cells")  # commit order: cells last
@@ -152,9 +153,15 @@ class ParquetStore:
                             format="parquet", schema=rs.schema_of(table))
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        """The table's rows. An unreadable file never crashes the reader: it is skipped
+        with a `CorruptFileWarning` naming it (`resume` quarantines it and re-runs its cell)."""
         if not self.location.exists(table):
             return rs.schema_of(table).empty_table().select(columns or rs.schema_of(table).names)
-        return self.dataset(table).to_table(columns=columns)
+        try:
+            return self.dataset(table).to_table(columns=columns)
+        except (pa.ArrowException, OSError):
+            from pipeline.quarantine import read_readable_files
+            return read_readable_files(self.location, table, columns)
 
     def cell_states(self) -> dict[str, tuple[str, int]]:
         """cell_id -> (status, attempts) of every cell with a cells record."""
@@ -170,9 +177,12 @@ class ParquetStore:
             raise ValueError(f"commit needs a 'cells' table and only {CELL_TABLES}, "
                              f"got {sorted(tables)}")
         self.write_pending(cell_id, tables)
+        kill_point("pending")
         self.location.write_bytes(f"{PENDING}/{cell_id}/{COMMIT}",
                                   json.dumps(sorted(tables)).encode())
+        kill_point("commit")
         self.finish_pending(cell_id)
+        kill_point("committed")
 
     def write_pending(self, cell_id: str, tables: dict[str, pa.Table]) -> None:
         """Step 1 of a commit: the cell's files under _pending/<cell_id>/, no marker yet."""
@@ -194,6 +204,7 @@ class ParquetStore:
                 self.location.delete_file(target)
             elif f"{table}.parquet" in present:
                 self.location.move(f"{pending}/{table}.parquet", target)
+                kill_point("move")
         self.location.delete_dir(pending)
 
     def recover(self) -> tuple[int, int]:
@@ -207,6 +218,7 @@ class ParquetStore:
             else:
                 self.location.delete_dir(f"{PENDING}/{entry.name}")
                 discarded += 1
+            kill_point("recover")
         for folder in ("", *CELL_TABLES):
             for entry in self.location.listdir(folder):
                 if entry.name.endswith(TEMP_SUFFIX):
@@ -222,6 +234,7 @@ class ParquetStore:
         self.delete_live(cell_id)
         self.location.write_bytes(f"{self.live_dir(cell_id, attempt_id)}/_attempt.json",
                                   json.dumps(info, default=str).encode())
+        kill_point("started")
 
     def heartbeat(self, cell_id: str, attempt_id: str) -> None:
         now = datetime.now(timezone.utc).isoformat()
@@ -233,6 +246,7 @@ class ParquetStore:
         rs.validate("measurements", table)
         self.location.write_parquet(
             f"{self.live_dir(cell_id, attempt_id)}/part-{index:05d}.parquet", table)
+        kill_point("live")
 
     def delete_live(self, cell_id: str | None = None) -> None:
         """Delete the live rows of one cell, or of every cell (stale ones on resume)."""

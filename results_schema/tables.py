@@ -86,7 +86,8 @@ RESULT = [
     _field("status", STR, "done (the cell finished, whatever its stop_reason) or failed (a "
            "Python exception or the worker died every attempt: see error).", nullable=False),
     _field("stop_reason", STR, "Why the flow stopped: fitted, max_steps, max_time, max_wall, "
-           "nan, zero_gradient (null when failed)."),
+           "nan (diverged), stalled (no step size passed the flow's tests), zero_gradient "
+           "(null when failed)."),
     _field("fitted", BOOL, "N_Δ = 0 at the end."),
     _field("steps", I64, "Accepted flow steps at the end."),
     _field("flow_time", F64, "Flow time at the end (paper units)."),

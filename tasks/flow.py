@@ -115,8 +115,8 @@ def advance(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
             across_kink: AcrossKink | None = None) -> FlowState:
     """Retry ``attempt_step`` until a step is accepted; returns the accepted state.
 
-    If dt shrinks to 0 (no step size passes: a numerical breakdown), returns the
-    unchanged point with dt = 0, which ``stop_reason`` reports as "nan"."""
+    If dt shrinks to 0 (no step size passes), returns the unchanged point with dt = 0,
+    which ``stop_reason`` reports as "stalled"."""
     while state.dt > 0.0:
         state, accepted = attempt_step(state, evaluate, spec, across_kink)
         if accepted:
@@ -136,10 +136,13 @@ def stop_reason(state: FlowState, n_unsatisfied: int, spec: FlowSpec,
                 wall_seconds: float = 0.0) -> str | None:
     """Why the flow stops at ``state`` (one of records.STOP_REASONS), or None.
 
-    Checked in order: nan (non-finite g, or dt underflow), fitted (N_Δ = 0),
-    zero_gradient, max_steps, max_time (flow time), max_wall."""
-    if not math.isfinite(state.gradient_norm) or not state.dt > 0.0:
+    Checked in order: nan (non-finite g: diverged), stalled (dt underflowed to 0: no
+    step size passes the tests), fitted (N_Δ = 0), zero_gradient, max_steps, max_time
+    (flow time), max_wall."""
+    if not math.isfinite(state.gradient_norm):
         return "nan"
+    if not state.dt > 0.0:
+        return "stalled"
     if n_unsatisfied == 0:
         return "fitted"
     if state.gradient_norm == 0.0:

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "zero_gradient")
+# nan: the gradient became non-finite (divergence); stalled: no step size passed the
+# flow's tests (dt underflowed to 0) although the point is finite.
+STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled",
+                "zero_gradient")
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,25 @@ class CellResult:
     test_outputs: np.ndarray = field(repr=False)     # f(x_test), shape [test_size]
     test_labels: np.ndarray = field(repr=False)      # y_test in {-1, +1}
     h0_eigenvalues: np.ndarray = field(repr=False)   # non-zero spectrum of H0 (may be empty)
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """A snapshot of one cell's flow, enough to continue it exactly (`train_cell`'s
+    ``resume_from``): the `tasks.flow.FlowState` as host arrays plus what the loop around
+    it keeps. θ₀ and f̃_θ₀ are not here: they are recomputed from the cell's seeds.
+    pipeline/checkpoint.py stores it as raw arrays in Parquet (never pickled)."""
+
+    step: int
+    flow_time: float
+    dt: float
+    gradient_norm: float
+    evaluations: int
+    rejections: int
+    wall_seconds: float                  # training wall time so far (the resumed clock's offset)
+    theta: np.ndarray = field(repr=False)      # θ [N]
+    gradient: np.ndarray = field(repr=False)   # ∇L̃ at θ on the current batch [N]
+    outputs: np.ndarray = field(repr=False)    # f at θ on the current batch [B]
+    batch: np.ndarray | None = field(repr=False)   # current minibatch indices [B]; None: full batch
+    batch_generator_state: np.ndarray = field(repr=False)  # uint8 state of the minibatch generator
+    last_measurement: Measurement | None = None    # the latest Measurement yielded before it

@@ -26,7 +26,7 @@ from tasks.losses import (AlphaObjective, has_kink, loss_derivative, loss_functi
 from tasks.models import build_from_spec, count_parameters
 from tasks.observables import (chunked_outputs, h0_eigenvalues, margin_statistics,
                                measurement, next_checkpoint, ntk_at)
-from tasks.records import CellResult, Measurement
+from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -86,10 +86,13 @@ def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
                 count_parameters(model))
 
 
-def train_cell(spec: CellSpec) -> Iterator[Measurement | CellResult]:
+def train_cell(spec: CellSpec, resume_from: TrainingState | None = None
+               ) -> Iterator[Measurement | CellResult | TrainingState]:
     """Train one cell by the adaptive gradient flow; yield a `Measurement` at each
-    log-spaced checkpoint (always including steps 0 and the last), then one `CellResult`."""
-    yield from run_cell(prepare_cell(spec))
+    log-spaced checkpoint (always including steps 0 and the last), then one `CellResult`.
+    With ``spec.checkpoint_every_seconds`` set, also a `TrainingState` that often (wall
+    clock); ``resume_from`` (one of those) continues the same trajectory from it."""
+    yield from run_cell(prepare_cell(spec), resume_from=resume_from)
 
 
 def _evaluator(cell: Cell, batch: Tensor | None) -> Evaluate:
@@ -106,44 +109,116 @@ def _across_kink(cell: Cell, batch: Tensor | None) -> AcrossKink | None:
     return lambda theta, old, new: cell.objective.across_kink(theta, old, new, batch)
 
 
-def run_cell(cell: Cell, state: FlowState | None = None) -> Iterator[Measurement | CellResult]:
-    """Run the flow of ``cell`` from θ₀, or continue it from a restored full-batch ``state``
-    (then measured from the next scheduled checkpoint after its step on; wall seconds
-    restart from 0)."""
-    flow, clock0 = cell.spec.flow, time.perf_counter()
-    batches = _batch_sampler(cell)
-    batch = next(batches)
-    checkpoint, last = 0, None
-    if state is None:
-        state = start_flow(cell.theta0, _evaluator(cell, batch), flow)
+def run_cell(cell: Cell, state: FlowState | None = None,
+             resume_from: TrainingState | None = None
+             ) -> Iterator[Measurement | CellResult | TrainingState]:
+    """Run the flow of ``cell`` from θ₀; or continue it from a full-batch ``state`` (then
+    measured from the next scheduled checkpoint after its step on, wall seconds from 0);
+    or from a snapshot ``resume_from`` (exactly: the same later records as without the
+    interruption, wall seconds aside). Yields as `train_cell`."""
+    flow = cell.spec.flow
+    batches = _Batches(cell, resume_from)
+    clock = _Clock(cell.spec.checkpoint_every_seconds, resume_from)
+    batch, last = batches.current, resume_from and resume_from.last_measurement
+    if resume_from is not None:        # measured again after the snapshot's last one
+        state = _restored(cell, resume_from)
+        checkpoint = next_checkpoint(last.step, flow.checkpoints_per_decade) if last else 0
+    elif state is None:
+        state, checkpoint = start_flow(cell.theta0, _evaluator(cell, batch), flow), 0
     else:
         checkpoint = next_checkpoint(state.step, flow.checkpoints_per_decade)
     while True:
         train_outputs = _train_outputs(cell, state, batch)
         n_unsat = unsatisfied_margins(cell.task.y_train * train_outputs)
-        reason = stop_reason(state, n_unsat, flow, time.perf_counter() - clock0)
+        reason = stop_reason(state, n_unsat, flow, clock.wall())
         if (state.step >= checkpoint or reason) and (last is None or last.step != state.step):
-            last = _measure(cell, state, train_outputs, time.perf_counter() - clock0)
+            last = _measure(cell, state, train_outputs, clock.wall())
             yield last
             checkpoint = next_checkpoint(state.step, flow.checkpoints_per_decade)
         if reason:
             break
+        if clock.snapshot_due():
+            yield _snapshot(state, batches, clock.wall(), last)
         state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch))
         if batch is not None:   # a minibatch flow moves to a fresh batch after each step
-            batch = next(batches)
+            batch = batches.draw()
             state = rebatch(state, _evaluator(cell, batch))
     yield _result(cell, state, reason, last, train_outputs)
 
 
-def _batch_sampler(cell: Cell) -> Iterator[Tensor | None]:
-    """Minibatch indices (uniform without replacement within a batch), or None forever."""
-    size, n = cell.spec.flow.batch_size, cell.task.x_train.shape[0]
-    generator = derived_generator(cell.spec.seed, "batch")
-    while True:
-        if size is None or size >= n:
-            yield None
+class _Batches:
+    """Minibatch indices from the cell's "batch" generator (uniform without replacement
+    within a batch), or None for a full-batch flow; ``current`` is the batch in use."""
+
+    def __init__(self, cell: Cell, resume_from: TrainingState | None):
+        self.size, self.n = cell.spec.flow.batch_size, cell.task.x_train.shape[0]
+        self.device = cell.task.x_train.device
+        self.generator = derived_generator(cell.spec.seed, "batch")
+        if resume_from is None:
+            self.current = self.draw()
+            return
+        self.generator.set_state(torch.from_numpy(resume_from.batch_generator_state.copy()))
+        saved = resume_from.batch
+        self.current = None if saved is None else torch.from_numpy(saved.copy()).to(self.device)
+
+    def draw(self) -> Tensor | None:
+        """The next batch (indices [B]), or None in a full-batch flow (draws nothing)."""
+        if self.size is None or self.size >= self.n:
+            self.current = None
         else:
-            yield torch.randperm(n, generator=generator)[:size].to(cell.task.x_train.device)
+            self.current = torch.randperm(self.n, generator=self.generator)[:self.size] \
+                .to(self.device)
+        return self.current
+
+
+class _Clock:
+    """Training wall time (continuing a snapshot's) and when the next snapshot is due."""
+
+    def __init__(self, every: float | None, resume_from: TrainingState | None):
+        self.every = every
+        self.start = time.perf_counter() - (resume_from.wall_seconds if resume_from else 0.0)
+        self.saved = time.perf_counter()
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.start
+
+    def snapshot_due(self) -> bool:
+        """True (and the countdown restarts) once ``every`` seconds passed since the last."""
+        if self.every is None or time.perf_counter() - self.saved < self.every:
+            return False
+        self.saved = time.perf_counter()
+        return True
+
+
+def _host(tensor: Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().copy()
+
+
+def _snapshot(state: FlowState, batches: _Batches, wall_seconds: float,
+              last: Measurement | None) -> TrainingState:
+    """The loop's state as host arrays (one device sync)."""
+    batch = None if batches.current is None else _host(batches.current)
+    return TrainingState(state.step, state.flow_time, state.dt, state.gradient_norm,
+                         state.evaluations, state.rejections, wall_seconds,
+                         _host(state.theta), _host(state.gradient), _host(state.outputs),
+                         batch, batches.generator.get_state().numpy().copy(), last)
+
+
+def _restored(cell: Cell, saved: TrainingState) -> FlowState:
+    """The FlowState of a snapshot, on the cell's device; checks it fits the cell."""
+    theta0, dtype = cell.theta0, _host(cell.theta0[:0]).dtype
+    for name in ("theta", "gradient"):
+        array = getattr(saved, name)
+        if array.shape != tuple(theta0.shape) or array.dtype != dtype:
+            raise ValueError(f"the snapshot's {name} is {array.dtype}{list(array.shape)} but "
+                             f"this cell trains {theta0.dtype}{list(theta0.shape)}: it belongs "
+                             "to another cell or code version; delete it to start from zero")
+
+    def tensor(array: np.ndarray) -> Tensor:
+        return torch.from_numpy(array.copy()).to(theta0.device)
+    return FlowState(tensor(saved.theta), tensor(saved.gradient), tensor(saved.outputs),
+                     saved.gradient_norm, saved.dt, saved.flow_time, saved.step,
+                     saved.evaluations, saved.rejections)
 
 
 def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor:

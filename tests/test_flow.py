@@ -174,7 +174,7 @@ def test_stop_reasons_in_order():
     assert stop_reason(state, 5, spec) is None
     assert stop_reason(state, 0, spec) == "fitted"
     assert stop_reason(FlowState(vec, vec, vec, float("nan"), 0.1), 0, spec) == "nan"
-    assert stop_reason(FlowState(vec, vec, vec, 1.0, 0.0), 5, spec) == "nan"    # dt underflow
+    assert stop_reason(FlowState(vec, vec, vec, 1.0, 0.0), 5, spec) == "stalled"  # dt underflow
     assert stop_reason(FlowState(vec, vec, vec, 0.0, 0.1), 5, spec) == "zero_gradient"
     assert stop_reason(FlowState(vec, vec, vec, 1.0, 0.1, 1.0, 10), 5, spec) == "max_steps"
     assert stop_reason(FlowState(vec, vec, vec, 1.0, 0.1, 5.0, 3), 5, spec) == "max_time"
@@ -189,7 +189,7 @@ def test_a_point_where_every_step_fails_ends_with_dt_underflow():
 
     state = advance(start_flow(torch.zeros(2, dtype=F64), evaluate, FlowSpec()), evaluate, FlowSpec())
     assert state.dt == 0.0 and state.step == 0
-    assert stop_reason(state, 3, FlowSpec()) == "nan"
+    assert stop_reason(state, 3, FlowSpec()) == "stalled"
 
 
 def test_rebatch_reevaluates_at_the_same_point():

@@ -1,0 +1,192 @@
+"""Corrupt files of a campaign: found, reported with their path, moved aside, cells re-run.
+
+A Parquet file of the store that cannot be read (truncated, garbage, a page that does not
+decode, a schema that is not its table's) never crashes a reader and never vanishes
+silently:
+- readers (`ParquetStore.read_table`, hence `load_results` and `status`) skip it with a
+  `CorruptFileWarning` that names it;
+- `phasegrid status` lists it (`find_corrupt`: footers and schemas, cheap) and does not
+  count its cell as done;
+- every driver that takes the campaign over (`run`, `resume`, `refine`) reads every file
+  in full and moves each bad one *with every other file of its cell* to
+  `_quarantine/<when>/<table>/` (readers skip names starting with `_`), `report.json`
+  saying why; the cell then has no record and is run again.
+
+A quarantine is journalled: `plan.json` is written first, then the files move (each
+cell's `cells` file first, so a cell is never "done" with rows missing), then
+`report.json`. A driver killed half-way leaves the plan, which the next take-over
+finishes (`finish_interrupted`).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import results_schema as rs
+from pipeline.faults import kill_point
+from pipeline.storage import Location
+
+if TYPE_CHECKING:
+    from pipeline.store import ParquetStore
+
+QUARANTINE = "_quarantine"
+PLAN, REPORT = "plan.json", "report.json"
+PER_CELL = ("cells", "measurements", "predictions", "kernels")   # <table>/<cell_id>.parquet
+AGGREGATES = ("ensembles", "boundaries")                         # rebuilt by `aggregate`
+MANIFEST = "manifest.parquet"
+READ_THREADS = 8          # file checks are I/O bound (object stores: one request each)
+
+
+class CorruptFileWarning(UserWarning):
+    """A store file could not be read and was skipped by a reader."""
+
+
+@dataclass(frozen=True)
+class CorruptFile:
+    """One unreadable file. `path` is relative to the campaign root."""
+
+    path: str
+    table: str              # cells, measurements, ..., ensembles, boundaries, manifest
+    cell_id: str | None     # the cell whose file it is (per-cell tables)
+    error: str
+
+    def describe(self, campaign: str) -> str:
+        return f"{campaign}/{self.path}: {self.error}"
+
+
+def _visible_parquet(name: str) -> bool:
+    return name.endswith(".parquet") and not name.startswith(("_", "."))
+
+
+def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) -> str | None:
+    """Why the Parquet file `rel` is unreadable as a file of `schema`, or None. Reads the
+    footer (truncated or garbage files fail there); with `deep`, every page too."""
+    try:
+        if deep:
+            found = location.read_parquet(rel).schema
+        else:
+            found = pq.read_schema(location.path(rel), filesystem=location.fs)
+    except (pa.ArrowException, OSError) as error:
+        return f"{type(error).__name__}: {error}"
+    for field in found:
+        if field.name not in schema.names or not field.type.equals(schema.field(field.name).type):
+            return (f"not a file of this table: column {field.name!r} ({field.type}) is not "
+                    f"in its schema")
+    return None
+
+
+def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
+    """(rel path, table, cell_id) of every file the tables and manifest consist of."""
+    files = [(MANIFEST, "manifest", None)] if location.exists(MANIFEST) else []
+    for table in PER_CELL + AGGREGATES:
+        for entry in location.listdir(table):
+            if not entry.is_dir and _visible_parquet(entry.name):
+                cell = entry.name.removesuffix(".parquet") if table in PER_CELL else None
+                files.append((f"{table}/{entry.name}", table, cell))
+    return files
+
+
+def find_corrupt(store: "ParquetStore", deep: bool = False) -> list[CorruptFile]:
+    """Every unreadable file of the campaign's tables and manifest (see `file_problem`)."""
+    location = store.location
+
+    def check(item: tuple[str, str, str | None]) -> CorruptFile | None:
+        rel, table, cell = item
+        problem = file_problem(location, rel, rs.schema_of(table), deep)
+        return None if problem is None else CorruptFile(rel, table, cell, problem)
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return [c for c in pool.map(check, _candidates(location)) if c is not None]
+
+
+def read_readable_files(location: Location, table: str,
+                        columns: list[str] | None = None) -> pa.Table:
+    """The table read file by file, skipping (with a CorruptFileWarning naming each) the
+    files that cannot be read: what a reader does when the whole-table read failed."""
+    schema = rs.schema_of(table)
+    parts = [schema.empty_table().select(columns or schema.names)]
+    for entry in sorted(location.listdir(table), key=lambda e: e.name):
+        if entry.is_dir or not _visible_parquet(entry.name):
+            continue
+        rel = f"{table}/{entry.name}"
+        try:
+            part = location.read_parquet(rel)
+            parts.append(_conform(part, schema).select(columns or schema.names))
+        except (pa.ArrowException, OSError, ValueError) as error:
+            warnings.warn(CorruptFileWarning(
+                f"{location.uri}/{rel} is unreadable and was skipped ({type(error).__name__}: "
+                f"{error}); `phasegrid resume {location.uri}` quarantines it and re-runs its "
+                "cell"), stacklevel=3)
+    return pa.concat_tables(parts)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns, in order: absent ones null (files written before a
+    column was added), types cast exactly as a dataset read would."""
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def quarantine(store: "ParquetStore", corrupt: list[CorruptFile]) -> list[dict]:
+    """Move every corrupt file, and all files of the cells they belong to, to
+    `_quarantine/<when>/`; returns the report's entries ({from, to, reason}). Call only
+    while holding the campaign."""
+    if not corrupt:
+        return []
+    when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    entries = []
+    for cell in sorted({c.cell_id for c in corrupt if c.cell_id}):
+        reason = "; ".join(c.describe(store.uri) for c in corrupt if c.cell_id == cell)
+        for table in PER_CELL:              # cells first: the cell stops being done first
+            rel = f"{table}/{cell}.parquet"
+            if store.location.exists(rel):
+                entries.append({"from": rel, "to": f"{QUARANTINE}/{when}/{rel}",
+                                "reason": reason})
+    for bad in (c for c in corrupt if not c.cell_id):
+        entries.append({"from": bad.path, "to": f"{QUARANTINE}/{when}/{bad.path}",
+                        "reason": bad.describe(store.uri)})
+    store.location.write_bytes(f"{QUARANTINE}/{when}/{PLAN}", json.dumps(entries).encode())
+    _carry_out(store.location, f"{QUARANTINE}/{when}", entries)
+    return entries
+
+
+def _carry_out(location: Location, folder: str, entries: list[dict]) -> None:
+    """The moves of a plan (those already done are skipped), then its report."""
+    for entry in entries:
+        if location.exists(entry["from"]):
+            location.makedirs(entry["to"].rsplit("/", 1)[0])
+            location.move(entry["from"], entry["to"])
+            kill_point("quarantine")
+    location.write_bytes(f"{folder}/{REPORT}", json.dumps(entries, indent=1).encode())
+
+
+def finish_interrupted(store: "ParquetStore") -> int:
+    """Finish the quarantines a killed driver left half done; returns how many."""
+    finished = 0
+    for entry in store.location.listdir(QUARANTINE):
+        folder = f"{QUARANTINE}/{entry.name}"
+        if entry.is_dir and store.location.exists(f"{folder}/{PLAN}") \
+                and not store.location.exists(f"{folder}/{REPORT}"):
+            plan = json.loads(store.location.read_bytes(f"{folder}/{PLAN}"))
+            _carry_out(store.location, folder, plan)
+            finished += 1
+    return finished
+
+
+def take_over(store: "ParquetStore") -> list[dict]:
+    """What a driver does on taking the campaign over: finish interrupted quarantines,
+    then read every file in full and quarantine the unreadable ones (with their cells)."""
+    finish_interrupted(store)
+    return quarantine(store, find_corrupt(store, deep=True))
+
+
+def corrupt_report(corrupt: list[CorruptFile]) -> list[dict]:
+    """The corrupt files as plain dicts (for JSON or a table)."""
+    return [asdict(c) for c in corrupt]
