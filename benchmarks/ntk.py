@@ -87,9 +87,11 @@ def _in_fresh_process(*args) -> dict:
 
 
 def run(points: int = 1000, width: int = 512, depth: int = 2, dim: int = 10,
-        eager_free: bool = True) -> list[dict]:
-    """One row per method, with speed and memory ratios against the Jacobian path."""
-    rows = [_in_fresh_process(m, points, width, depth, dim, eager_free) for m in METHODS]
+        eager_free: bool = True, fresh_processes: bool = True) -> list[dict]:
+    """One row per method, with speed and memory ratios against the Jacobian path.
+    `fresh_processes=False` measures both in this process (quicker; for smoke tests)."""
+    measure = _in_fresh_process if fresh_processes else _measure
+    rows = [measure(m, points, width, depth, dim, eager_free) for m in METHODS]
     fast, reference = rows
     difference = float(torch.linalg.norm(fast["theta"] - reference["theta"])
                        / torch.linalg.norm(reference["theta"]))
