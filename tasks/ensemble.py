@@ -5,14 +5,27 @@ M fully-connected nets of one shape on the same data, stacked as θ [M, N] and e
 with batched matmuls (`tasks.batched_fc`). Members may differ in α̃ and init seed only;
 every other setting (data, net, loss, flow, observables) must be equal (`bundle_key`).
 
-Cost model (`bundle_pays`), measured on this project's 2-core CPU on one thread
-(benchmarks; float64; stripe data, swish, L = 2): bundling 16 members divides the
-per-step time of a member by 2–3 at P=256, h=32 — where a step is mostly fixed Python and
-dispatch overhead, which a bundle pays once — and gains nothing from about P·h² ≈ 2·10⁷
-(P=1000, h=128: ×1.0) up, where one member's matmuls already run near the CPU's peak and
-the [M, P, h] activations of a bundle leave the cache (P=2000, h=256: ×0.55). So on a CPU
-a bundle is batched only while the work of one member's step, P·N (N = parameters), is
-below `CPU_WORK_LIMIT`; on a GPU, where one small net leaves the device idle, always.
+Cost model (`bundle_pays`), measured on this project's 2-core CPU, one thread, float64,
+L = 2 swish nets, steady-state flow trials, M = 16 bundled vs the same cells one at a time
+on train_bundle's fast single-net path (time per member-trial):
+
+    P·N      P     d   h     alone    bundled  ratio
+    3.1e5    256   5   32    504 µs   254 µs   2.0
+    6.2e5    512   5   32    864 µs   478 µs   1.8
+    7.3e5    256   10  48    554 µs   395 µs   1.4
+    1.2e6    256   10  64    690 µs   640 µs   1.1
+    1.4e6    1000  10  32    1.36 ms  1.08 ms  1.3
+    1.5e6    512   10  48    972 µs   810 µs   1.2
+    2.5e6    512   10  64    1.28 ms  1.38 ms  0.93
+    4.8e6    1000  10  64    2.45 ms  2.48 ms  0.99
+    1.8e7    1000  10  128   5.08 ms  6.37 ms  0.80
+    1.4e8    2000  10  256   35.7 ms  36.5 ms  0.98 (M = 4)
+
+A small net's step is mostly fixed Python and dispatch overhead, which a bundle pays once;
+from P·N ≈ 2·10⁶ up one member's matmuls run as fast alone, and a bundle's [M, P, h]
+activations leave the cache. So on a CPU a bundle is batched while P·N (N = parameters
+of one member) is at most `CPU_WORK_LIMIT`; on a GPU, where one small net leaves the
+device idle, always (not measured here: no GPU was available).
 """
 from __future__ import annotations
 
@@ -26,7 +39,7 @@ from tasks.batched_fc import BatchedFC
 from tasks.losses import LossFn
 from tasks.specs import CellSpec
 
-CPU_WORK_LIMIT = 4_000_000   # P·N per member above which a CPU bundle runs one cell at a time
+CPU_WORK_LIMIT = 1_500_000   # P·N per member above which a CPU bundle runs one cell at a time
 BATCHED_ARCHITECTURES = ("fc", "one-hidden")
 
 

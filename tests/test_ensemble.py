@@ -165,7 +165,8 @@ def test_plan_puts_same_shape_cells_together_in_grid_order():
 
 
 def test_cost_model_bundles_small_nets_on_cpu_and_everything_on_gpu():
-    assert bundle_pays("cpu", 256, 32, 2, 16, 5)             # stripe peer size: measured 1.9x
+    assert bundle_pays("cpu", 256, 32, 2, 16, 5)             # stripe peer size: measured 2.0x
+    assert not bundle_pays("cpu", 512, 64, 2, 16, 10)        # measured 0.93x
     assert not bundle_pays("cpu", 1000, 128, 2, 16, 10)      # measured 0.8x
     assert not bundle_pays("cpu", 5000, 256, 2, 16, 10)      # the paper's size
     assert bundle_pays("cuda", 5000, 256, 2, 16, 10)
