@@ -3,28 +3,32 @@
 All resume state lives in the store (design.md §3): a cell is done when its cells record
 says so, whatever happened to the driver or Ray before. A run
 1. validates the spec (nothing is written if it is invalid),
-2. takes the campaign's lock, finishes or discards interrupted commits (`recover`) and
-   deletes the live rows of attempts that died with an earlier driver,
+2. takes the campaign's lock, finishes or discards interrupted commits (`recover`),
+   deletes the live rows of attempts that died with an earlier driver, and quarantines
+   unreadable files with their cells (pipeline/quarantine.py), which then run again,
 3. stores the spec and adds its new cells to the manifest (a grown grid adds cells; cells
    are identified by id, so a changed fixed setting also adds new ones),
-4. runs on Ray every requested cell without a done record, committing each as it ends.
+4. runs on Ray every requested cell without a done record, committing each as it ends;
+   a cell with a training-state snapshot (pipeline/checkpoint.py) continues from it.
 """
 from __future__ import annotations
 
 import functools
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.ray_setup import start_ray
 from pipeline.rows import (Provenance, done_tables, failed_cell_table, manifest_table,
                            measurements_table, spec_from_config, utc_now)
-from pipeline.scheduler import AttemptFinished, AttemptStarted, MeasurementBatch, run_bundles
+from pipeline import checkpoint, quarantine
+from pipeline.scheduler import (AttemptFinished, AttemptStarted, MeasurementBatch,
+                                SnapshotTaken, run_bundles)
 from pipeline.spec import load_campaign, parse_campaign
 from pipeline.storage import join_uri
-from pipeline.store import ParquetStore
+from pipeline.store import MANIFEST_FILE, CampaignNotFoundError, ParquetStore
 from tasks.ensemble import plan_bundles
 from tasks.specs import CellSpec
 
@@ -49,12 +53,14 @@ class RunSummary:
     done: int
     failed: int
     wall_seconds: float
+    quarantined: tuple[str, ...] = ()   # unreadable files moved to _quarantine/ (with reasons)
 
     def describe(self) -> str:
         ran = self.requested - self.already_done
-        return (f"{self.campaign}: {self.requested} cells ({self.added} new), "
+        text = (f"{self.campaign}: {self.requested} cells ({self.added} new), "
                 f"{self.already_done} already done, ran {ran}: {self.done} done, "
                 f"{self.failed} failed, in {self.wall_seconds:.1f} s")
+        return "\n".join([text, *(f"quarantined {q}" for q in self.quarantined)])
 
 
 @functools.cache
@@ -116,6 +122,7 @@ class StoreSink:
             tables = {"cells": failed_cell_table(spec, error, run)}
         self.store.commit(spec.cell_id, tables)
         self.store.delete_live(spec.cell_id)
+        checkpoint.delete_snapshot(self.store, spec.cell_id)
         self.done, self.failed = self.done + (error is None), self.failed + (error is not None)
         self._report()
 
@@ -129,6 +136,18 @@ class StoreSink:
         self.store.delete_live(spec.cell_id)
         self.failed += 1
         self._report()
+
+    def snapshot(self, event: SnapshotTaken, spec: CellSpec) -> None:
+        current = self.current.get(event.cell_id)
+        if current is not None and current.attempt_id == event.attempt_id:
+            checkpoint.save_snapshot(self.store, spec.cell_id,
+                                     checkpoint.Snapshot(event.state, event.measurements))
+
+    def resume_points(self, specs: list[CellSpec]) -> dict[str, checkpoint.Snapshot]:
+        """The stored snapshot of each cell that has one (kept when a cell is lost, so a
+        later resume continues it too)."""
+        found = {s.cell_id: checkpoint.load_snapshot(self.store, s.cell_id) for s in specs}
+        return {cell: snapshot for cell, snapshot in found.items() if snapshot is not None}
 
     def tick(self) -> None:
         if time.monotonic() - self.last_beat < HEARTBEAT_SECONDS:
@@ -164,10 +183,15 @@ def _execute(store: ParquetStore, cells: list[CellSpec], resources, address: str
                       sink.failed, time.monotonic() - start)
 
 
-def _take_over(store: ParquetStore) -> None:
-    """Clean up after any earlier driver: finish or discard its commits, drop live rows."""
+def _take_over(store: ParquetStore) -> tuple[str, ...]:
+    """Clean up after any earlier driver: finish or discard its commits, drop live rows
+    and torn snapshot writes; quarantine unreadable files with their cells. Returns the
+    quarantined files as "from -> to (why)"."""
     store.recover()
     store.delete_live()
+    checkpoint.delete_stray_temps(store)
+    moved = quarantine.take_over(store)
+    return tuple(f"{m['from']} -> {m['to']} ({m['reason']})" for m in moved)
 
 
 def run_campaign(spec_path: str | Path, store: str = DEFAULT_STORE, address: str | None = None,
@@ -179,11 +203,12 @@ def run_campaign(spec_path: str | Path, store: str = DEFAULT_STORE, address: str
     toml_text = Path(spec_path).read_text()
     campaign = ParquetStore.open(join_uri(store, spec.name), create=True)
     with campaign.lock():
-        _take_over(campaign)
+        moved = _take_over(campaign)
         campaign.write_spec(spec.to_dict(), toml_text)
         cells = spec.cells()
         added = campaign.extend_manifest(manifest_table(cells))
-        return _execute(campaign, cells, spec.resources, address, progress, added)
+        summary = _execute(campaign, cells, spec.resources, address, progress, added)
+        return replace(summary, quarantined=moved)
 
 
 def resume_campaign(campaign_uri: str, address: str | None = None,
@@ -192,10 +217,16 @@ def resume_campaign(campaign_uri: str, address: str | None = None,
     or never started), with the resources of the stored spec."""
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        _take_over(campaign)
+        moved = _take_over(campaign)
+        if not campaign.location.exists(MANIFEST_FILE):
+            raise CampaignNotFoundError(
+                f"the manifest of {campaign_uri} was unreadable and is now in _quarantine/ "
+                f"({'; '.join(moved)}); rebuild it with `phasegrid run {campaign_uri}/spec.toml "
+                "--store <the campaign's parent directory>` (done cells are kept)")
         spec = parse_campaign(campaign.read_spec(), f"{campaign_uri}/spec.json")
         cells = [spec_from_config(c) for c in campaign.manifest()["config"].to_pylist()]
-        return _execute(campaign, cells, spec.resources, address, progress, 0)
+        return replace(_execute(campaign, cells, spec.resources, address, progress, 0),
+                       quarantined=moved)
 
 
 def run_cells(campaign_uri: str, cells: list[CellSpec], resources, address: str | None = None,
@@ -204,6 +235,7 @@ def run_cells(campaign_uri: str, cells: list[CellSpec], resources, address: str 
     such as `refine` that choose cells themselves)."""
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        _take_over(campaign)
+        moved = _take_over(campaign)
         added = campaign.extend_manifest(manifest_table(cells))
-        return _execute(campaign, cells, resources, address, progress, added)
+        return replace(_execute(campaign, cells, resources, address, progress, added),
+                       quarantined=moved)

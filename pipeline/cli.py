@@ -99,9 +99,26 @@ def status(campaign: Campaign,
         for row in state.failures.itertuples(index=False):
             failures.add_row(*(str(v) for v in row))
         out.print(failures)
+    _print_health(campaign, state)
     _print_brackets(campaign)
     if live is not None:
         _print_live(campaign, live)
+
+
+def _print_health(campaign: str, state) -> None:
+    """Done cells per stop reason (a diverged cell shows as nan), and unreadable files."""
+    if state.stop_reasons:
+        reasons = Table(title="done cells by stop reason")
+        for reason in state.stop_reasons:
+            reasons.add_column(reason, justify="right")
+        reasons.add_row(*(str(n) for n in state.stop_reasons.values()))
+        out.print(reasons)
+    for bad in state.corrupt:
+        err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
+    if state.corrupt:
+        err.print(f"{len(state.corrupt)} unreadable files: `phasegrid resume {campaign}` moves "
+                  f"them to {campaign}/_quarantine/ and runs their cells again",
+                  markup=False, highlight=False)
 
 
 def _print_brackets(campaign: str) -> None:

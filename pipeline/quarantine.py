@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import results_schema as rs
@@ -132,6 +133,31 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = [table[f.name].cast(f.type) if f.name in table.column_names
                else pa.nulls(table.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> dict[str, pa.Table]:
+    """Read `tables` (and the manifest, as "manifest") for a user: every unreadable file
+    is named once in a CorruptFileWarning and left out (so is a per-cell file of another
+    table, whose rows would otherwise slip in under this table's schema)."""
+    corrupt = find_corrupt(store)
+    for bad in corrupt:
+        warnings.warn(CorruptFileWarning(
+            f"{bad.describe(store.uri)}; it is left out. `phasegrid resume {store.uri}` "
+            "quarantines it and re-runs its cell"), stacklevel=3)
+    named = {bad.path for bad in corrupt}
+    out = {}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", CorruptFileWarning)
+        for table in tables:
+            read = store.read_table(table)
+            dropped = [bad.cell_id for bad in corrupt if bad.table == table and bad.cell_id]
+            out[table] = read.filter(pc.invert(pc.is_in(
+                read["cell_id"], pa.array(dropped, pa.string())))) if dropped else read
+        out["manifest"] = rs.MANIFEST.empty_table() if MANIFEST in named else store.manifest()
+    for warning in seen:              # the read's own warnings, for files not named above
+        if not any(f"{store.uri}/{path} " in str(warning.message) for path in named):
+            warnings.warn(warning.message, stacklevel=3)
+    return out
 
 
 def quarantine(store: "ParquetStore", corrupt: list[CorruptFile]) -> list[dict]:

@@ -6,6 +6,7 @@
 
 Each table is read with its results_schema schema, so files written before a column was
 added read it as null, and an absent table is an empty DataFrame with the right columns.
+An unreadable file is left out with a CorruptFileWarning naming it (pipeline/quarantine.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 import results_schema as rs
+from pipeline.quarantine import read_reporting_corrupt
 from pipeline.store import ParquetStore
 
 STORED_TABLES = ("cells", "measurements", "predictions", "kernels", "ensembles", "boundaries")
@@ -50,9 +52,8 @@ def load_results(campaign: str, live: bool = False) -> Results:
     """Read every table of the campaign at `campaign` (a local path or a filesystem URI).
     With `live`, also the measurements streamed so far by cells still running."""
     store = ParquetStore.open(campaign)
-    tables = {name: store.read_table(name).to_pandas() for name in STORED_TABLES
-              if name in rs.TABLES}
-    tables["manifest"] = store.manifest().to_pandas()
+    read = read_reporting_corrupt(store, tuple(t for t in STORED_TABLES if t in rs.TABLES))
+    tables = {name: table.to_pandas() for name, table in read.items()}
     if live:
         tables["live_measurements"] = store.read_live().to_pandas()
     return Results(campaign, **tables)

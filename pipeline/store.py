@@ -36,6 +36,8 @@ CELL_TABLES = ("measurements", "predictions", "kernels", "cells")  # commit orde
 PENDING, LIVE, COMMIT = "_pending", "_live", "COMMIT"
 MANIFEST_FILE = "manifest.parquet"
 LIVE_STALE_SECONDS = 60.0   # a live attempt unseen for longer is not "running"
+VERIFIED_PARQUET = pads.ParquetFileFormat(   # page CRCs checked (Location writes them)
+    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True))
 
 
 class CampaignNotFoundError(FileNotFoundError):
@@ -150,7 +152,7 @@ class ParquetStore:
         """The table directory as a pyarrow dataset with its unified schema (files written
         before a column was added read it as null instead of dropping it)."""
         return pads.dataset(self.location.path(table), filesystem=self.location.fs,
-                            format="parquet", schema=rs.schema_of(table))
+                            format=VERIFIED_PARQUET, schema=rs.schema_of(table))
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """The table's rows. An unreadable file never crashes the reader: it is skipped
