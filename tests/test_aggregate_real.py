@@ -61,13 +61,7 @@ bundle_size = 2
 WIDTHS, ALPHAS = (4, 16, 64), (0.1, 10.0, 1000.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets: a second OpenMP thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_in_process(campaign: str) -> None:

@@ -24,13 +24,7 @@ from tasks.train_cell import train_cell
 RTOL = 1e-8     # per-cell numbers, bundle vs alone (float64; rounding differs, decisions not)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets: a second OpenMP thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cell(alpha_tilde: float = 1.0, seed: int = 0, loss: str = "softhinge", width: int = 16,

@@ -10,13 +10,7 @@ from tasks.losses import (AlphaObjective, hinge, logistic, loss_derivative, loss
                           quadratic_hinge, soft_hinge, unsatisfied_margins)
 from tasks.specs import LOSSES, LossSpec
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 Z = torch.tensor([-1.0, 0.0, 0.5, 1.0, 2.0], dtype=torch.float64)

@@ -18,13 +18,7 @@ from tasks.flow import FlowState
 from tasks.train_cell import prepare_cell, run_cell, train_cell
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: a second OpenMP thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_spec(**flow) -> CellSpec:
