@@ -16,7 +16,6 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from pipeline.aggregate import aggregate_campaign
