@@ -14,7 +14,8 @@ import traceback
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     from benchmarks.suite import ROWS
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=ROWS, metavar="ROW",
                         help=f"run only this row (repeatable): {', '.join(ROWS)}")
     parser.add_argument("--quick", action="store_true",

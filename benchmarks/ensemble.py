@@ -16,7 +16,9 @@ without Ray, which is not needed here and absent on the GPU machine:
   torch thread; both sides here run on the same thread count, so the sequential loop is
   that per-core throughput without Ray's own overhead (the orchestration row measures it).
 
-Both include preparing the cells (data, nets, initial outputs). Throughput:
+Both include preparing the cells (data, nets, initial outputs). Order: half the one-per-
+task cells, then the bundle, then the other half (a drift of load hits both sides alike).
+Throughput:
 cells·steps/s = Σ accepted steps / wall seconds; ratio = bundled / one per task.
 """
 from __future__ import annotations
@@ -95,9 +97,13 @@ def run(members: int = 16, sizes=SIZES, device: str = "cpu") -> list[Row]:
     for name, P, d, h, steps in sizes:
         specs = [stripe_spec(P, d, h, seed=s, max_steps=steps, device=device)
                  for s in range(members)]
-        alone = [_timed(lambda s=s: _task([s], train_bundle, training_plan)) for s in specs]
-        one_seconds, one_steps = sum(a[0] for a in alone), sum(a[1] for a in alone)
+        # Order: half the one-per-task cells, the bundle, the other half, so that a drift
+        # of the machine's load over the row weighs on both sides alike.
+        half = members // 2
+        alone = [_timed(lambda s=s: _task([s], train_bundle, training_plan)) for s in specs[:half]]
         bun_seconds, bun_steps, how = _timed(lambda: _task(specs, train_bundle, training_plan))
+        alone += [_timed(lambda s=s: _task([s], train_bundle, training_plan)) for s in specs[half:]]
+        one_seconds, one_steps = sum(a[0] for a in alone), sum(a[1] for a in alone)
         ours, base = bun_steps / bun_seconds, one_steps / one_seconds
         rows.append(Row("ensemble", f"{name} P={P} d={d} h={h} M={members}", ours, base,
                         "one per task (seq.)", "cells·steps/s", ours / base,

@@ -6,14 +6,16 @@
 A step is timed inside each engine that trains one cell: `train_cell` (autograd) and,
 when it exists, the single-net fast path `train_bundle([spec])` (hand-written FC forward
 and backward). Stripe model, L=2, swish β=10, float64, NTK and H₀ off, one checkpoint per
-decade; the fastest of 3 runs. Time: seconds between the first and the last Measurement
-over the forward+backward passes made in between (accepted and rejected), each counted as
-6·P·N FLOPs (forward 2PN, backward 4PN). The limit: the best FLOP/s of `torch.matmul`
-[P, h] @ [h, h] (2·P·h² FLOPs), the step's dominant product, on the same device and threads.
+decade. Time: seconds between the first and the last Measurement over the
+forward+backward passes made in between (accepted and rejected), each counted as 6·P·N
+FLOPs (forward 2PN, backward 4PN). The limit: the best FLOP/s of `torch.matmul`
+[P, h] @ [h, h] (2·P·h² FLOPs), the step's dominant product, on the same device and
+threads. Step, matmul and swish are timed in turn, 3 rounds, the best of each kept.
 
 Where the fraction is low, the note splits the measured step time into what its matmuls
 would take at that peak, the activation's elementwise work (swish forward and backward on
-the L pre-activations [P, h], timed alone) and the fixed per-step cost (a step of a tiny
+the L pre-activations [P, h], timed alone: through autograd for train_cell, as the fused
+silu/silu_backward kernels for the fast path) and the fixed per-step cost (a step of a tiny
 net, P=16 h=4, timed the same way): what is left is Python/autograd work.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from benchmarks.common import Row, best_seconds, fc_parameters, stripe_spec, synchronizer
-from tasks.activations import activation
+from tasks.activations import activation, unit_backward, unit_forward
 from tasks.records import Measurement
 from tasks.specs import CellSpec
 from tasks.train_cell import train_cell
@@ -75,16 +77,37 @@ def matmul_flops(P: int, h: int, device: str = "cpu", repeats: int = 10) -> floa
     return 2.0 * P * h * h / best_seconds(lambda: torch.matmul(a, b), repeats, sync)
 
 
-def activation_seconds(P: int, h: int, device: str = "cpu", depth: int = DEPTH) -> float:
-    """Seconds of the swish forward and autograd backward on `depth` tensors [P, h]."""
+def activation_seconds(P: int, h: int, device: str = "cpu", depth: int = DEPTH,
+                       fused: bool = False) -> float:
+    """Seconds of the swish forward and backward on `depth` tensors [P, h]: through
+    autograd on the normalised activation (what train_cell runs), or, `fused`, the two
+    fused kernels silu and silu_backward (close to what a hand-written step runs)."""
     act = activation("swish", 10.0)
-    x = torch.randn(P, h, dtype=torch.float64, device=device, requires_grad=True)
+    x = torch.randn(P, h, dtype=torch.float64, device=device, requires_grad=not fused)
+    ones = torch.ones_like(x)
 
     def both() -> None:
         for _ in range(depth):
-            torch.autograd.grad(act(x), x, torch.ones_like(x))
+            if fused:
+                unit_backward("swish", ones, x, unit_forward("swish", x))
+            else:
+                torch.autograd.grad(act(x), x, ones)
     both()
     return best_seconds(both, 3, synchronizer(device))
+
+
+def _interleaved(P: int, d: int, h: int, steps: int, device: str, trainer, fused: bool,
+                 rounds: int = 3) -> tuple[float, float, float, float]:
+    """(seconds per step, passes per step, matmul FLOP/s, swish seconds per step): step,
+    matmul and swish timed in turn, `rounds` times, the best of each kept, so that a burst
+    of load on the shared machine does not hit one side of the ratio only."""
+    seconds, passes, peak, elementwise = float("inf"), 1.0, 0.0, float("inf")
+    for _ in range(rounds):
+        seconds, passes = min((seconds, passes),
+                              step_seconds(P, d, h, steps, device, trainer=trainer))
+        peak = max(peak, matmul_flops(P, h, device, repeats=4))
+        elementwise = min(elementwise, activation_seconds(P, h, device, fused=fused))
+    return seconds, passes, peak, elementwise * passes
 
 
 def _note(step: float, matmul: float, elementwise: float, fixed: float) -> str:
@@ -102,10 +125,9 @@ def run(sizes=SIZES, device: str = "cpu") -> list[Row]:
         step_seconds(16, 2, 4, 3, device, trainer=trainer)            # one-time costs out
         fixed, _ = step_seconds(16, 2, 4, 30, device, repeats=3, trainer=trainer)
         for P, d, h, steps in sizes:
-            seconds, passes = step_seconds(P, d, h, steps, device, repeats=3, trainer=trainer)
+            seconds, passes, peak, elementwise = _interleaved(P, d, h, steps, device, trainer,
+                                                             engine != "train_cell")
             flops = 6.0 * P * fc_parameters(d, h, DEPTH) * passes / seconds
-            peak = matmul_flops(P, h, device)
-            elementwise = activation_seconds(P, h, device) * passes
             rows.append(Row("flow-step", f"P={P} d={d} h={h} L={DEPTH} {engine}", flops / 1e9,
                             peak / 1e9, f"matmul [{P},{h}]@[{h},{h}]", "GFLOP/s", flops / peak,
                             TARGET if h >= TARGET_FROM_WIDTH else None,

@@ -40,7 +40,8 @@ def test_each_row_runs_at_tiny_size_with_finite_numbers(quick_rows, name):
         if name == "ensemble" and r.unit == "-":       # trainer not there yet: said so
             assert "not available" in r.note
             continue
-        assert math.isfinite(r.ours) and r.ours > 0 and math.isfinite(r.baseline), r
+        assert math.isfinite(r.ours) and math.isfinite(r.baseline), r
+        assert r.ours > 0 or name == "scaling", r    # a fitted exponent may be anything
 
 
 def test_ratios_say_how_much_better_ours_is(quick_rows):
