@@ -185,12 +185,12 @@ def _execute(store: ParquetStore, cells: list[CellSpec], resources, address: str
 
 def _take_over(store: ParquetStore) -> tuple[str, ...]:
     """Clean up after any earlier driver: finish or discard its commits, drop live rows
-    and torn snapshot writes; quarantine unreadable files with their cells. Returns the
+    and stale snapshots; quarantine unreadable files with their cells. Returns the
     quarantined files as "from -> to (why)"."""
     store.recover()
     store.delete_live()
-    checkpoint.delete_stray_temps(store)
     moved = quarantine.take_over(store)
+    checkpoint.clean_up(store)
     return tuple(f"{m['from']} -> {m['to']} ({m['reason']})" for m in moved)
 
 

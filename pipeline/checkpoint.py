@@ -157,9 +157,11 @@ def delete_snapshot(store: ParquetStore, cell_id: str) -> None:
     store.location.delete_file(snapshot_path(cell_id))
 
 
-def delete_stray_temps(store: ParquetStore) -> None:
-    """Temp files of snapshot writes a killed driver left behind."""
+def clean_up(store: ParquetStore) -> None:
+    """What a killed driver may have left: temp files of snapshot writes, and snapshots of
+    cells it committed but had no time to delete. Call only while holding the campaign."""
     from pipeline.storage import TEMP_SUFFIX
+    done = {cell for cell, (status, _) in store.cell_states().items() if status == "done"}
     for entry in store.location.listdir(SNAPSHOTS):
-        if entry.name.endswith(TEMP_SUFFIX):
+        if entry.name.endswith(TEMP_SUFFIX) or entry.name.removesuffix(".parquet") in done:
             store.location.delete_file(f"{SNAPSHOTS}/{entry.name}")

@@ -138,7 +138,9 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> dict[str, pa.Table]:
     """Read `tables` (and the manifest, as "manifest") for a user: every unreadable file
     is named once in a CorruptFileWarning and left out (so is a per-cell file of another
-    table, whose rows would otherwise slip in under this table's schema)."""
+    table, whose rows would otherwise slip in under this table's schema). Per-cell rows
+    of cells without a readable cells record are left out too: they belong to a commit
+    still moving its files (or cut short by a kill, until the next driver finishes it)."""
     corrupt = find_corrupt(store)
     for bad in corrupt:
         warnings.warn(CorruptFileWarning(
@@ -154,6 +156,10 @@ def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> di
             out[table] = read.filter(pc.invert(pc.is_in(
                 read["cell_id"], pa.array(dropped, pa.string())))) if dropped else read
         out["manifest"] = rs.MANIFEST.empty_table() if MANIFEST in named else store.manifest()
+    if "cells" in out:
+        for table in set(out) & set(PER_CELL[1:]):
+            out[table] = out[table].filter(pc.is_in(out[table]["cell_id"],
+                                                    out["cells"]["cell_id"]))
     for warning in seen:              # the read's own warnings, for files not named above
         if not any(f"{store.uri}/{path} " in str(warning.message) for path in named):
             warnings.warn(warning.message, stacklevel=3)

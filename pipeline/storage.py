@@ -100,6 +100,7 @@ class Location:
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write `data` to `rel` atomically: a temp name in the same folder, then a move."""
+        self.path(rel)                       # refuses a path out of the campaign first
         temp = f"{rel}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
         parent = posixpath.dirname(rel)
         if parent:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,19 +40,30 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def start(*args: str, **extra_env: str) -> subprocess.Popen:
-    """`phasegrid ARGS` in its own session (so it and its Ray can be stopped together)."""
-    return subprocess.Popen([str(PHASEGRID), *args], cwd=REPO, env=env(**extra_env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    """`phasegrid ARGS` in its own session (so it and its Ray can be stopped together);
+    its stdout and stderr go to a temp file (`output`), never a pipe that could fill."""
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen([str(PHASEGRID), *args], cwd=REPO, env=env(**extra_env),
+                               stdout=log, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    process.log = log
+    return process
+
+
+def output(process: subprocess.Popen) -> str:
+    """Everything `process` (from `start`) printed so far."""
+    process.log.seek(0)
+    return process.log.read()
 
 
 def phasegrid(*args: str, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess:
+    """Run `phasegrid ARGS` to its end (its Ray stopped too); stdout holds both streams."""
     process = start(*args, **extra_env)
     try:
-        out, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     finally:
         stop_group(process)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return subprocess.CompletedProcess(process.args, process.returncode, output(process), "")
 
 
 def stop_group(process: subprocess.Popen, grace: float = 1) -> None:
