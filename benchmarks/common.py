@@ -91,6 +91,12 @@ def stripe_spec(train_size: int, dimension: int, width: int, *, seed: int = 0,
         observables=ObservableSpec(ntk=observables, h0_spectrum=observables, device=device))
 
 
+def steps_for(device: str, steps: int) -> int:
+    """Steps to time: ×20 on a GPU, where a step takes milliseconds and a few of them
+    would be lost in the clock's noise."""
+    return 20 * steps if device.startswith("cuda") else steps
+
+
 def fc_parameters(dimension: int, width: int, depth: int) -> int:
     """N of the bias-free FC net: d·h + (L−1)·h² + h."""
     return dimension * width + (depth - 1) * width * width + width

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from benchmarks.common import Row, best_seconds, fc_parameters, stripe_spec, synchronizer
+from benchmarks.common import (Row, best_seconds, fc_parameters, steps_for, stripe_spec,
+                               synchronizer)
 from tasks.activations import activation, unit_backward, unit_forward
 from tasks.records import Measurement
 from tasks.specs import CellSpec
@@ -55,8 +56,8 @@ def step_seconds(P: int, d: int, h: int, steps: int, device: str = "cpu",
     """(seconds per step, forward+backward passes per step) of a trainer's flow: the
     fastest of `repeats` runs of `steps` steps (on a shared machine the minimum is the
     least disturbed)."""
-    spec = stripe_spec(P, d, h, max_steps=steps, depth=depth, test_size=16, device=device,
-                       checkpoints_per_decade=1)
+    spec = stripe_spec(P, d, h, max_steps=steps_for(device, steps), depth=depth,
+                       test_size=16, device=device, checkpoints_per_decade=1)
     best = (float("inf"), 1.0)
     for _ in range(repeats):
         marks = [m for m in trainer(spec) if isinstance(m, Measurement)]

@@ -107,7 +107,7 @@ def tune_grid(spec_path: Path, storage: Path, reuse_actors: bool = True) -> None
         result = _train(CellSpec.from_dict(config["cell"]))[-1]
         tune.report({"test_error": result.test_error, "steps": result.steps})
 
-    tuner = tune.Tuner(trainable, 
+    tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(reuse_actors=reuse_actors),
                        param_space={"cell": tune.grid_search([c.to_dict() for c in cells])},
                        run_config=tune.RunConfig(storage_path=str(storage), name="bench",

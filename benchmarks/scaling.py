@@ -7,8 +7,8 @@ Expected at L=2 (the dominant products): a forward+backward pass costs ∝ P·h�
 tasks/ntk.py). Each series doubles one of P, h with the other fixed; the exponent is the
 least-squares slope of log time against log size. Step times come from the engine a
 campaign task uses for a lone FC cell (benchmarks/flow_step.py `engines`: the fast path
-when it exists; seconds per forward+backward pass), NTK times are the best of
-3 calls of `tasks.ntk.ntk_gram` on a float64 swish net. Exponents below the expected
+when it exists; seconds per forward+backward pass, best of 3 runs), NTK times are the
+best of 3 calls of `tasks.ntk.ntk_gram` on a float64 swish net. Exponents below the expected
 value mean that terms of lower order (elementwise work ∝ P·h, fixed per-call costs)
 still weigh at these sizes.
 """
@@ -45,7 +45,7 @@ def ntk_seconds(P: int, h: int, device: str = "cpu") -> float:
 def _seconds(what: str, P: int, h: int, device: str, trainer) -> float:
     if what == "ntk":
         return ntk_seconds(P, h, device)
-    seconds, passes = step_seconds(P, DIM, h, STEPS, device, trainer=trainer)
+    seconds, passes = step_seconds(P, DIM, h, STEPS, device, repeats=3, trainer=trainer)
     return seconds / passes
 
 

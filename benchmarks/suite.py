@@ -17,7 +17,8 @@ def ensemble(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import ensemble as bench
     if quick:
         return bench.run(members=2, sizes=bench.QUICK_SIZES, device=device)
-    return bench.run(device=device)
+    return bench.run(device=device,
+                     sizes=bench.GPU_SIZES if device.startswith("cuda") else bench.SIZES)
 
 
 def peer(quick: bool, device: str, **_) -> list[Row]:
