@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from fault_tools import (assert_rows_are_the_uninterrupted_runs, assert_store_is_right, env,
-                         output, start, stop_group)
+                         live_attempts, output, start, stop_group)
 
 pytestmark = pytest.mark.faults
 HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
@@ -43,11 +43,7 @@ def runs_under(pid: int, ancestor: int) -> bool:
 def watch(campaign: Path, seen: dict[str, dict], nodes: dict[str, int]) -> None:
     """Add to `seen` (attempt_id -> its _attempt.json: cell_id, pid, resumed_step, ...)
     the attempts now in _live/, each with the name of the node its worker runs on."""
-    for path in campaign.glob("_live/*/*/_attempt.json"):
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue                         # being replaced right now
+    for info in live_attempts(campaign):
         if info["attempt_id"] not in seen:
             info["node"] = next((name for name, raylet in nodes.items()
                                  if runs_under(info["pid"], raylet)), None)

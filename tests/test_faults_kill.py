@@ -12,7 +12,6 @@ in-process run of its cell (so interrupted cells continued from their snapshots 
 and no row of a dead attempt was kept)."""
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -24,31 +23,13 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from fault_tools import (TABLES, assert_rows_are_the_uninterrupted_runs, assert_store_is_right,
-                         output, phasegrid, start, stop_group)
+from fault_tools import (N_CELLS, SEED, TABLES, assert_rows_are_the_uninterrupted_runs,
+                         assert_store_is_right, campaign_spec, live_attempts, output, phasegrid,
+                         start, stop_group)
 from pipeline import load_results
 from pipeline.status import campaign_status
 
 pytestmark = pytest.mark.faults
-SEED = int(os.environ.get("PHASEGRID_FAULT_SEED", "6"))
-N_CELLS = 8
-
-
-def campaign_spec(stripe_spec, name: str):
-    """8 stripe cells of 1,500 steps (a few seconds each here), snapshots every 0.25 s."""
-    return stripe_spec(name=name, grid={"width": [8], "seed": [0, 1, 2, 3]},
-                       flow={"max_steps": 1500}, resources={"checkpoint_every_seconds": 0.25})
-
-
-def live_attempts(campaign: Path) -> list[dict]:
-    """The _attempt.json of every attempt in _live/ (cell_id, pid, resumed_step, ...)."""
-    found = []
-    for path in campaign.glob("_live/*/*/_attempt.json"):
-        try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            pass                                 # being replaced right now
-    return found
 
 
 def readers_see_no_damage(campaign: Path, raw: bool = True) -> None:
