@@ -109,10 +109,13 @@ def run(members: int = 16, sizes=SIZES, device: str = "cpu") -> list[Row]:
         alone += [_timed(lambda s=s: _task([s], train_bundle, training_plan)) for s in specs[half:]]
         one_seconds, one_steps = sum(a[0] for a in alone), sum(a[1] for a in alone)
         ours, base = bun_steps / bun_seconds, one_steps / one_seconds
+        same = how == f"{members} fast path" and alone[0][2] == "1 fast path"
         rows.append(Row("ensemble", f"{name} P={P} d={d} h={h} M={members}", ours, base,
                         "one per task (seq.)", "cells·steps/s", ours / base,
                         targets.get(name, 1.0),
-                        f"{steps} steps/cell; bundle: {how}; alone: {alone[0][2]}",
+                        f"{steps} steps/cell; bundle: {how}; alone: {alone[0][2]}"
+                        + ("; same code on both sides (the cost model does not batch): "
+                           "ratio = 1 ± noise" if same else ""),
                         {"members": members, "steps": steps, "bundled_seconds": bun_seconds,
                          "one_per_task_seconds": one_seconds, "bundled_steps": bun_steps,
                          "one_per_task_steps": one_steps, "plan": how}))
