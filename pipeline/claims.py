@@ -115,8 +115,9 @@ def crossover(datasets: dict[str, CampaignData | None]) -> Claim:
         in_range = bool(((located["value"] >= 0.1) & (located["value"] <= 100)).all())
         verdicts.append(REPRODUCED if inside and in_range and abs(slope) <= 0.2 else
                         PARTLY if inside and abs(slope) <= 0.35 else NOT)
-        numbers[label] = {"widths": points["width"].tolist(), "alpha_star": points["value"].tolist(),
-                          "status": points["status"].tolist(), "slope": slope}
+        numbers[label] = {"widths": points["width"].tolist(), "slope": slope,
+                          "alpha_star": points["value"].tolist(),
+                          "status": points["status"].tolist()}
         stars = ", ".join(f"h = {w}: {g(v)}" for w, v in zip(points["width"], points["value"]))
         lines.append(f"{label}: α̃* = {stars or 'none located'}; slope of log α̃* vs log h = "
                      f"{g(slope)} ({len(located)}/{len(points)} widths bracketed)")
@@ -160,7 +161,8 @@ def regime_errors(data: CampaignData) -> dict:
     star = rows.loc[(rows["boundary"] == "crossover") & np.isclose(rows["level"], 1.0)
                     & (rows["width"] == line["width"].iloc[0]), "value"]
     return {"width": int(line["width"].iloc[0]), "alpha_tilde": line["alpha_tilde"].tolist(),
-            "ensemble_test_error": error.tolist(), "mean_test_error": line["mean_test_error"].tolist(),
+            "ensemble_test_error": error.tolist(),
+            "mean_test_error": line["mean_test_error"].tolist(),
             "feature": error[0], "lazy": error[-1],
             "best_alpha": float(line["alpha_tilde"].iloc[int(np.nanargmin(error))]),
             "noise": math.sqrt(2 * mid * (1 - mid) / n_test),
@@ -179,7 +181,8 @@ def regimes(images: dict[str, CampaignData | None]) -> Claim:
         numbers[label] = r
         verdicts.append(REPRODUCED if r["lazy"] < r["feature"] - r["noise"] else
                         PARTLY if r["lazy"] <= r["feature"] + r["noise"] else NOT)
-        curve = ", ".join(f"{g(a)}: {g(e)}" for a, e in zip(r["alpha_tilde"], r["ensemble_test_error"]))
+        curve = ", ".join(f"{g(a)}: {g(e)}"
+                          for a, e in zip(r["alpha_tilde"], r["ensemble_test_error"]))
         lines.append(f"{label}, h = {r['width']}: ε(⟨f⟩) by α̃ = {curve}; lazy {g(r['lazy'])} vs "
                      f"feature {g(r['feature'])} (noise ±{g(r['noise'])}); best α̃ = "
                      f"{g(r['best_alpha'])}, crossover α̃* = {g(r['alpha_star'])}")
@@ -233,7 +236,8 @@ def stripe(data: CampaignData | None, label: str) -> Claim:
              f"β_feature = {g(theory['feature'])}"]
     for k in ("lazy", "feature"):
         x = r[k]
-        curve = ", ".join(f"{int(p)}: {g(e)}" for p, e in zip(x["train_size"], x["mean_test_error"]))
+        curve = ", ".join(f"{int(p)}: {g(e)}"
+                          for p, e in zip(x["train_size"], x["mean_test_error"]))
         lines.append(f"{k} (α̃ = {g(x['alpha_tilde'])}, ‖ΔΘ‖/‖Θ₀‖ = {g(min(x['ntk_change']))} … "
                      f"{g(max(x['ntk_change']))}): β = {g(x['beta'])} ± {g(x['beta_error'])} "
                      f"(ensemble {g(x['beta_ensemble'])}); ⟨ε(f)⟩ by P = {curve}; fitted "

@@ -96,9 +96,11 @@ def n_star(random: CampaignData | None, real: CampaignData | None, real_label: s
         numbers[label] = {"train_size": points["train_size"].tolist(),
                           "n_star": points["value"].tolist(), "gamma": fit.slope,
                           "gamma_error": fit.slope_error}
-        listed = ", ".join(f"P = {int(p)}: {g(v)}" for p, v in zip(points["train_size"], points["value"]))
+        listed = ", ".join(f"P = {int(p)}: {g(v)}"
+                           for p, v in zip(points["train_size"], points["value"]))
+        ratio = float(np.nanmedian(points["value"] / points["train_size"]))
         lines.append(f"{label}: N* = {listed}; γ = {g(fit.slope)} ± {g(fit.slope_error)}, "
-                     f"N*/P = {g(float(np.nanmedian(points['value'] / points['train_size'])))} (median)")
+                     f"N*/P = {g(ratio)} (median)")
     gamma_random, gamma_real = numbers["random labels"]["gamma"], numbers[real_label]["gamma"]
     linear = 0.8 <= gamma_random <= 1.25
     sublinear = gamma_real <= gamma_random - 0.2
@@ -166,12 +168,18 @@ DOUBLE_DESCENT_PAPER = ("The test error of single nets displays a peak (a cusp) 
                         "transition, whatever α̃, and the peak vanishes when the ensemble "
                         "average over initialisations is taken (Sec. 1, Fig. 5).")
 DOUBLE_DESCENT_RULE = ("Per α̃ with h* located, let h_J be the grid width nearest h*. Peak: "
-                       "the single-net error ⟨ε(f)⟩ is largest, among widths ≥ h_J/2, within "
-                       "one grid step of h_J, and exceeds its value at the widest net. Removed: "
-                       "at that width ε(⟨f⟩) < ⟨ε(f)⟩ and the ensemble's excess over its "
-                       "widest-net value is at most half the single nets'. Reproduced if both "
-                       "hold at most α̃; partly if the ensemble beats single nets at jamming "
-                       "at most α̃ but the peak is not clean; otherwise not reproduced.")
+                       "the single-net error ⟨ε(f)⟩ has a local maximum (above both neighbouring "
+                       "widths) within one grid step of h_J, above its value at the widest net. "
+                       "Removed: at that width ε(⟨f⟩) < ⟨ε(f)⟩ and the ensemble's excess over "
+                       "its widest-net value is at most half the single nets'. Reproduced if "
+                       "both hold at most α̃; partly if the ensemble beats single nets at jamming "
+                       "at most α̃ but the peak is not there; otherwise not reproduced.")
+
+
+def local_maxima(values: np.ndarray) -> list[int]:
+    """Indices i of interior points strictly above both neighbours."""
+    return [i for i in range(1, len(values) - 1)
+            if values[i] > values[i - 1] and values[i] > values[i + 1]]
 
 
 def double_descent_lines(data: CampaignData) -> pd.DataFrame:
@@ -185,13 +193,15 @@ def double_descent_lines(data: CampaignData) -> pd.DataFrame:
         if not np.isfinite(star):
             continue
         j = int(np.argmin(np.abs(np.log(line["width"]) - math.log(star))))
-        near = line.loc[line["width"] >= line.loc[j, "width"] / 2]
-        peak = int(near["mean_test_error"].idxmax())
         single, ensemble = line["mean_test_error"], line["ensemble_test_error"]
+        maxima = local_maxima(single.to_numpy(float))
+        peak = min(maxima, key=lambda i: abs(i - j)) if maxima else \
+            int(single.loc[line["width"] >= line.loc[j, "width"] / 2].idxmax())
         excess_single = single[peak] - single.iloc[-1]
         excess_ensemble = ensemble[peak] - ensemble.iloc[-1]
         rows.append({"alpha_tilde": alpha, "h_star": star, "h_jamming": line.loc[j, "width"],
-                     "h_peak": line.loc[peak, "width"], "peak_at_jamming": abs(peak - j) <= 1,
+                     "h_peak": line.loc[peak, "width"],
+                     "peak_at_jamming": bool(maxima) and abs(peak - j) <= 1,
                      "single_at_peak": single[peak], "ensemble_at_peak": ensemble[peak],
                      "single_widest": single.iloc[-1], "ensemble_widest": ensemble.iloc[-1],
                      "excess_single": excess_single, "excess_ensemble": excess_ensemble})
@@ -238,7 +248,8 @@ FLUCTUATIONS_RULE = ("Per α̃, fit log ‖f − ⟨f⟩‖ against log N over t
 def fluctuation_slopes(data: CampaignData) -> pd.DataFrame:
     """Per α̃ (largest P): the fitted slope of fluctuation vs N over fitted widths past 2 h*."""
     ens = data.ensembles.loc[data.ensembles["train_size"] == data.ensembles["train_size"].max()]
-    fitted = ens.loc[(ens["fitted_fraction"] >= 0.5) & (ens["width"] >= 2 * narrowest_jamming(data))]
+    past = ens["width"] >= 2 * narrowest_jamming(data)
+    fitted = ens.loc[(ens["fitted_fraction"] >= 0.5) & past]
     rows = []
     for alpha, past in fitted.groupby("alpha_tilde"):
         fit = fit_log_log(past["n_params"], past["fluctuation"])

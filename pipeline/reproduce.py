@@ -121,7 +121,8 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.system()} (load average {load})"
 
 
-def update_log(store: str, outcomes: list[Outcome], total_seconds: float) -> dict:
+def update_log(store: str, outcomes: list[Outcome], total_seconds: float,
+               machine_at_start: str = "") -> dict:
     """Add this run's seconds to <store>/reproduce-log.json; returns the whole log."""
     path = Path(store) / LOG_FILE
     log = json.loads(path.read_text()) if path.exists() else {"campaigns": {}, "runs": []}
@@ -130,9 +131,11 @@ def update_log(store: str, outcomes: list[Outcome], total_seconds: float) -> dic
         entry["run_seconds"] += o.run_seconds
         entry["cells_run"] += o.cells_run
     if any(o.cells_run for o in outcomes):
-        log["runs"].append({"seconds": total_seconds, "cells_run": sum(o.cells_run for o in outcomes),
+        log["runs"].append({"seconds": total_seconds,
+                            "cells_run": sum(o.cells_run for o in outcomes),
                             "campaigns": [o.name for o in outcomes if o.cells_run],
-                            "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M")})
+                            "machine_at_start": machine_at_start, "machine": machine(),
+                            "finished": time.strftime("%Y-%m-%d %H:%M")})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(log, indent=1))
     return log
@@ -165,11 +168,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="train nothing: re-aggregate and rewrite the report")
     args = parser.parse_args(argv)
     directory = Path(args.campaigns)
-    names = args.only or list(reproductions(directory))
-    start = time.monotonic()
-    print(f"reproduce: {', '.join(names)} into {args.store} on {machine()}", flush=True)
+    names = list(reproductions(directory))
+    if args.only:                       # file stems; campaign names (with '-') work too
+        names = [n.replace("-", "_") for n in args.only]
+    start, at_start = time.monotonic(), machine()
+    print(f"reproduce: {', '.join(names)} into {args.store} on {at_start}", flush=True)
     outcomes = [] if args.report_only else run_all(names, args.store, args.address, directory)
-    log = update_log(args.store, outcomes, time.monotonic() - start)
+    log = update_log(args.store, outcomes, time.monotonic() - start, at_start)
     from pipeline.reproduction_doc import write_report
     path = write_report(args.store, Path(args.docs), reproductions(directory), log)
     print(f"reproduce: wrote {path} in {(time.monotonic() - start) / 60:.1f} min", flush=True)

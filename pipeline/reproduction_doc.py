@@ -156,8 +156,9 @@ def timing_text(log: dict) -> str:
     if not runs:
         return "No run recorded in this store's reproduce-log.json."
     total = sum(r["seconds"] for r in runs)
-    parts = [f"{r['seconds'] / 60:.1f} min on {r['finished']} ({r['cells_run']} cells; "
-             f"{r['machine']})" for r in runs]
+    parts = [f"{r['seconds'] / 60:.1f} min, finished {r['finished']} ({r['cells_run']} cells; "
+             f"at the start: {r.get('machine_at_start') or '?'}; at the end: {r['machine']})"
+             for r in runs]
     head = f"**Total run time: {total / 60:.1f} min** of wall clock"
     return head + (f" over {len(runs)} runs: " if len(runs) > 1 else ": ") + "; ".join(parts) + "."
 

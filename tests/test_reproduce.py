@@ -4,7 +4,8 @@ hold at this scale, measured with the same claim functions as docs/reproduction.
 Each reduced campaign is the real spec of campaigns/reproduce/ with smaller sections,
 trained in this process on the real engine (batched bundles as the scheduler forms them)
 and aggregated by the real aggregation; the slow tests go through Ray and the driver.
-Measured here (2 shared cores, load ≈ 5): the fast tests take ≈ 40 s together.
+Measured here (2 shared cores, load ≈ 5): the fast tests take 15-25 s together; the slow
+ones (N*(P), MNIST lazy vs feature, the Fashion-MNIST crossover, the driver on Ray) ≈ 2.5 min.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def test_paper_campaign_is_the_fig4_grid(stem, dataset, dimension):
     assert len(alphas) == 23 and math.isclose(alphas[0], 3e-4) and math.isclose(alphas[-1], 3e7)
     assert np.allclose(np.diff(np.log10(alphas)), 0.5)
     assert len(spec.grid.seed) == 15 and spec.n_cells == 22 * 23 * 15
-    assert (spec.data.dataset, spec.data.dimension, spec.data.train_size) == (dataset, dimension, 5000)
+    data = spec.data
+    assert (data.dataset, data.dimension, data.train_size) == (dataset, dimension, 5000)
     assert (spec.model.arch, spec.model.depth, spec.model.activation) == ("fc", 2, "swish")
     assert (spec.model.activation_beta, spec.model.bias) == (10.0, False)
     assert (spec.loss.kind, spec.loss.beta) == ("softhinge", 20.0)
@@ -117,6 +119,46 @@ def test_reproduction_campaigns_load_and_run_in_the_documented_order():
             continue
         spec = load_campaign(path)
         assert spec.observables.device == "cpu" and spec.resources.gpus_per_task == 0
+
+
+# --- the claim rules on constructed tables (oracles) ------------------------------------
+
+WIDTHS = [4, 8, 16, 32, 64]
+
+
+def constructed(single: list[float], ensemble: list[float], h_star: float = 14.0,
+                fluctuation: list[float] | None = None) -> CampaignData:
+    """One α̃ line over WIDTHS with the given errors and a jamming width h* (N = h² + 10 h)."""
+    n = [h * h + 11 * h for h in WIDTHS]
+    ensembles = pd.DataFrame({"width": WIDTHS, "alpha_tilde": 1.0, "train_size": 100,
+                              "n_params": n, "mean_test_error": single,
+                              "ensemble_test_error": ensemble, "fitted_fraction": 1.0,
+                              "fluctuation": fluctuation or [1.0] * 5})
+    boundaries = pd.DataFrame([{"boundary": "jamming", "budget_steps": 100.0, "alpha_tilde": 1.0,
+                                "train_size": 100, "value": h_star, "lower": 8.0, "upper": 16.0,
+                                "status": "bracketed"}])
+    return CampaignData(pd.DataFrame(), ensembles, boundaries)
+
+
+def test_double_descent_rule_needs_a_local_peak_at_jamming_that_the_ensemble_removes():
+    flat = [0.10, 0.10, 0.10, 0.10, 0.10]
+    peaked = claims_jamming.double_descent(constructed([0.15, 0.14, 0.18, 0.13, 0.11], flat), "x")
+    assert peaked.verdict == claims.REPRODUCED and peaked.numbers["h_peak"] == [16]
+    descending = claims_jamming.double_descent(
+        constructed([0.18, 0.16, 0.14, 0.12, 0.11], flat), "x")
+    assert descending.verdict == claims.PARTLY           # ensemble better, but no peak
+    kept = claims_jamming.double_descent(constructed([0.15, 0.14, 0.18, 0.13, 0.11],
+                                                     [0.14, 0.13, 0.17, 0.12, 0.10]), "x")
+    assert kept.verdict == claims.PARTLY                 # the ensemble keeps the peak
+
+
+def test_fluctuation_rule_recovers_a_power_law():
+    n = np.array([h * h + 11 * h for h in WIDTHS], float)
+    data = constructed([0.1] * 5, [0.1] * 5, h_star=2.0, fluctuation=list(3 * n ** -0.25))
+    claim = claims_jamming.fluctuations(data, "x")
+    assert claim.verdict == claims.REPRODUCED and math.isclose(claim.numbers["median_slope"], -0.25)
+    data = constructed([0.1] * 5, [0.1] * 5, h_star=2.0, fluctuation=list(3 * n ** -0.6))
+    assert claims_jamming.fluctuations(data, "x").verdict == claims.PARTLY
 
 
 # --- reduced reproductions: fast --------------------------------------------------------
