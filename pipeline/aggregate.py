@@ -172,7 +172,14 @@ def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) 
         return None
     schema = rs.TABLES.get(table.removesuffix(".parquet"))
     dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)
-    return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
+    try:
+        return dataset.to_table(columns=list(columns) if columns else None).to_pandas()
+    except (pa.ArrowException, OSError):
+        if table not in rs.TABLES:
+            raise
+        from pipeline.quarantine import read_readable_files    # an unreadable file: warn, skip
+        return read_readable_files(Location.open(campaign), table,
+                                   list(columns) if columns else None).to_pandas()
 
 
 def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:

@@ -27,12 +27,19 @@ A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI
 | `ensembles/`, `boundaries/` | aggregates over seeds and phase boundaries, rewritten by `phasegrid aggregate` |
 | `_live/<cell_id>/<attempt_id>/part-*.parquet` | measurements of running cells (streaming) |
 | `_pending/<cell_id>/` | a commit in progress; finished or discarded when the campaign is next opened |
+| `_checkpoints/<cell_id>.parquet` | a running cell's training-state snapshot (`checkpoint_every_seconds`): raw arrays, never pickled; its next attempt continues from it |
+| `_quarantine/<when>/` | unreadable files moved aside with every file of their cell (the cell is run again), and `report.json` saying why |
 
 Each table directory reads directly: `pandas.read_parquet("<campaign>/cells")`,
 `duckdb.sql("select * from '<campaign>/cells/*.parquet'")`, or `pipeline.load_results(campaign)`.
 Names starting with `_` or `.` are ignored by these readers. A cell's rows come from exactly
 one attempt (the one that finished). The schema version is stored in every file's metadata
-under `phasegrid.schema_version`.
+under `phasegrid.schema_version`. Every file the store writes has a CRC per page, which the
+store's own readers verify (pyarrow: `page_checksum_verification=True`); a file that does
+not read is reported by `phasegrid status` and quarantined by the next `run` or `resume`.
+While a commit moves its files (or after a driver was killed mid-commit, until the next
+driver opens the campaign), a direct reader may see a cell's rows before its `cells`
+record; `load_results` shows only the rows of cells that have one.
 """
 
 

@@ -70,6 +70,9 @@ def test_unreadable_files_are_reported_quarantined_and_their_cells_run_again(tmp
     for rel in paths:
         assert f"{campaign}/{rel}" in named, rel
     assert len(results.cells) == 5 and len(results.kernels) == 4     # a: no record; d: foreign
+    with pytest.warns(CorruptFileWarning):
+        aggregated = CliRunner().invoke(app, ["aggregate", campaign])
+    assert aggregated.exit_code == 0, aggregated.output
 
     summary = resume_campaign(campaign)
     assert (summary.already_done, summary.done, summary.failed) == (2, 4, 0)
