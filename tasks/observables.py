@@ -98,11 +98,12 @@ def h0_eigenvalues(model: nn.Module, theta: Tensor, x_unsatisfied: Tensor,
     ∇Δ_μ = −y_μ α ∇f̃(x_μ), so the Gram ∇Δ_μ·∇Δ_ν = α² y_μ y_ν Θ_μν; y_μ = ±1 is a
     similarity, so its spectrum is that of α² Θ on the unsatisfied points — the same
     non-zero eigenvalues as the N×N matrix H₀. "Non-zero": above N_Δ·ε·λ_max.
-    Empty if no point is unsatisfied or θ is not finite (a diverged flow)."""
+    Empty if no point is unsatisfied, θ is not finite (a diverged flow) or α² overflows
+    the float range (e.g. α̃ = 1e200): the eigenvalues of Θ are computed first, then scaled."""
     n = x_unsatisfied.shape[0]
-    if n == 0 or not bool(torch.isfinite(theta).all()):
+    if n == 0 or not bool(torch.isfinite(theta).all()) or not math.isfinite(alpha * alpha):
         return np.zeros(0)
-    gram = alpha ** 2 * ntk_at(model, theta, x_unsatisfied)
-    eigenvalues = torch.linalg.eigvalsh(gram).cpu().numpy()
+    gram = ntk_at(model, theta, x_unsatisfied)
+    eigenvalues = (alpha * alpha) * torch.linalg.eigvalsh(gram).cpu().numpy()
     cutoff = n * np.finfo(eigenvalues.dtype).eps * max(eigenvalues.max(), 0.0)
     return eigenvalues[eigenvalues > cutoff].astype(np.float64)
