@@ -13,9 +13,15 @@
   bare ConnectionError). When RAY_AUTH_MODE is unset and a token is available
   (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, where `ray start` writes it),
   token mode is switched on; a token client also joins a cluster started with
-  RAY_AUTH_MODE=disabled (measured). Setting the variable alone is not enough once ray is
-  imported (Ray caches it; measured), see `_enable_token_auth`. A failed connection
+  RAY_AUTH_MODE=disabled (measured), but gets no streamed result back (see Pre-flight).
+  Setting the variable alone is not enough once ray is imported (Ray caches it; measured),
+  see `_enable_token_auth`. A failed connection
   raises RayConnectError saying what to do.
+- Pre-flight (cluster path only): a driver whose token mode differs from the cluster's can
+  join it, yet the workers cannot send results back (InvalidAuthToken in their logs) and a
+  run would hang with 0 cells done. `_preflight` runs one trivial streaming task after
+  joining and waits at most PHASEGRID_RAY_PREFLIGHT_S (default 60) seconds for its item;
+  otherwise it disconnects and raises RayConnectError with the fix.
 - GPU tasks (pipeline/scheduler.py): `max_calls=0` (Ray's default for GPU tasks is 1, a
   fresh worker process per task) and an explicit `num_cpus` (a GPU task otherwise also
   takes one CPU).
@@ -30,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+PREFLIGHT_ENV = "PHASEGRID_RAY_PREFLIGHT_S"
+PREFLIGHT_DEFAULT_S = 60.0
 
 
 class RayConnectError(RuntimeError):
@@ -85,6 +93,52 @@ def connect_error(address: str, err: Exception) -> RayConnectError:
         "runs on embedded Ray on this machine.")
 
 
+def preflight_seconds() -> float:
+    """How long the pre-flight task may take: $PHASEGRID_RAY_PREFLIGHT_S, else 60 s."""
+    raw = os.environ.get(PREFLIGHT_ENV, "").strip()
+    try:
+        seconds = float(raw) if raw else PREFLIGHT_DEFAULT_S
+    except ValueError:
+        raise RayConnectError(f"{PREFLIGHT_ENV}={raw!r} is not a number of seconds") from None
+    return seconds if seconds > 0 else PREFLIGHT_DEFAULT_S
+
+
+def preflight_error(address: str, seconds: float, err: Exception) -> RayConnectError:
+    mode = os.environ.get("RAY_AUTH_MODE", "unset")
+    return RayConnectError(
+        f"joined the Ray cluster at {address}, but it did not run a test task within "
+        f"{seconds:g} s ({type(err).__name__}: {err}). The usual cause is a token-auth "
+        f"mismatch between this driver (RAY_AUTH_MODE is {mode} here) and the cluster: "
+        "its workers cannot send results back (InvalidAuthToken in their logs). Start the "
+        "cluster with RAY_AUTH_MODE=token and the same token as this driver (RAY_AUTH_TOKEN "
+        f"or {TOKEN_FILE}), or set RAY_AUTH_MODE=disabled on both, see cluster/README.md. "
+        f"(A busy cluster may just be slow: raise {PREFLIGHT_ENV}.)")
+
+
+def _ping() -> Iterator[int]:
+    yield 1
+
+
+def _preflight(address: str, seconds: float) -> None:
+    """Run one zero-CPU streaming-generator task (how pipeline/scheduler.py gets results:
+    a plain task's return rides on the driver's own call and passes even on a mismatch,
+    measured) and wait at most `seconds` for its item; on timeout or any Ray error,
+    disconnect and raise RayConnectError."""
+    import ray
+    err: Exception = RuntimeError("the test task returned a wrong value")
+    try:
+        stream = ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")(_ping).remote()
+        ready, _ = ray.wait([stream], timeout=seconds)
+        if not ready:
+            err = TimeoutError("no streamed item came back")
+        elif ray.get(next(stream), timeout=seconds) == 1:
+            return
+    except Exception as caught:   # GetTimeoutError, RayError, auth errors: all mean unusable
+        err = caught
+    ray.shutdown()
+    raise preflight_error(address, seconds, err) from None
+
+
 @contextlib.contextmanager
 def _loopback_only() -> Iterator[None]:
     """Keep an embedded Ray on 127.0.0.1 while it starts. Ray reads
@@ -110,6 +164,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
     import ray
     if ray.is_initialized():
         return RaySession(ray.get_runtime_context().gcs_address, owned=False)
+    seconds = preflight_seconds() if address is not None else 0.0
     common = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True, include_dashboard=False)
     if address is None:
@@ -122,6 +177,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
                                      if k != "include_dashboard"})
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise connect_error(address, err) from None
+    _preflight(address, seconds)
     return RaySession(address, owned=True)
 
 
