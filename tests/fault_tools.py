@@ -36,10 +36,12 @@ SEED = int(os.environ.get("PHASEGRID_FAULT_SEED", "6"))
 N_CELLS = 8
 
 
-def campaign_spec(stripe_spec, name: str):
-    """8 stripe cells of 1,500 steps (a few seconds each here), snapshots every 0.25 s."""
+def campaign_spec(stripe_spec, name: str, max_steps: int = 1500):
+    """8 stripe cells of `max_steps` steps (1,500: 1–5 s each here, depending on the load),
+    snapshots every 0.25 s."""
     return stripe_spec(name=name, grid={"width": [8], "seed": [0, 1, 2, 3]},
-                       flow={"max_steps": 1500}, resources={"checkpoint_every_seconds": 0.25})
+                       flow={"max_steps": max_steps},
+                       resources={"checkpoint_every_seconds": 0.25})
 
 
 def live_attempts(campaign: Path) -> list[dict]:
