@@ -47,7 +47,8 @@ from pipeline.ray_setup import task_capacity
 from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
 
-FLUSH_SECONDS = 2.0      # a running cell's measurements reach the store at this pace
+# a running cell's measurements reach the store at this pace (env: for watching and tests)
+FLUSH_SECONDS = float(os.environ.get("PHASEGRID_FLUSH_SECONDS", "2.0"))
 POLL_SECONDS = 1.0       # how often the driver wakes up without news (heartbeats, progress)
 
 

@@ -63,6 +63,7 @@ def env(**extra: str) -> dict[str, str]:
     """This environment without an inherited Ray address or kill point, plus `extra`."""
     out = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "PHASEGRID_FAULT_KILL_AT")}
+    out["PHASEGRID_FLUSH_SECONDS"] = "0.25"  # live parts often enough for the live kill points
     out.update(extra)
     return out
 
