@@ -86,7 +86,7 @@ def _row(kind: str, quantity: str, level: float, along: str, crossing: Crossing,
             "status": crossing.status, "n_points": n_points, **coords}
 
 
-def _groups(frame: pd.DataFrame, keys: list[str]):
+def groups_by(frame: pd.DataFrame, keys: list[str]):
     """(coords dict, sub-frame) for each combination of `keys` (NaN keys kept)."""
     if not keys:
         yield {}, frame
@@ -138,7 +138,7 @@ def step_budgets(cells: pd.DataFrame, fractions: Sequence[float] = BUDGET_FRACTI
 def _jamming_rows(known: pd.DataFrame, fixed: list[str], budget: float) -> list[dict]:
     """One jamming row per combination of `fixed`, from the 0/1 column `fit`."""
     rows = []
-    for coords, sub in _groups(known, fixed):
+    for coords, sub in groups_by(known, fixed):
         frac = sub.groupby("width")["fit"].mean()
         crossing = locate_crossing(frac.index, frac.to_numpy(), JAMMING_LEVEL, log_x=True)
         rows.append(_row("jamming", "fitted_fraction", JAMMING_LEVEL, "width", crossing,
@@ -210,7 +210,7 @@ def crossover_line(ensembles: pd.DataFrame, axes: Sequence[str],
     in α̃, crosses c (log-log)."""
     fixed = [a for a in axes if a != "alpha_tilde"]
     rows = []
-    for coords, sub in _groups(ensembles, fixed):
+    for coords, sub in groups_by(ensembles, fixed):
         n_points = int(np.isfinite(sub["ntk_change"].to_numpy(float)).sum())
         for level in levels:
             crossing = locate_crossing(sub["alpha_tilde"], sub["ntk_change"], level,

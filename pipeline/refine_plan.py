@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.aggregate import GRID_AXES
-from pipeline.boundaries import locate_crossing
+from pipeline.boundaries import groups_by, locate_crossing
 from pipeline.spec_schema import Refinement
 
 SIGNIFICANT_DIGITS = 6     # proposed α̃ are rounded so that cell ids stay readable and stable
@@ -69,15 +69,6 @@ AXES = {
 def fixed_axes(ensembles: pd.DataFrame, along: str) -> list[str]:
     """The grid axes of `ensembles` other than `along`: one boundary point per value."""
     return [a for a in GRID_AXES if a in ensembles and a != along]
-
-
-def _groups(frame: pd.DataFrame, keys: list[str]):
-    """(coords dict, sub-frame) for each combination of `keys` (NaN keys kept)."""
-    if not keys:
-        yield {}, frame
-        return
-    for key, sub in frame.groupby(keys, dropna=False, sort=True):
-        yield dict(zip(keys, key if isinstance(key, tuple) else (key,))), sub
 
 
 def matching_rows(frame: pd.DataFrame, coords: dict) -> np.ndarray:
@@ -160,7 +151,7 @@ def bracket_status(ensembles: pd.DataFrame, target: Refinement,
     axis = AXES[target.boundary]
     fixed = fixed_axes(ensembles, axis.along)
     rows = []
-    for coords, sub in _groups(ensembles, fixed):
+    for coords, sub in groups_by(ensembles, fixed):
         tried = sub[axis.along].to_numpy(float)
         if planned is not None and len(planned):
             tried = np.concatenate([tried, planned.loc[matching_rows(planned, coords),
@@ -213,7 +204,7 @@ def uniform_grid_cells(points: pd.DataFrame, target: Refinement, n_seeds: int) -
     `points`: grid points with the axis columns (e.g. the manifest's). Pure."""
     axis = AXES[target.boundary]
     total = 0
-    for _, sub in _groups(points, fixed_axes(points, axis.along)):
+    for _, sub in groups_by(points, fixed_axes(points, axis.along)):
         lower, upper = sub[axis.along].min(), sub[axis.along].max()
         n = math.ceil(math.log(upper / lower) / math.log(target.tolerance) - 1e-9) + 1
         values = np.geomspace(lower, upper, n)

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 import results_schema as rs
 from pipeline import load_results
 from pipeline.cli import app
+from fault_tools import stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 PHASEGRID = Path(sys.executable).parent / "phasegrid"
@@ -48,22 +49,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen, grace: float = 1) -> None:
-    """Stop a process started in its own session, and everything it started."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            process.poll()                     # reap our own child, or pgrep still sees it
-            if subprocess.run(["pgrep", "-g", str(process.pid)],
-                              capture_output=True).returncode != 0:
-                return
-            time.sleep(0.2)
 
 
 def assert_complete(campaign: str, n_cells: int) -> pd.DataFrame:
