@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 reproduce: $(STAMP)
-	$(PY) -m pipeline.reproduce
+	$(PY) -m reproduction
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -34,10 +34,10 @@ def fail(message: str, code: int) -> None:
 def _run_guarded(title: str, action, again: str = "phasegrid resume <campaign>") -> None:
     """Run `action(progress)` under a progress bar, mapping known errors to exit codes;
     `again` is the command that continues after an interrupt."""
-    from pipeline.progress import CellProgress
-    from pipeline.ray_setup import RayConnectError
-    from pipeline.spec import SpecError
-    from pipeline.store import CampaignLockedError, CampaignNotFoundError
+    from pipeline.execute.progress import CellProgress
+    from pipeline.execute.ray_session import RayConnectError
+    from pipeline.spec.campaign import SpecError
+    from pipeline.store.campaign_store import CampaignLockedError, CampaignNotFoundError
     try:
         with CellProgress(title, console=err) as progress:
             summary = action(progress)
@@ -63,14 +63,14 @@ def run(spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
         address: Address = None) -> None:
     r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
     new cells); then, if SPEC has a \[refine] section, refine that boundary."""
-    from pipeline.refine import run_and_refine
+    from pipeline.drivers.refine import run_and_refine
     _run_guarded("cells", lambda progress: run_and_refine(spec, store, address, progress))
 
 
 @app.command()
 def resume(campaign: Campaign, address: Address = None) -> None:
     """Re-run the failed, interrupted and missing cells of a stored campaign."""
-    from pipeline.campaign import resume_campaign
+    from pipeline.drivers.run import resume_campaign
     _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress))
 
 
@@ -80,8 +80,8 @@ def status(campaign: Campaign,
                "--live", help="Show the measurements streamed so far by this running cell "
                               "(a cell_id or its prefix).")] = None) -> None:
     """Done / failed / running / pending cells, and why cells failed."""
-    from pipeline.status import campaign_status
-    from pipeline.store import CampaignNotFoundError
+    from pipeline.drivers.status import campaign_status
+    from pipeline.store.campaign_store import CampaignNotFoundError
     try:
         state = campaign_status(campaign)
     except CampaignNotFoundError as error:
@@ -122,8 +122,8 @@ def _print_health(campaign: str, state) -> None:
 
 
 def _print_brackets(campaign: str) -> None:
-    """Per boundary point: its bracket and whether it is resolved (pipeline.refine_status)."""
-    from pipeline.refine_status import bracket_table, campaign_brackets
+    """Per boundary point: its bracket and whether it is resolved (pipeline.drivers.refine_status)."""
+    from pipeline.drivers.refine_status import bracket_table, campaign_brackets
     rows = bracket_table(campaign_brackets(campaign))
     if len(rows):
         table = Table(title="boundary brackets")
@@ -135,7 +135,7 @@ def _print_brackets(campaign: str) -> None:
 
 
 def _print_live(campaign: str, cell: str) -> None:
-    from pipeline.store import ParquetStore
+    from pipeline.store.campaign_store import ParquetStore
     rows = ParquetStore.open(campaign).read_live().to_pandas()
     rows = rows.loc[rows.cell_id.str.startswith(cell)]
     if rows.empty:
@@ -182,7 +182,7 @@ def data_download(name: str, dest: Annotated[Optional[str], typer.Option(
         "--dest", help="Directory to download into (default: the phasegrid cache dir).")]
                   = None) -> None:
     """Download dataset NAME's canonical files (checksums verified) where phasegrid looks."""
-    from pipeline.download import download_dataset
+    from pipeline.drivers.download import download_dataset
     from tasks.data_files import cache_dir
     try:
         report = download_dataset(name, dest or cache_dir())
@@ -201,8 +201,8 @@ def data_download(name: str, dest: Annotated[Optional[str], typer.Option(
 def aggregate(campaign: Campaign) -> None:
     """Write CAMPAIGN/ensembles and CAMPAIGN/boundaries from the cells done so far (also
     while the campaign runs; failed cells are left out and counted)."""
-    from pipeline.aggregate import aggregate_campaign
-    from pipeline.store import CampaignNotFoundError
+    from pipeline.drivers.aggregate import aggregate_campaign
+    from pipeline.store.campaign_store import CampaignNotFoundError
     try:
         report = aggregate_campaign(campaign)
     except CampaignNotFoundError as error:
@@ -220,8 +220,8 @@ def plot(campaign: Campaign,
              "--figure", help="Only this figure, repeatable (default: all).")] = None) -> None:
     """Draw the paper's figures into CAMPAIGN/figures/; a figure whose data the campaign
     lacks is skipped with the reason."""
-    from pipeline.plots import plot_campaign
-    from pipeline.store import CampaignNotFoundError
+    from pipeline.drivers.plot import plot_campaign
+    from pipeline.store.campaign_store import CampaignNotFoundError
     try:
         outcomes = plot_campaign(campaign, tuple(formats or ("png", "pdf")), figures)
     except (CampaignNotFoundError, ValueError) as error:
@@ -249,7 +249,7 @@ def refine(campaign: Campaign,
     """Add grid points (all seeds each) where a phase boundary lies, round by round, until
     each of its points is bracketed within the tolerance or --max-cells is reached. Run it
     again to continue after an interrupt."""
-    from pipeline.refine import RefineTargetError, refine_on_ray
+    from pipeline.drivers.refine import RefineTargetError, refine_on_ray
     again = f"phasegrid refine {campaign}" + (f" --boundary {boundary}" if boundary else "")
     try:
         _run_guarded("refine", lambda progress: refine_on_ray(

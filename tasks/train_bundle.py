@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from tasks.batched_fc import BatchedFC, stack_parameters
-from tasks.ensemble import EnsembleObjective, bundle_key, can_batch
+from tasks.bundling import EnsembleObjective, bundle_key, can_batch
 from tasks.flow import FlowState, control, step_ratios, stop_reason
 from tasks.losses import has_kink, loss_derivative
 from tasks.observables import next_checkpoint

@@ -21,10 +21,10 @@ import pyarrow.dataset as pads
 import torch
 
 import results_schema as rs
-from pipeline.rows import spec_from_config
+from pipeline.store.rows import spec_from_config
 from tasks.records import CellResult, Measurement
 from tasks.specs import CellSpec
-from tasks.ensemble import bundle_key
+from tasks.bundling import bundle_key
 from tasks.train_bundle import train_bundle
 from tasks.train_cell import train_cell
 

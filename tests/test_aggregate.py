@@ -11,9 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import results_schema as rs
-from pipeline.aggregate import (aggregate_campaign, ensemble_table, fit_log_log, geometric_mean,
-                                learning_curve_exponents, read_table)
-from pipeline.store import CampaignNotFoundError
+from pipeline.analysis.ensembles import (ensemble_table, fit_log_log, geometric_mean,
+                                         learning_curve_exponents)
+from pipeline.drivers.aggregate import aggregate_campaign
+from pipeline.store.frames import read_table
+from pipeline.store.campaign_store import CampaignNotFoundError
 from results_schema.aggregates import BOUNDARIES, ENSEMBLES
 
 LABELS = [1, -1]

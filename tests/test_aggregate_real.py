@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from pipeline.aggregate import aggregate_campaign
+from pipeline.drivers.aggregate import aggregate_campaign
 from pipeline.figures.phase import phase_diagram
-from pipeline.plots import load_campaign_data, plot_campaign
-from pipeline.rows import Provenance, done_tables, manifest_table, utc_now
-from pipeline.spec import parse_campaign
-from pipeline.store import ParquetStore
+from pipeline.drivers.plot import load_campaign_data, plot_campaign
+from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
+from pipeline.spec.campaign import parse_campaign
+from pipeline.store.campaign_store import ParquetStore
 from tasks.records import CellResult
 from tasks.train_cell import train_cell
 
@@ -115,7 +115,7 @@ def test_stripe_campaign_trained_here_has_the_lazy_feature_crossover(tmp_path):
 
 @pytest.mark.slow
 def test_stripe_campaign_run_on_ray_has_the_lazy_feature_crossover(tmp_path):
-    from pipeline.campaign import run_campaign
+    from pipeline.drivers.run import run_campaign
     spec_file = tmp_path / "stripe.toml"
     spec_file.write_text(SPEC)
     summary = run_campaign(str(spec_file), str(tmp_path / "results"))

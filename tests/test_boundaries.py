@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.aggregate import ensemble_table, grid_axes
-from pipeline.boundaries import (crossover_line, fitted_within, first_fit_step, jamming_line,
+from pipeline.analysis.ensembles import ensemble_table, grid_axes
+from pipeline.analysis.boundaries import (crossover_line, fitted_within, first_fit_step, jamming_line,
                                  locate_crossing, n_star, step_budgets)
 
 

@@ -159,10 +159,10 @@ def test_bad_spec_gives_its_error_exit_2_and_writes_nothing(tmp_path):
 
 
 def test_status_shows_a_running_cell_and_its_live_curve_only_while_a_driver_holds_it(tmp_path):
-    from pipeline.rows import manifest_table, measurements_table
-    from pipeline.scheduler import MeasurementBatch, run_cell
-    from pipeline.spec import load_campaign
-    from pipeline.store import ParquetStore
+    from pipeline.store.rows import manifest_table, measurements_table
+    from pipeline.execute.stream import MeasurementBatch, run_cell
+    from pipeline.spec.campaign import load_campaign
+    from pipeline.store.campaign_store import ParquetStore
     spec = load_campaign(REPO / "campaigns" / "stripe_small.toml")
     cell = spec.cells()[0]
     threads = torch.get_num_threads()

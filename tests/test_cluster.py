@@ -113,7 +113,7 @@ def processes_mentioning(text: str) -> list[int]:
 
 def campaign_cell_count(spec: Path) -> int:
     """Cells in a spec's grid: the product of its swept axes' distinct values."""
-    from pipeline.spec_schema import CampaignModel
+    from pipeline.spec.schema import CampaignModel
 
     grid = CampaignModel.model_validate(tomllib.loads(spec.read_text())).grid
     sizes = [len(axis.values()) if hasattr(axis, "values") else len(set(axis))
@@ -430,6 +430,6 @@ def test_rayjob_campaign_is_mounted_where_the_entrypoint_reads_it() -> None:
     volume = next(v for v in head["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
     text = config_map["data"][spec_path.name]
-    schema = pytest.importorskip("pipeline.spec_schema")
+    schema = pytest.importorskip("pipeline.spec.schema")
     campaign = schema.CampaignModel.model_validate(tomllib.loads(text))
     assert campaign.resources.gpus_per_task > 0 and campaign.observables.device == "cuda"

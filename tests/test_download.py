@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from pipeline.download import (SOURCES, ChecksumMismatchError, RemoteDataset, RemoteFile,
+from pipeline.drivers.download import (SOURCES, ChecksumMismatchError, RemoteDataset, RemoteFile,
                                download_dataset)
 from tasks.data import load_task
 from tasks.specs import DataSpec

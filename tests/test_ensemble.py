@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import scheduler
-from tasks import ensemble
+from pipeline.execute import stream as scheduler
+from tasks import bundling as ensemble
 from tasks.activations import ACTIVATIONS, activation
 from tasks.batched_fc import BatchedFC, stack_parameters
-from tasks.ensemble import bundle_pays, can_batch, plan_bundles, training_plan
+from tasks.bundling import bundle_pays, can_batch, plan_bundles, training_plan
 from tasks.models import FullyConnected
 from tasks.records import CellResult, Measurement
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
@@ -116,7 +116,7 @@ def test_single_cell_fast_path_and_kink_continuation_match_train_cell():
 
 
 def test_float32_objective_matches_autograd_at_single_precision():
-    from tasks.ensemble import EnsembleObjective
+    from tasks.bundling import EnsembleObjective
     from tasks.losses import soft_hinge_derivative
     from tasks.train_cell import prepare_cell
     reference = prepare_cell(dataclasses.replace(

@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from fault_tools import REPO, same
-from pipeline import checkpoint
-from pipeline.quarantine import QUARANTINE, CorruptFileWarning
-from pipeline.spec import load_campaign
-from pipeline.storage import Location
-from pipeline.store import ParquetStore
+from pipeline.store import snapshots as checkpoint
+from pipeline.store.quarantine import QUARANTINE, CorruptFileWarning
+from pipeline.spec.campaign import load_campaign
+from pipeline.store.location import Location
+from pipeline.store.campaign_store import ParquetStore
 from tasks.records import Measurement, TrainingState
 from tasks.train_cell import train_cell
 
@@ -129,8 +129,8 @@ def test_a_snapshot_is_plain_parquet_and_a_damaged_one_costs_time_not_numbers(tm
 KILL_SCRIPT = """
 import json, sys
 import pyarrow as pa
-from pipeline.store import ParquetStore
-from pipeline.rows import Provenance, failed_cell_table, measurements_table, utc_now
+from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.rows import Provenance, failed_cell_table, measurements_table, utc_now
 from tasks.records import Measurement
 from tasks.specs import CellSpec
 cells = [CellSpec(alpha_tilde=1.0, seed=seed) for seed in range(3)]

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from fault_tools import TABLES, assert_rows_are_the_uninterrupted_runs, assert_store_is_right
 from pipeline import load_results
-from pipeline.campaign import resume_campaign, run_campaign
+from pipeline.drivers.run import resume_campaign, run_campaign
 from pipeline.cli import app
-from pipeline.quarantine import QUARANTINE, REPORT, CorruptFileWarning
-from pipeline.status import campaign_status
+from pipeline.store.quarantine import QUARANTINE, REPORT, CorruptFileWarning
+from pipeline.drivers.status import campaign_status
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 COMPARED = ["step", "flow_time", "dt", "train_loss", "test_error", "gradient_norm"]

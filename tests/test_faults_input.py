@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from fault_tools import REPO
 from pipeline.cli import app
-from pipeline.storage import Location, join_uri
+from pipeline.store.location import Location, join_uri
 
 GOOD = (REPO / "campaigns" / "stripe_small.toml").read_text()
 MALFORMED = {   # case: (edit of stripe_small.toml, what the message must name)

@@ -1,7 +1,7 @@
 """Killed drivers, killed workers and two drivers at once, for real (`make test-faults`).
 
 Drivers are `phasegrid run` / `phasegrid resume` processes SIGKILLed at the store's kill
-points (PHASEGRID_FAULT_KILL_AT, pipeline/faults.py: in a torn write, mid-commit, in
+points (PHASEGRID_FAULT_KILL_AT, pipeline/store/kill_points.py: in a torn write, mid-commit, in
 recovery, mid-quarantine, ...) and at a random moment from outside, one after the other on
 the same campaign: each next driver takes over what the last one left. Workers are
 SIGKILLed at random moments while they train. The kill points' counts and moments come
@@ -27,7 +27,7 @@ from fault_tools import (N_CELLS, SEED, TABLES, assert_rows_are_the_uninterrupte
                          assert_store_is_right, campaign_spec, live_attempts, output, phasegrid,
                          start, stop_group)
 from pipeline import load_results
-from pipeline.status import campaign_status
+from pipeline.drivers.status import campaign_status
 
 pytestmark = pytest.mark.faults
 

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 from pipeline import load_results
-from pipeline.campaign import StoreSink, run_campaign, run_cells
-from pipeline.rows import manifest_table
-from pipeline.scheduler import run_bundles
-from pipeline.spec import load_campaign
-from pipeline.status import campaign_status
-from pipeline.storage import join_uri
-from pipeline.store import ParquetStore
+from pipeline.drivers.run import run_campaign, run_cells
+from pipeline.execute.sink import StoreSink
+from pipeline.store.rows import manifest_table
+from pipeline.execute.scheduler import run_bundles
+from pipeline.spec.campaign import load_campaign
+from pipeline.drivers.status import campaign_status
+from pipeline.store.location import join_uri
+from pipeline.store.campaign_store import ParquetStore
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

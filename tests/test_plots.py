@@ -13,10 +13,11 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 
-from pipeline.aggregate import aggregate_campaign, ensemble_table
+from pipeline.analysis.ensembles import ensemble_table
+from pipeline.drivers.aggregate import aggregate_campaign
 from pipeline.figures import FIGURES, CampaignData, phase_colours
 from pipeline.figures.phase import phase_diagram
-from pipeline.plots import load_campaign_data, plot_campaign
+from pipeline.drivers.plot import load_campaign_data, plot_campaign
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDTHS = (8, 16, 32, 64, 128, 256)

@@ -1,4 +1,4 @@
-"""pipeline/ray_setup.py's pre-flight, against a real `ray start --head` on loopback started
+"""pipeline/execute/ray_session.py's pre-flight, against a real `ray start --head` on loopback started
 WITHOUT auth (RAY_AUTH_MODE=disabled): a token-mode driver joins it but gets no task result
 back (measured: InvalidAuthToken in the worker logs), so start_ray must fail with the clear
 message within PHASEGRID_RAY_PREFLIGHT_S; a driver with the same (disabled) mode passes.
@@ -26,7 +26,7 @@ VENV_BIN = Path(sys.executable).parent
 PREFLIGHT_S = 15
 DRIVER = """
 import sys, time
-from pipeline.ray_setup import RayConnectError, start_ray
+from pipeline.execute.ray_session import RayConnectError, start_ray
 t0 = time.monotonic()
 try:
     session = start_ray(sys.argv[1])

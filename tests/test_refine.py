@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.boundaries import crossover_line
-from pipeline.refine_plan import (AXES, bracket_status, extension, is_resolved, midpoint,
+from pipeline.analysis.boundaries import crossover_line
+from pipeline.analysis.refine_plan import (AXES, bracket_status, extension, is_resolved, midpoint,
                                   plan_refinement, uniform_grid_cells)
-from pipeline.spec import SpecError, parse_campaign
-from pipeline.spec_schema import Refinement
+from pipeline.spec.campaign import SpecError, parse_campaign
+from pipeline.spec.schema import Refinement
 
 CROSSOVER, JAMMING = AXES["crossover"], AXES["jamming"]
 

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.aggregate import read_table
-from pipeline.refine import cells_at, default_target, refine_campaign
-from pipeline.refine_status import bracket_lines, campaign_brackets
-from pipeline.rows import Provenance, done_tables, manifest_table, utc_now
-from pipeline.spec import parse_campaign
-from pipeline.store import ParquetStore
+from pipeline.store.frames import read_table
+from pipeline.drivers.refine import cells_at, default_target, refine_campaign
+from pipeline.drivers.refine_status import bracket_lines, campaign_brackets
+from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
+from pipeline.spec.campaign import parse_campaign
+from pipeline.store.campaign_store import ParquetStore
 from tasks.records import CellResult
 from tasks.specs import CellSpec
 
@@ -162,8 +162,8 @@ def test_new_points_become_cells_with_every_seed_and_the_campaigns_settings(tmp_
 # --- the CLI ----------------------------------------------------------------------------
 
 def test_command_line_values_override_the_specs_refine_section():
-    from pipeline.refine import RefineTargetError
-    from pipeline.spec_schema import Refinement
+    from pipeline.drivers.refine import RefineTargetError
+    from pipeline.spec.schema import Refinement
     spec_refine = Refinement("crossover", 0.1, 1.5, 50)
     assert default_target(None, base=spec_refine) == spec_refine
     assert default_target("crossover", tolerance=1.1, base=spec_refine) == \
@@ -214,7 +214,7 @@ class TrainingRunner:
 def check_refined_crossover(campaign: str, brackets: pd.DataFrame, summary: str) -> None:
     """Every width resolved within ×1.25, the measured ntk_change straddles 1 across each
     bracket and falls monotonically with α̃; far fewer cells than the uniform grid."""
-    from pipeline.refine import spec_ensembles, store_tables, stored_spec
+    from pipeline.drivers.refine import spec_ensembles, store_tables, stored_spec
     store = ParquetStore.open(campaign)
     spec = stored_spec(store)
     ensembles = spec_ensembles(store_tables(store)[1], spec)

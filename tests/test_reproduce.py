@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import claims, claims_jamming
-from pipeline.aggregate import aggregate_tables
+from reproduction import claims
+from reproduction import claims_jamming
+from pipeline.analysis.ensembles import aggregate_tables
 from pipeline.figures import CampaignData
-from pipeline.reproduce import CAMPAIGNS, gpu_hours_estimate, reproductions
-from pipeline.rows import Provenance, done_tables, utc_now
-from pipeline.spec import SpecError, load_campaign, parse_campaign
-from tasks.ensemble import can_batch, plan_bundles
+from reproduction.run import CAMPAIGNS, gpu_hours_estimate, reproductions
+from pipeline.store.rows import Provenance, done_tables, utc_now
+from pipeline.spec.campaign import SpecError, load_campaign, parse_campaign
+from tasks.bundling import can_batch, plan_bundles
 from tasks.records import CellResult
 from tasks.train_bundle import train_bundle
 
@@ -227,8 +228,8 @@ def test_fluctuations_decay_with_width_past_jamming():
 
 def commit_in_process(spec: dict, store_root: Path) -> None:
     """Train `spec` here and commit every cell to <store_root>/<name> as the scheduler would."""
-    from pipeline.rows import manifest_table
-    from pipeline.store import ParquetStore
+    from pipeline.store.rows import manifest_table
+    from pipeline.store.campaign_store import ParquetStore
     campaign = parse_campaign(spec)
     store = ParquetStore.open(str(store_root / campaign.name), create=True)
     store.extend_manifest(manifest_table(campaign.cells()))
@@ -243,7 +244,7 @@ def commit_in_process(spec: dict, store_root: Path) -> None:
 
 
 def test_report_measures_the_campaigns_present_and_keeps_the_notes(tmp_path):
-    from pipeline.reproduction_doc import NOTES_END, NOTES_START, write_report
+    from reproduction.report import NOTES_END, NOTES_START, write_report
     spec = reduced("stripe_curves", data={"test_size": 500, "kernel_size": 16},
                    grid={"width": [16], "train_size": [64, 128, 256], "seed": [0]},
                    flow={"max_steps": 300})
@@ -305,7 +306,7 @@ def test_fashion_mnist_has_the_crossover_inside_the_grid():
 
 @pytest.mark.slow
 def test_make_reproduce_runs_resumes_and_writes_the_report(tmp_path, capsys):
-    from pipeline.reproduce import main
+    from reproduction.run import main
     folder = tmp_path / "campaigns"
     folder.mkdir()
     spec = (CAMPAIGNS / "stripe_curves.toml").read_text()

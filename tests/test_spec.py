@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spec import (CampaignSpec, SpecError, check_against_data, load_campaign,
+from pipeline.spec.campaign import (CampaignSpec, SpecError, check_against_data, load_campaign,
                            parse_campaign)
 from tasks.specs import DATASETS, FlowSpec
 
@@ -140,7 +140,7 @@ def test_shipped_campaigns_parse(name, cells):
 
 def test_importing_the_spec_module_stays_light():
     heavy = ("torch", "ray", "pyarrow", "tasks.data")
-    code = f"import sys, pipeline.spec; print(sorted(set({heavy}) & set(sys.modules)))"
+    code = f"import sys, pipeline.spec.campaign; print(sorted(set({heavy}) & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
@@ -305,7 +305,7 @@ def test_synthetic_data_has_no_size_limit():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pipeline.spec_schema import CampaignModel  # noqa: E402
+from pipeline.spec.schema import CampaignModel  # noqa: E402
 
 TRAVERSAL = ["../x", "a/b", "..", ".", ".hidden", "/etc", "a/../../b", "x\\..\\y", "", "~",
              "a" * 101, "ok-name", "名前"]

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import results_schema as rs
-from pipeline.campaign import StoreSink
-from pipeline.rows import Provenance, done_tables, failed_cell_table, manifest_table, utc_now
-from pipeline.scheduler import AttemptFinished, AttemptStarted, MeasurementBatch, run_cell
-from pipeline.spec import load_campaign
-from pipeline.store import (COMMIT, PENDING, CampaignLockedError, CampaignNotFoundError,
+from pipeline.execute.sink import StoreSink
+from pipeline.store.rows import Provenance, done_tables, failed_cell_table, manifest_table, utc_now
+from pipeline.execute.stream import AttemptFinished, AttemptStarted, MeasurementBatch, run_cell
+from pipeline.spec.campaign import load_campaign
+from pipeline.store.campaign_store import (COMMIT, PENDING, CampaignLockedError, CampaignNotFoundError,
                             ParquetStore)
 from tasks.records import CellResult, Measurement
 

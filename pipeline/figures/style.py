@@ -12,7 +12,7 @@ from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from pipeline.aggregate import ENSEMBLE_VALUES
+from pipeline.analysis.ensembles import ENSEMBLE_VALUES
 
 LABELS = {
     "width": r"width $h$",

@@ -1,0 +1,4 @@
+"""`python -m reproduction`: see reproduction.run."""
+from reproduction.run import main
+
+main()
