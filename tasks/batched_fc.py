@@ -58,7 +58,8 @@ class Workspace:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.output.shape[:2])
+        members, points = self.output.shape[:2]
+        return int(members), int(points)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class BatchedFC:
         inputs, derivatives = [s], []
         for l in range(self.depth):
             u, k = ws.preacts[l], self.coefficients[l]
-            if biases:
+            if biases and self.bias_coefficient is not None:   # both or neither
                 torch.baddbmm(biases[l].unsqueeze(1), s, weights[l].mT,
                               beta=self.bias_coefficient, alpha=k, out=u)
             else:
@@ -158,7 +159,7 @@ class BatchedFC:
             k, w = self.coefficients[l], saved.weights[l]
             torch.baddbmm(zero, delta.mT, saved.inputs[l], beta=0.0, alpha=k,
                           out=weight_grads[l])                        # [M, out, in]
-            if l < self.depth and bias_grads:
+            if l < self.depth and bias_grads and self.bias_coefficient is not None:
                 torch.sum(delta, 1, out=bias_grads[l]).mul_(self.bias_coefficient)
             if l == 0:
                 return gradient

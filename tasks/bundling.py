@@ -79,11 +79,11 @@ def training_plan(specs: Sequence[CellSpec], device: str | torch.device
     `train_cell`). The whole bundle is one group when it can batch and `bundle_pays`;
     otherwise each batchable cell is a group of one (train_bundle's fast path for a single
     net, about twice as fast as train_cell's autograd) and the rest go to train_cell."""
-    first = specs[0] if specs else None
-    if len(specs) > 1 and can_batch(specs) and bundle_pays(
-            device, first.data.train_size, first.model.width, _depth(first), len(specs),
-            first.data.dimension):
-        return [list(specs)], []
+    if len(specs) > 1 and can_batch(specs):
+        first = specs[0]
+        if bundle_pays(device, first.data.train_size, first.model.width, _depth(first),
+                       len(specs), first.data.dimension):
+            return [list(specs)], []
     return ([[s] for s in specs if bundle_key(s) is not None],
             [s for s in specs if bundle_key(s) is None])
 

@@ -98,6 +98,15 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _required_idx_file(folder: Path, stem: str) -> Path:
+    """The IDX file `stem` (gzipped or not) of `folder`; raises naming it if missing."""
+    found = _idx_file(folder, stem)
+    if found is None:
+        raise FileNotFoundError(f"{folder / stem}(.gz) is missing: the dataset folder is "
+                                "incomplete; download it again (`phasegrid download`)")
+    return found
+
+
 def _has_files(kind: str, folder: Path) -> bool:
     if kind == "cifar":
         return all((folder / batch).is_file() for batch in CIFAR_BATCHES)
@@ -185,8 +194,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_idx_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     parts = []
     for prefix in ("train", "t10k"):
-        images = read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
-        labels = read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
+        images = read_idx(_required_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(_required_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
         if len(images) != len(labels):
             raise ValueError(f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels")
         parts.append((images.reshape(len(images), -1), labels.astype(np.int64)))
@@ -212,5 +221,5 @@ def read_labels(location: DataLocation) -> np.ndarray:
     if location.kind != "idx":
         return read_pool(location)[1]
     folder = Path(location.path)
-    return np.concatenate([read_idx(_idx_file(folder, f"{p}-labels-idx1-ubyte")).astype(np.int64)
+    return np.concatenate([read_idx(_required_idx_file(folder, f"{p}-labels-idx1-ubyte")).astype(np.int64)
                            for p in ("train", "t10k")])

@@ -121,7 +121,7 @@ class AlphaObjective:
         self._shapes = [p.shape for _, p in named]
         self._sizes = [p.numel() for _, p in named]
 
-    def unflatten(self, theta: Tensor) -> Mapping[str, Tensor]:
+    def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Views of θ [N] shaped like the module's parameters, by name."""
         chunks = torch.split(theta, self._sizes)
         return {n: c.view(s) for n, c, s in zip(self._names, chunks, self._shapes)}

@@ -18,6 +18,8 @@ The one-hidden-layer net of the stripe model (paper Eq. 6, whose 1/h readout is 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import torch
@@ -67,7 +69,8 @@ class FullyConnected(nn.Module):
 
         x: [P, d]. Returns (f̃ [P], inputs [x_0 = x, x_1, …, x_L] with x_l [P, h_l]
         — the input of layer l+1 —, pre-activations [a_1, …, a_L] each [P, h])."""
-        inputs, preacts = [x], []
+        inputs: list[Tensor] = [x]
+        preacts: list[Tensor] = []
         for l, (w, fan_in) in enumerate(zip(self.weights, self.fan_ins)):
             a = inputs[-1] @ (w.T / math.sqrt(fan_in))              # [P, fan_out]
             if l == len(self.weights) - 1:
@@ -157,8 +160,8 @@ def build_from_spec(model: ModelSpec, d: int, generator: torch.Generator | None 
     arch "fc": `FullyConnected(depth=L)`; "one-hidden": `FullyConnected(depth=1)`
     (`model.depth` is not used); "cnn": `ConvNet` with `depth` conv layers of `width`
     channels."""
-    common = dict(activation=model.activation, activation_beta=model.activation_beta,
-                  bias=model.bias, generator=generator, dtype=dtype)
+    common: dict[str, Any] = {"activation": model.activation, "activation_beta": model.activation_beta,
+                              "bias": model.bias, "generator": generator, "dtype": dtype}
     if model.arch == "fc":
         return FullyConnected(d, model.width, model.depth, **common)
     if model.arch == "one-hidden":

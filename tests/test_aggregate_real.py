@@ -12,6 +12,7 @@ whole test costs ≈ 30 s of CPU (≈ 5 s of it imports).
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from pipeline.drivers.aggregate import aggregate_campaign
 from pipeline.figures.phase import phase_diagram
 from pipeline.drivers.plot import load_campaign_data, plot_campaign
-from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
+from pipeline.drivers.run import run_spec
+from pipeline.execute.local import LocalExecutor
 from pipeline.spec.campaign import parse_campaign
-from pipeline.store.campaign_store import ParquetStore
-from tasks.records import CellResult
-from tasks.train_cell import train_cell
 
 SPEC = """
 name = "stripe-phase"
@@ -64,16 +63,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_in_process(campaign: str) -> None:
-    """Train every cell of SPEC here and commit it as the scheduler would."""
+    """Run every cell of SPEC in this process: the run driver on the LocalExecutor."""
     spec = parse_campaign(tomllib.loads(SPEC))
-    store = ParquetStore.open(campaign, create=True)
-    cells = spec.cells()
-    store.extend_manifest(manifest_table(cells))
-    for cell in cells:
-        *measurements, result = train_cell(cell)
-        assert isinstance(result, CellResult)
-        run = Provenance("test", 1, "localhost", "cpu", "test", utc_now(), utc_now())
-        store.commit(cell.cell_id, done_tables(cell, result, measurements, run))
+    summary = run_spec(spec, SPEC, str(Path(campaign).parent), LocalExecutor())
+    assert (summary.campaign, summary.done, summary.failed) == (campaign, len(spec.cells()), 0)
 
 
 def check_stripe_phase_diagram(campaign: str) -> None:

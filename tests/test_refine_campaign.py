@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from pipeline.store.frames import read_table
-from pipeline.drivers.refine import cells_at, default_target, refine_campaign
+from pipeline.drivers.refine import CampaignRunner, cells_at, default_target, refine_campaign
 from pipeline.drivers.refine_status import bracket_lines, campaign_brackets
 from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
 from pipeline.spec.campaign import parse_campaign
+from pipeline.execute.local import LocalExecutor
 from pipeline.store.campaign_store import ParquetStore
 from tasks.records import CellResult
 from tasks.specs import CellSpec
@@ -194,23 +195,6 @@ def test_refine_command_rejects_an_unknown_boundary_and_stops_when_resolved(tmp_
 STRIPE_REFINE = "campaigns/stripe_refine.toml"
 
 
-class TrainingRunner:
-    """Trains cells here with the real engine (tasks.train_cell) and commits them with the
-    store's own commit, as the scheduler would, without Ray."""
-
-    def __init__(self, campaign: str):
-        self.store = ParquetStore.open(campaign)
-
-    def __call__(self, cells: list[CellSpec]) -> None:
-        from tasks.train_cell import train_cell
-        self.store.extend_manifest(manifest_table(cells))
-        done = self.store.cell_states()
-        for cell in (c for c in cells if c.cell_id not in done):
-            *measurements, result = train_cell(cell)
-            run = Provenance("test", 1, "localhost", "cpu", "test", utc_now(), utc_now())
-            self.store.commit(cell.cell_id, done_tables(cell, result, measurements, run))
-
-
 def check_refined_crossover(campaign: str, brackets: pd.DataFrame, summary: str) -> None:
     """Every width resolved within ×1.25, the measured ntk_change straddles 1 across each
     bracket and falls monotonically with α̃; far fewer cells than the uniform grid."""
@@ -246,7 +230,8 @@ def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tm
     threads = torch.get_num_threads()
     torch.set_num_threads(1)            # tiny nets: more threads only add contention
     try:
-        report = refine_campaign(campaign, TrainingRunner(campaign))
+        report = refine_campaign(campaign, CampaignRunner(campaign, spec.resources,
+                                                            LocalExecutor()))
     finally:
         torch.set_num_threads(threads)
     check_refined_crossover(campaign, report.brackets, report.describe())

@@ -163,10 +163,9 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
                                 "false), so it has no ntk_change: refine --boundary jamming")
     store.location.write_bytes(TARGET_FILE, json.dumps(asdict(target)).encode())
     cap = target.max_cells or spec.resources.max_cells
-    seeds, start, rounds = len(spec.grid.seed), None, 0
+    seeds, start, rounds = len(spec.grid.seed), store.manifest().num_rows, 0
     for rounds in range(max_rounds + 1):
         manifest, cells = store_tables(store)
-        start = len(manifest) if start is None else start
         if waiting := pending_specs(manifest, cells, spec):
             run_cells(waiting)
             manifest, cells = store_tables(store)

@@ -28,6 +28,8 @@
 """
 from __future__ import annotations
 
+from typing import Any
+
 import contextlib
 import logging
 import os
@@ -131,7 +133,8 @@ def _preflight(address: str, seconds: float) -> None:
         ready, _ = ray.wait([stream], timeout=seconds)
         if not ready:
             err = TimeoutError("no streamed item came back")
-        elif ray.get(next(stream), timeout=seconds) == 1:
+        # ray's stubs type a streaming task's return as ObjectRef; it is an ObjectRefGenerator
+        elif ray.get(next(stream), timeout=seconds) == 1:  # type: ignore[call-overload]
             return
     except Exception as caught:   # GetTimeoutError, RayError, auth errors: all mean unusable
         err = caught
@@ -165,8 +168,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
     if ray.is_initialized():
         return RaySession(ray.get_runtime_context().gcs_address, owned=False)
     seconds = preflight_seconds() if address is not None else 0.0
-    common = dict(log_to_driver=False, logging_level=logging.WARNING,
-                  configure_logging=True, include_dashboard=False)
+    common: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING,
+                                  configure_logging=True, include_dashboard=False)
     if address is None:
         with _loopback_only():
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),

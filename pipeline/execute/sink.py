@@ -67,10 +67,12 @@ class StoreSink:
                          started.host if started else None,
                          started.device if started else None, code_version(),
                          started.started_at if started else None, event.finished_at)
-        error = event.error
-        if error is None:
+        error, result = event.error, event.result
+        if error is None and result is None:
+            error = "the attempt finished with neither a result nor an error"
+        if error is None and result is not None:
             try:
-                tables = done_tables(spec, event.result, list(event.measurements), run)
+                tables = done_tables(spec, result, list(event.measurements), run)
             except Exception as err:   # a result that does not fit the schema: a failure
                 error = f"storing the result failed: {type(err).__name__}: {err}"
         if error is not None:

@@ -109,7 +109,8 @@ def nearest_jamming_spectra(data: CampaignData) -> list[tuple[str, np.ndarray]]:
             continue
         width = jammed["width"].max()
         at = cells.loc[(cells["alpha_tilde"] == alpha) & (cells["width"] == width)]
-        values = np.concatenate([np.asarray(v, float) for v in at["h0_eigenvalues"]] or [[]])
+        values = np.concatenate([np.asarray(v, float) for v in at["h0_eigenvalues"]]
+                                or [np.empty(0)])
         values = values[np.isfinite(values) & (values > 0)]
         if len(values):
             spectra.append((rf"$\tilde\alpha = {fmt(alpha)}$, $h = {fmt(width)}$", values))

@@ -3,7 +3,7 @@ slice of a multi-axis campaign that a two-dimensional figure shows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 import numpy as np
@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
+from matplotlib.typing import RcKeyType
 
 from pipeline.analysis.ensembles import ENSEMBLE_VALUES
 
@@ -30,7 +31,7 @@ LABELS = {
 }
 ERROR_CMAP = "viridis"          # perceptually uniform; unfitted cells are drawn black
 LINE_CMAP = "plasma"            # one colour per α̃ / width in line plots
-RC = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 8, "legend.frameon": False,
+RC: dict[RcKeyType, Any] = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 8, "legend.frameon": False,
       "axes.spines.top": False, "axes.spines.right": False}
 LARGEST = ("train_size", "width")  # slices show the largest P and h of the grid
 SYMBOLS = {"train_size": "P", "width": "h", "alpha_tilde": "α̃"}

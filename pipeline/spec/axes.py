@@ -30,7 +30,8 @@ SIGNIFICANT_DIGITS = 12
 MAX_EXPONENT = 300      # 10**±300 stays a finite, non-zero float
 MAX_GEOMSPACE_END = 1e300
 
-T = TypeVar("T")
+Number = TypeVar("Number", bound=float)   # an axis element: int or float
+Integer = TypeVar("Integer", bound=int)
 Count = Annotated[int, Strict(), Field(gt=0, description="a positive integer")]
 EXPONENT_RULE = f"a base-10 exponent in [-{MAX_EXPONENT}, {MAX_EXPONENT}]"
 Exponent = Annotated[float, Strict(), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT,
@@ -84,12 +85,12 @@ class Logspace(Form):
         return _unique([_round(10.0 ** (start + i * step)) for i in range(n)])
 
 
-class Range(Form, Generic[T]):
+class Range(Form, Generic[Integer]):
     key: ClassVar[str] = "range"
     syntax: ClassVar[str] = ("{range = [start, stop]}: the integers start, start+1, …, stop-1 "
                              "(stop is exclusive, like Python's range)")
     members: ClassVar[tuple[str, ...]] = ("start", "stop")
-    range: tuple[T, Annotated[int, Strict(), Field(description="an integer")]]
+    range: tuple[Integer, Annotated[int, Strict(), Field(description="an integer")]]
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Range":
@@ -107,12 +108,12 @@ class Range(Form, Generic[T]):
         return tuple(range(*self.range))
 
 
-class Geomspace(Form, Generic[T]):
+class Geomspace(Form, Generic[Number]):
     key: ClassVar[str] = "geomspace"
     syntax: ClassVar[str] = ("{geomspace = [start, stop, n]}: n values from start to stop, "
                              "geometrically spaced (on integer axes rounded, repeats dropped)")
     members: ClassVar[tuple[str, ...]] = ("start", "stop", "n")
-    geomspace: tuple[T, T, Count]
+    geomspace: tuple[Number, Number, Count]
 
     @model_validator(mode="after")
     def _finite(self) -> "Geomspace":

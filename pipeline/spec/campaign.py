@@ -19,7 +19,7 @@ import itertools
 import math
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ class CampaignSpec:
                 **({"refine": _set_fields(self.refine)} if self.refine else {})}
 
 
-def _set_fields(spec: Any, drop: set[str] = frozenset()) -> dict[str, Any]:
+def _set_fields(spec: Any, drop: Set[str] = frozenset()) -> dict[str, Any]:
     return {k: v for k, v in asdict(spec).items() if v is not None and k not in drop}
 
 
@@ -176,7 +176,8 @@ def parse_campaign(data: Mapping[str, Any], source: str = "<spec>", *,
 
 def _cross_section_problems(raw: Mapping[str, Any], source: str) -> list[Problem]:
     """Rules that span sections, checked on the raw data so they show up with the rest."""
-    swept = raw.get("grid") if isinstance(raw.get("grid"), Mapping) else {}
+    grid_section = raw.get("grid")
+    swept: Mapping[str, Any] = grid_section if isinstance(grid_section, Mapping) else {}
     problems = []
     for axis_name, home in AXIS_HOMES.items():
         section = raw.get(home)
@@ -236,8 +237,8 @@ def _count(n: int) -> str:
 
 def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
     """The frozen spec from a validated model (pydantic stays inside this module)."""
-    axes = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None else None
-            for a in AXES}
+    axes: dict[str, Any] = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None
+                            else None for a in AXES}
     data = model.data.model_dump()
     data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
     arch = model.model.model_dump()

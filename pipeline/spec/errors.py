@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -20,7 +21,7 @@ from pipeline.spec.schema import AXIS_HOMES, REQUIRED_HINTS, CampaignModel
 # Error types that say the shape of a grid form is wrong rather than one of its numbers.
 _FORM_SHAPE = {"tuple_type", "too_short", "too_long", "missing", "value_error", "model_type",
                "dict_type", "extra_forbidden"}
-_CONTAINER_WORDS = {dict: "a table", list: "an array", tuple: "an array"}
+_CONTAINER_WORDS: dict[type, str] = {dict: "a table", list: "an array", tuple: "an array"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _axis_form(names: list[str], value: Any, expected: str) -> str:
     return text
 
 
-def _form_message(err: dict, axis_name: str, form: type[grid.Form], indices: list[int]) -> str:
+def _form_message(err: Mapping[str, Any], axis_name: str, form: type[grid.Form], indices: list[int]) -> str:
     """Message for an error inside {range = ...}, {logspace = ...} or {geomspace = ...}."""
     kind = err["type"]
     if kind == "value_error":
@@ -138,13 +139,13 @@ def _form_message(err: dict, axis_name: str, form: type[grid.Form], indices: lis
     return f"{axis_name} {form.key} {member} must be {phrase}, got {show(err['input'])}"
 
 
-def _axis_list_message(err: dict, name: str) -> str:
+def _axis_list_message(err: Mapping[str, Any], name: str) -> str:
     if err["type"] == "value_error":
         return f"grid axis {name} has {err['ctx']['error']}"
     return f"grid axis {name} must be a non-empty list, got {show(err['input'])}"
 
 
-def translate(err: dict, source: str) -> Problem:
+def translate(err: Mapping[str, Any], source: str) -> Problem:
     """One pydantic error (an item of `ValidationError.errors()`) as a house-style Problem."""
     tags = [str(p)[len(grid.TAG):] for p in err["loc"] if str(p).startswith(grid.TAG)]
     loc = [p for p in err["loc"] if not str(p).startswith(grid.TAG)]
@@ -175,7 +176,7 @@ def translate(err: dict, source: str) -> Problem:
     return problem(path, text + (f"; did you mean {guess[0]!r}?" if guess else ""), source)
 
 
-def _pydantic_phrase(err: dict) -> str:
+def _pydantic_phrase(err: Mapping[str, Any]) -> str:
     """Fallback: 'Input should be greater than 0' → 'greater than 0'."""
     msg = str(err.get("msg", "valid"))
     return msg.removeprefix("Input should be ").removeprefix("Value error, ")

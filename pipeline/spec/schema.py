@@ -9,16 +9,17 @@ the rule live on the same line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
-from pipeline.spec.axes import axis
+from pipeline.spec.axes import Form, axis
 from tasks.specs import (ACTIVATIONS, ARCHITECTURES, DATASETS, LOSSES, DataSpec, FlowSpec,
                          LossSpec, ModelSpec, ObservableSpec)
 
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda", "auto")
+REFINE_BOUNDARIES = ("crossover", "jamming")
 BUDGETS = ("max_steps", "max_time", "max_wall_seconds")
 
 
@@ -58,6 +59,29 @@ def one_of(choices: tuple[str, ...]) -> Any:
     return Annotated[Literal[choices], Field(description="one of " + ", ".join(choices))]
 
 
+# The section fields' types. pydantic builds them at run time from the choices in
+# tasks.specs; a type checker sees what they validate to (a str, an axis list or form).
+if TYPE_CHECKING:
+    Dataset: TypeAlias = str
+    Architecture: TypeAlias = str
+    Activation: TypeAlias = str
+    Loss: TypeAlias = str
+    Dtype: TypeAlias = str
+    Device: TypeAlias = str
+    Boundary: TypeAlias = str
+    IntAxis: TypeAlias = list[int] | Form
+    FloatAxis: TypeAlias = list[float] | Form
+    SeedAxis: TypeAlias = list[int] | Form
+else:
+    Dataset, Architecture, Activation = (one_of(DATASETS), one_of(ARCHITECTURES),
+                                         one_of(ACTIVATIONS))
+    Loss, Dtype, Device, Boundary = (one_of(LOSSES), one_of(DTYPES), one_of(DEVICES),
+                                     one_of(REFINE_BOUNDARIES))
+    IntAxis = axis(PositiveInt, integer=True)
+    FloatAxis = axis(PositiveNumber, integer=False)
+    SeedAxis = axis(NonNegativeInt, integer=True)
+
+
 def _safe_name(name: str) -> str:
     if ".." in name:
         raise ValueError(f"name must not contain '..', got {name!r}: the campaign directory "
@@ -77,7 +101,7 @@ class Section(BaseModel):
 
 
 class DataSection(Section):
-    dataset: one_of(DATASETS)
+    dataset: Dataset
     dimension: PositiveInt = _DATA.dimension
     train_size: PositiveInt = _DATA.train_size
     test_size: PositiveInt = _DATA.test_size
@@ -89,15 +113,15 @@ class DataSection(Section):
 
 
 class ModelSection(Section):
-    arch: one_of(ARCHITECTURES) = _MODEL.arch
+    arch: Architecture = _MODEL.arch
     depth: PositiveInt = _MODEL.depth
-    activation: one_of(ACTIVATIONS) = _MODEL.activation
+    activation: Activation = _MODEL.activation
     activation_beta: PositiveNumber = _MODEL.activation_beta
     bias: Flag = _MODEL.bias
 
 
 class LossSection(Section):
-    kind: one_of(LOSSES) = _LOSS.kind
+    kind: Loss = _LOSS.kind
     beta: PositiveNumber = _LOSS.beta
 
 
@@ -127,19 +151,19 @@ class ObservablesSection(Section):
     ntk: Flag = _OBSERVE.ntk
     ntk_at_checkpoints: Flag = _OBSERVE.ntk_at_checkpoints
     h0_spectrum: Flag = _OBSERVE.h0_spectrum
-    dtype: one_of(DTYPES) = _OBSERVE.dtype
-    device: one_of(DEVICES) = _OBSERVE.device
+    dtype: Dtype = _OBSERVE.dtype
+    device: Device = _OBSERVE.device
 
 
 class GridSection(Section):
     """Swept axes. width, alpha_tilde and seed have no fixed value anywhere, so they are
     required here; train_size and depth are swept here or fixed in [data] / [model]."""
 
-    width: axis(PositiveInt, integer=True)
-    alpha_tilde: axis(PositiveNumber, integer=False)
-    seed: axis(NonNegativeInt, integer=True)
-    train_size: axis(PositiveInt, integer=True) | None = None
-    depth: axis(PositiveInt, integer=True) | None = None
+    width: IntAxis
+    alpha_tilde: FloatAxis
+    seed: SeedAxis
+    train_size: IntAxis | None = None
+    depth: IntAxis | None = None
 
 
 class ResourcesSection(Section):
@@ -162,7 +186,6 @@ class ResourcesSection(Section):
         return self
 
 
-REFINE_BOUNDARIES = ("crossover", "jamming")
 REFINE_LEVELS = {"crossover": 1.0, "jamming": 0.5}   # default level of each boundary
 
 
@@ -182,7 +205,7 @@ class Refinement:
 class RefineSection(Section):
     """[refine]: `phasegrid run` does the coarse grid, then refines this boundary."""
 
-    boundary: one_of(REFINE_BOUNDARIES)
+    boundary: Boundary
     level: PositiveNumber | None = None
     tolerance: Factor = Refinement.tolerance
     max_cells: PositiveInt | None = None

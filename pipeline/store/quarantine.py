@@ -76,7 +76,9 @@ def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) ->
 
 def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
     """(rel path, table, cell_id) of every file the tables and manifest consist of."""
-    files = [(MANIFEST, "manifest", None)] if location.exists(MANIFEST) else []
+    files: list[tuple[str, str, str | None]] = []
+    if location.exists(MANIFEST):
+        files.append((MANIFEST, "manifest", None))
     for table in PER_CELL + AGGREGATES:
         for entry in location.listdir(table):
             if not entry.is_dir and visible_parquet(entry.name):

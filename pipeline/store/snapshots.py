@@ -17,6 +17,8 @@ to `_quarantine/` with a warning and the cell starts from zero: time lost, nothi
 """
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 import hashlib
 import warnings
@@ -67,7 +69,7 @@ def snapshot_path(cell_id: str) -> str:
 def _digest(arrays: list[np.ndarray | None]) -> str:
     sha = hashlib.sha256()
     for array in arrays:
-        sha.update(b"-" if array is None else np.ascontiguousarray(array).view(np.uint8))
+        sha.update(b"-" if array is None else np.ascontiguousarray(array).view(np.uint8).data)
     return sha.hexdigest()
 
 
@@ -114,7 +116,7 @@ def snapshot_from_table(table: pa.Table, cell_id: str) -> Snapshot:
                             f"{FLOAT_DTYPES}")
     dtypes = {"theta": row["dtype"], "gradient": row["dtype"], "outputs": row["dtype"],
               "batch": "int64", "batch_generator_state": "uint8"}
-    arrays = {name: _array(row[name], dtypes[name], name) for name in ARRAYS}
+    arrays: dict[str, Any] = {name: _array(row[name], dtypes[name], name) for name in ARRAYS}
     if _digest(list(arrays.values())) != row["sha256"]:
         raise SnapshotError("its arrays do not match their SHA-256: the file is damaged")
     if arrays["batch_generator_state"] is None:
