@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fault_tools import (assert_rows_are_the_uninterrupted_runs, assert_store_is_right, env,
+from support.fault_tools import (assert_rows_are_the_uninterrupted_runs, assert_store_is_right, env,
                          live_attempts, output, start, stop_group)
 
 pytestmark = pytest.mark.faults

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TASKS = Path(__file__).resolve().parent.parent / "tasks"
+TASKS = Path(__file__).resolve().parents[2] / "tasks"
 FORBIDDEN_MODULES = ("ray", "typer", "matplotlib", "rich", "pyarrow", "pandas")
 FORBIDDEN_CALLS = ("torch.manual_seed", "torch.cuda.manual_seed", "torch.cuda.manual_seed_all",
                    "torch.random.manual_seed", "numpy.random.seed", "np.random.seed",

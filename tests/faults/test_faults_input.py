@@ -1,7 +1,7 @@
 """Bad input and security basics: a malformed spec through `phasegrid run` gets a clear
 error and writes nothing; nothing in pipeline/ or tasks/ unpickles (a store file can
 never run code when read); no campaign name or store path leaves the store. (Embedded Ray
-listening on loopback only is tests/test_pipeline.py's
+listening on loopback only is tests/execute/test_pipeline.py's
 test_embedded_ray_listens_on_loopback_only; property-based spec checks are in test_spec.)"""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fault_tools import REPO
+from support.fault_tools import REPO
 from pipeline.cli import app
 from pipeline.store.location import Location, join_uri
 

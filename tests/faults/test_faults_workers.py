@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fault_tools import (N_CELLS, SEED, assert_rows_are_the_uninterrupted_runs,
+from support.fault_tools import (N_CELLS, SEED, assert_rows_are_the_uninterrupted_runs,
                          assert_store_is_right, campaign_spec, live_attempts, output, start,
                          stop_group)
 

@@ -1,6 +1,6 @@
 """`refine_campaign` on a real ParquetStore: rounds, budget, resume after a killed run,
 status lines. Cells are "trained" in process by the known-boundary oracle of
-tests/test_refine.py (the test's ground truth standing in for training); the real
+tests/analysis/test_refine.py (the test's ground truth standing in for training); the real
 scheduler and trainer are exercised by the stripe campaign test at the end."""
 from __future__ import annotations
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault_tools import stop_group
-from tests.test_cluster import base_env, free_ports
+from support.fault_tools import stop_group
+from support.cluster_tools import base_env, free_ports
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PREFLIGHT_S = 15
 DRIVER = """

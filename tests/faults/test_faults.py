@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fault_tools import REPO, same
+from support.fault_tools import REPO, same
 from pipeline.store import snapshots as checkpoint
 from pipeline.store.quarantine import QUARANTINE, CorruptFileWarning
 from pipeline.spec.campaign import load_campaign

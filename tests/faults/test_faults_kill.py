@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from fault_tools import (N_CELLS, SEED, TABLES, assert_rows_are_the_uninterrupted_runs,
+from support.fault_tools import (N_CELLS, SEED, TABLES, assert_rows_are_the_uninterrupted_runs,
                          assert_store_is_right, campaign_spec, live_attempts, output, phasegrid,
                          start, stop_group)
 from pipeline import load_results

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from fault_tools import TABLES, assert_rows_are_the_uninterrupted_runs, assert_store_is_right
+from support.fault_tools import TABLES, assert_rows_are_the_uninterrupted_runs, assert_store_is_right
 from pipeline import load_results
 from pipeline.drivers.run import resume_campaign, run_campaign
 from pipeline.cli import app

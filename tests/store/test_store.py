@@ -24,7 +24,7 @@ from pipeline.store.campaign_store import (COMMIT, PENDING, CampaignLockedError,
                             ParquetStore)
 from tasks.records import CellResult, Measurement
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TABLES = ("cells", "measurements", "predictions", "kernels")
 
 

@@ -29,7 +29,7 @@ from tasks.bundling import can_batch, plan_bundles
 from tasks.records import CellResult
 from tasks.train_bundle import train_bundle
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 

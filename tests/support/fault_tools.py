@@ -28,7 +28,7 @@ from tasks.bundling import bundle_key
 from tasks.train_bundle import train_bundle
 from tasks.train_cell import train_cell
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHASEGRID = Path(sys.executable).parent / "phasegrid"
 TABLES = ("cells", "measurements", "predictions", "kernels")
 COMPARED = [f.name for f in dataclasses.fields(Measurement) if f.name != "wall_seconds"]

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 import results_schema as rs
 from pipeline import load_results
 from pipeline.cli import app
-from fault_tools import stop_group
+from support.fault_tools import stop_group
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHASEGRID = Path(sys.executable).parent / "phasegrid"
 RAY = Path(sys.executable).parent / "ray"
 TABLES = ("cells", "measurements", "predictions", "kernels")
