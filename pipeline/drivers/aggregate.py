@@ -1,5 +1,6 @@
 """`phasegrid aggregate`: recompute a campaign's ensembles and boundaries tables from its
 done cells, read and written through the store (pipeline.store.frames)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,19 +25,22 @@ class AggregateReport:
     tables_written: tuple[str, ...]
 
     def summary(self) -> str:
-        return (f"{self.campaign}: used {self.cells_used} done cells "
-                f"(skipped {self.cells_failed} failed, {self.cells_pending} pending); "
-                f"wrote ensembles ({self.ensemble_rows} rows), "
-                f"boundaries ({self.boundary_rows} rows)")
+        return (
+            f"{self.campaign}: used {self.cells_used} done cells "
+            f"(skipped {self.cells_failed} failed, {self.cells_pending} pending); "
+            f"wrote ensembles ({self.ensemble_rows} rows), "
+            f"boundaries ({self.boundary_rows} rows)"
+        )
 
 
 def campaign_aggregates(campaign: str, done: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, boundaries) of the done cells `done`, reading only the columns of
     predictions and measurements that aggregation needs."""
     ids = set(done["cell_id"])
-    keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
-    predictions = keep(read_table(campaign, "predictions",
-                                  ["cell_id", "test_index", "test_output", "test_label"]))
+    keep = lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)]
+    predictions = keep(
+        read_table(campaign, "predictions", ["cell_id", "test_index", "test_output", "test_label"])
+    )
     measurements = keep(read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"]))
     return aggregate_tables(done, predictions, measurements)
 
@@ -55,7 +59,10 @@ def aggregate_campaign(campaign: str) -> AggregateReport:
     if done.empty:
         return AggregateReport(campaign, 0, failed, pending, 0, 0, ())
     ensembles, boundaries = campaign_aggregates(campaign, done)
-    written = (write_table(campaign, "ensembles", ensembles),
-               write_table(campaign, "boundaries", boundaries))
-    return AggregateReport(campaign, len(done), failed, pending, len(ensembles),
-                           len(boundaries), written)
+    written = (
+        write_table(campaign, "ensembles", ensembles),
+        write_table(campaign, "boundaries", boundaries),
+    )
+    return AggregateReport(
+        campaign, len(done), failed, pending, len(ensembles), len(boundaries), written
+    )

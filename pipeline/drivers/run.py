@@ -11,6 +11,7 @@ says so, whatever happened to the driver or Ray before. A run
 4. runs on Ray every requested cell without a done record, committing each as it ends;
    a cell with a training-state snapshot (pipeline/store/snapshots.py) continues from it.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,19 +41,21 @@ class RunSummary:
     """What one run/resume did. `done`/`failed` count the cells that ended in this run."""
 
     campaign: str
-    requested: int          # cells the spec (or manifest) asks for
-    added: int              # cells new to the manifest
-    already_done: int       # skipped: done before this run
+    requested: int  # cells the spec (or manifest) asks for
+    added: int  # cells new to the manifest
+    already_done: int  # skipped: done before this run
     done: int
     failed: int
     wall_seconds: float
-    quarantined: tuple[str, ...] = ()   # unreadable files moved to _quarantine/ (with reasons)
+    quarantined: tuple[str, ...] = ()  # unreadable files moved to _quarantine/ (with reasons)
 
     def describe(self) -> str:
         ran = self.requested - self.already_done
-        text = (f"{self.campaign}: {self.requested} cells ({self.added} new), "
-                f"{self.already_done} already done, ran {ran}: {self.done} done, "
-                f"{self.failed} failed, in {self.wall_seconds:.1f} s")
+        text = (
+            f"{self.campaign}: {self.requested} cells ({self.added} new), "
+            f"{self.already_done} already done, ran {ran}: {self.done} done, "
+            f"{self.failed} failed, in {self.wall_seconds:.1f} s"
+        )
         return "\n".join([text, *(f"quarantined {q}" for q in self.quarantined)])
 
 
@@ -63,8 +66,14 @@ def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
     return plan_bundles(cells, bundle_size)
 
 
-def _execute(store: ParquetStore, cells: list[CellSpec], resources: Resources,
-             executor: Executor, progress: Progress | None, added: int) -> RunSummary:
+def _execute(
+    store: ParquetStore,
+    cells: list[CellSpec],
+    resources: Resources,
+    executor: Executor,
+    progress: Progress | None,
+    added: int,
+) -> RunSummary:
     """Run the cells without a done record; the caller holds the lock."""
     start = time.monotonic()
     cells = list({c.cell_id: c for c in cells}.values())
@@ -74,8 +83,15 @@ def _execute(store: ParquetStore, cells: list[CellSpec], resources: Resources,
     if todo:
         sink._report()
         executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
-    return RunSummary(store.uri, len(cells), added, len(cells) - len(todo), sink.done,
-                      sink.failed, time.monotonic() - start)
+    return RunSummary(
+        store.uri,
+        len(cells),
+        added,
+        len(cells) - len(todo),
+        sink.done,
+        sink.failed,
+        time.monotonic() - start,
+    )
 
 
 def _take_over(store: ParquetStore) -> tuple[str, ...]:
@@ -89,8 +105,12 @@ def _take_over(store: ParquetStore) -> tuple[str, ...]:
     return tuple(f"{m['from']} -> {m['to']} ({m['reason']})" for m in moved)
 
 
-def run_campaign(spec_path: str | Path, store: str = DEFAULT_STORE, address: str | None = None,
-                 progress: Progress | None = None) -> RunSummary:
+def run_campaign(
+    spec_path: str | Path,
+    store: str = DEFAULT_STORE,
+    address: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
     """Run the campaign of `spec_path` into `<store>/<name>`; cells already done are skipped.
     Raises SpecError (writing nothing) for an invalid spec, CampaignLockedError if another
     driver holds the campaign. One Ray session, opened at the first cell to run."""
@@ -99,8 +119,13 @@ def run_campaign(spec_path: str | Path, store: str = DEFAULT_STORE, address: str
         return run_spec(spec, toml_text, store, executor, progress)
 
 
-def run_spec(spec: CampaignSpec, toml_text: str, store: str, executor: Executor,
-             progress: Progress | None = None) -> RunSummary:
+def run_spec(
+    spec: CampaignSpec,
+    toml_text: str,
+    store: str,
+    executor: Executor,
+    progress: Progress | None = None,
+) -> RunSummary:
     """Run the loaded campaign `spec` (whose TOML is `toml_text`) into `<store>/<name>`
     with `executor` (RayExecutor, or LocalExecutor in process)."""
     campaign = ParquetStore.open(join_uri(store, spec.name), create=True)
@@ -113,9 +138,12 @@ def run_spec(spec: CampaignSpec, toml_text: str, store: str, executor: Executor,
         return replace(summary, quarantined=moved)
 
 
-def resume_campaign(campaign_uri: str, address: str | None = None,
-                    progress: Progress | None = None,
-                    executor: Executor | None = None) -> RunSummary:
+def resume_campaign(
+    campaign_uri: str,
+    address: str | None = None,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> RunSummary:
     """Re-run every cell of the campaign's manifest that is not done (failed, interrupted
     or never started), with the resources of the stored spec (on Ray at `address` unless
     an `executor` is given)."""
@@ -129,15 +157,22 @@ def resume_campaign(campaign_uri: str, address: str | None = None,
             raise CampaignNotFoundError(
                 f"the manifest of {campaign_uri} was unreadable and is now in _quarantine/ "
                 f"({'; '.join(moved)}); rebuild it with `phasegrid run {campaign_uri}/spec.toml "
-                "--store <the campaign's parent directory>` (done cells are kept)")
+                "--store <the campaign's parent directory>` (done cells are kept)"
+            )
         spec = parse_campaign(campaign.read_spec(), f"{campaign_uri}/spec.json")
         cells = [spec_from_config(c) for c in campaign.manifest()["config"].to_pylist()]
-        return replace(_execute(campaign, cells, spec.resources, executor, progress, 0),
-                       quarantined=moved)
+        return replace(
+            _execute(campaign, cells, spec.resources, executor, progress, 0), quarantined=moved
+        )
 
 
-def run_cells(campaign_uri: str, cells: list[CellSpec], resources: Resources,
-              executor: Executor | None = None, progress: Progress | None = None) -> RunSummary:
+def run_cells(
+    campaign_uri: str,
+    cells: list[CellSpec],
+    resources: Resources,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
     """Add `cells` to an existing campaign's manifest and run those not done (for drivers
     such as `refine` that choose cells themselves), with `executor` (default: embedded Ray)."""
     if executor is None:
@@ -147,5 +182,6 @@ def run_cells(campaign_uri: str, cells: list[CellSpec], resources: Resources,
     with campaign.lock():
         moved = _take_over(campaign)
         added = campaign.extend_manifest(manifest_table(cells))
-        return replace(_execute(campaign, cells, resources, executor, progress, added),
-                       quarantined=moved)
+        return replace(
+            _execute(campaign, cells, resources, executor, progress, added), quarantined=moved
+        )

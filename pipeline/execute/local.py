@@ -6,6 +6,7 @@ a run through it stores the same rows, with the same provenance, as one through 
 There are no workers to lose: an exception that escapes the task body fails the bundle's
 unfinished cells, as a `RayTaskError` does under Ray.
 """
+
 from __future__ import annotations
 
 import traceback
@@ -34,7 +35,7 @@ class LocalExecutor:
                 if isinstance(event, AttemptFinished):
                     finished.add(event.cell_id)
                 sink.tick()
-        except Exception:   # outside train_cell: deterministic, as a RayTaskError
+        except Exception:  # outside train_cell: deterministic, as a RayTaskError
             why = f"the task raised outside train_cell: {traceback.format_exc()}"
             for spec in bundle:
                 if spec.cell_id not in finished:

@@ -26,6 +26,7 @@ Retries (a documented choice):
   number of items (timing-dependent batches) silently loses its final result (measured
   with Ray 2.60).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -38,7 +39,7 @@ from pipeline.execute.stream import FLUSH_SECONDS, AttemptFinished, CellSink, bu
 from pipeline.spec.schema import Resources
 from tasks.specs import CellSpec
 
-POLL_SECONDS = 1.0       # how often the driver wakes up without news (heartbeats, progress)
+POLL_SECONDS = 1.0  # how often the driver wakes up without news (heartbeats, progress)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Flight:
     """A submitted bundle: its cells, which have finished, and its attempt number."""
 
     specs: list[CellSpec]
-    attempt: int                        # 1 for the first submission
+    attempt: int  # 1 for the first submission
     finished: set[str] = field(default_factory=set)
 
     def unfinished(self) -> list[CellSpec]:
@@ -61,17 +62,28 @@ def check_feasible(cpus_per_task: float, gpus_per_task: float) -> None:
             raise RuntimeError(
                 f"each task asks for {need:g} {name} ([resources] {name.lower()}s_per_task) "
                 f"but the Ray cluster has {total.get(name, 0.0):g}: lower it, or run on a "
-                f"cluster with {name}s (--address)")
+                f"cluster with {name}s (--address)"
+            )
 
 
-def run_bundles(bundles: list[list[CellSpec]], resources: Resources, sink: CellSink,
-                flush_seconds: float = FLUSH_SECONDS) -> None:
+def run_bundles(
+    bundles: list[list[CellSpec]],
+    resources: Resources,
+    sink: CellSink,
+    flush_seconds: float = FLUSH_SECONDS,
+) -> None:
     """Run every bundle on the connected Ray cluster, feeding `sink` as events arrive.
     `resources`: cpus_per_task, gpus_per_task, max_in_flight (None: 2x what fits), retries."""
     cpus, gpus = float(resources.cpus_per_task), float(resources.gpus_per_task)
     check_feasible(cpus, gpus)
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=0, max_retries=0,
-                      retry_exceptions=False, num_returns="streaming")(bundle_task)
+    task = ray.remote(
+        num_cpus=cpus,
+        num_gpus=gpus,
+        max_calls=0,
+        max_retries=0,
+        retry_exceptions=False,
+        num_returns="streaming",
+    )(bundle_task)
     limit = resources.max_in_flight or 2 * task_capacity(cpus, gpus)
     queue: deque[Flight] = deque(Flight(list(b), 1) for b in bundles)
     flying: dict = {}
@@ -79,8 +91,13 @@ def run_bundles(bundles: list[list[CellSpec]], resources: Resources, sink: CellS
         while queue and len(flying) < limit:
             flight = queue.popleft()
             # ray's stubs count a default parameter as absent (RemoteFunction1): a stub gap
-            flying[task.remote(flight.specs, flush_seconds,  # type: ignore[call-arg]
-                               sink.resume_points(flight.specs))] = flight
+            flying[
+                task.remote(
+                    flight.specs,
+                    flush_seconds,  # type: ignore[call-arg]
+                    sink.resume_points(flight.specs),
+                )
+            ] = flight
         ready, _ = ray.wait(list(flying), num_returns=1, timeout=POLL_SECONDS)
         for generator in ready:
             _advance(generator, flying, queue, resources.retries, sink)
@@ -95,7 +112,7 @@ def _advance(generator, flying: dict, queue: deque, retries: int, sink: CellSink
         event = ray.get(next(generator))
     except StopIteration:
         del flying[generator]
-        for spec in flight.unfinished():   # cannot happen unless the task body is changed
+        for spec in flight.unfinished():  # cannot happen unless the task body is changed
             sink.lost(spec, "the task ended without finishing this cell", flight.attempt)
         return
     except ray.exceptions.RayError as err:
@@ -107,16 +124,20 @@ def _advance(generator, flying: dict, queue: deque, retries: int, sink: CellSink
     deliver(event, specs[event.cell_id], sink, flight.attempt)
 
 
-def _worker_died(flight: Flight, err: Exception, queue: deque, retries: int,
-                 sink: CellSink) -> None:
+def _worker_died(
+    flight: Flight, err: Exception, queue: deque, retries: int, sink: CellSink
+) -> None:
     remaining = flight.unfinished()
     deterministic = isinstance(err, ray.exceptions.RayTaskError)
     if remaining and not deterministic and flight.attempt <= retries:
         # one task per cell: a bundle that killed its worker (e.g. out of memory) is split
         queue.extendleft(Flight([spec], flight.attempt + 1) for spec in reversed(remaining))
         return
-    why = "the task raised outside train_cell" if deterministic else \
-        f"the worker died {flight.attempt} time(s) (retries = {retries})"
+    why = (
+        "the task raised outside train_cell"
+        if deterministic
+        else f"the worker died {flight.attempt} time(s) (retries = {retries})"
+    )
     for spec in remaining:
         sink.lost(spec, f"{why}: {type(err).__name__}: {err}", flight.attempt)
 

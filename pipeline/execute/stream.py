@@ -8,6 +8,7 @@ one `AttemptFinished` with the CellResult and *all* the attempt's measurements, 
 traceback of a Python exception. Both engines (`tasks.train_cell`, `tasks.train_bundle`)
 go through the same `Attempts` adaptor: a single cell is an attempt group of one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,14 +39,14 @@ class AttemptStarted:
     device: str
     pid: int
     started_at: datetime
-    resumed_step: int | None = None     # the snapshot's step this attempt continues from
+    resumed_step: int | None = None  # the snapshot's step this attempt continues from
 
 
 @dataclass(frozen=True)
 class MeasurementBatch:
     cell_id: str
     attempt_id: str
-    index: int                          # 0, 1, ... within the attempt
+    index: int  # 0, 1, ... within the attempt
     measurements: tuple[Measurement, ...]
 
 
@@ -53,9 +54,9 @@ class MeasurementBatch:
 class AttemptFinished:
     cell_id: str
     attempt_id: str
-    measurements: tuple[Measurement, ...]   # every measurement of this attempt
-    result: CellResult | None               # None when error is set
-    error: str | None                       # traceback of a Python exception
+    measurements: tuple[Measurement, ...]  # every measurement of this attempt
+    result: CellResult | None  # None when error is set
+    error: str | None  # traceback of a Python exception
     finished_at: datetime
 
 
@@ -64,7 +65,7 @@ class SnapshotTaken:
     cell_id: str
     attempt_id: str
     state: TrainingState
-    measurements: tuple[Measurement, ...]   # every measurement of the cell before `state`
+    measurements: tuple[Measurement, ...]  # every measurement of the cell before `state`
 
 
 Event = AttemptStarted | MeasurementBatch | AttemptFinished | SnapshotTaken
@@ -104,6 +105,7 @@ def deliver(event: Event, spec: CellSpec, sink: CellSink, attempt: int) -> None:
 def _device(spec: CellSpec) -> str:
     """What the cell trains on, as stored in the `device` column."""
     import torch
+
     wanted = spec.observables.device
     if wanted == "cpu":
         return "cpu"
@@ -117,13 +119,13 @@ class Attempts:
     """One attempt of each of `specs` (trained together or alone), as stream events: the
     measurements so far per member, which were streamed, and the flush clock."""
 
-    def __init__(self, specs: list[CellSpec], flush_seconds: float,
-                 resume: Snapshot | None = None):
+    def __init__(self, specs: list[CellSpec], flush_seconds: float, resume: Snapshot | None = None):
         self.specs, self.flush_seconds = specs, flush_seconds
         self.ids = [uuid.uuid4().hex[:12] for _ in specs]
         # a resumed attempt's first measurements are its snapshot's (streamed with the first batch)
-        self.measured: list[list[Measurement]] = [list(resume.measurements) if resume else []
-                                                  for _ in specs]
+        self.measured: list[list[Measurement]] = [
+            list(resume.measurements) if resume else [] for _ in specs
+        ]
         self.sent = [0] * len(specs)
         self.batches = [0] * len(specs)
         self.done: set[int] = set()
@@ -133,8 +135,9 @@ class Attempts:
     def started(self) -> Iterator[AttemptStarted]:
         host, device, now = socket.gethostname(), _device(self.specs[0]), datetime.now(timezone.utc)
         for spec, attempt_id in zip(self.specs, self.ids):
-            yield AttemptStarted(spec.cell_id, attempt_id, host, device, os.getpid(), now,
-                                 self.resumed_step)
+            yield AttemptStarted(
+                spec.cell_id, attempt_id, host, device, os.getpid(), now, self.resumed_step
+            )
         self.last_flush = time.monotonic()
 
     def measured_one(self, i: int, item: Measurement) -> Iterator[MeasurementBatch]:
@@ -148,8 +151,12 @@ class Attempts:
         """A MeasurementBatch of each unfinished member with unsent measurements."""
         for j, spec in enumerate(self.specs):
             if j not in self.done and self.sent[j] < len(self.measured[j]):
-                yield MeasurementBatch(spec.cell_id, self.ids[j], self.batches[j],
-                                       tuple(self.measured[j][self.sent[j]:]))
+                yield MeasurementBatch(
+                    spec.cell_id,
+                    self.ids[j],
+                    self.batches[j],
+                    tuple(self.measured[j][self.sent[j] :]),
+                )
                 self.sent[j], self.batches[j] = len(self.measured[j]), self.batches[j] + 1
 
     def snapshot(self, i: int, state: TrainingState) -> SnapshotTaken:
@@ -157,18 +164,26 @@ class Attempts:
 
     def finished(self, i: int, result: CellResult | None, error: str | None) -> AttemptFinished:
         self.done.add(i)
-        return AttemptFinished(self.specs[i].cell_id, self.ids[i], tuple(self.measured[i]),
-                               result, error, datetime.now(timezone.utc))
+        return AttemptFinished(
+            self.specs[i].cell_id,
+            self.ids[i],
+            tuple(self.measured[i]),
+            result,
+            error,
+            datetime.now(timezone.utc),
+        )
 
     def unfinished(self) -> list[CellSpec]:
         return [spec for i, spec in enumerate(self.specs) if i not in self.done]
 
 
-def run_cell(spec: CellSpec, flush_seconds: float = FLUSH_SECONDS,
-             resume: Snapshot | None = None) -> Iterator[Event]:
+def run_cell(
+    spec: CellSpec, flush_seconds: float = FLUSH_SECONDS, resume: Snapshot | None = None
+) -> Iterator[Event]:
     """One attempt of one cell as stream events (runs inside the task), continuing from
     `resume` if given (its measurements are the attempt's first ones)."""
     from tasks.train_cell import train_cell
+
     attempt = Attempts([spec], flush_seconds, resume)
     yield from attempt.started()
     result = None
@@ -188,13 +203,15 @@ def run_cell(spec: CellSpec, flush_seconds: float = FLUSH_SECONDS,
     yield attempt.finished(0, result, error)
 
 
-def run_batched(specs: list[CellSpec], flush_seconds: float = FLUSH_SECONDS
-                ) -> Generator[Event, None, list[CellSpec]]:
+def run_batched(
+    specs: list[CellSpec], flush_seconds: float = FLUSH_SECONDS
+) -> Generator[Event, None, list[CellSpec]]:
     """One attempt of each of ``specs`` trained together by `tasks.train_bundle` (one
     batched ensemble; a single fully-connected cell is its fast path), as stream events.
     Returns the cells it did not finish because the batched training raised: the caller
     retries them one by one (the batched traceback goes to this worker's log)."""
     from tasks.train_bundle import train_bundle
+
     attempt = Attempts(specs, flush_seconds)
     yield from attempt.started()
     try:
@@ -206,17 +223,21 @@ def run_batched(specs: list[CellSpec], flush_seconds: float = FLUSH_SECONDS
     except Exception:  # retried cell by cell: a batched-only failure must not cost the cells
         logging.getLogger(__name__).warning(
             "batched training of %d cells failed; retrying them one by one:\n%s",
-            len(specs), traceback.format_exc())
+            len(specs),
+            traceback.format_exc(),
+        )
     return attempt.unfinished()
 
 
-def bundle_task(specs: list[CellSpec], flush_seconds: float,
-                resumes: dict[str, Snapshot] | None = None) -> Iterator[Event]:
+def bundle_task(
+    specs: list[CellSpec], flush_seconds: float, resumes: dict[str, Snapshot] | None = None
+) -> Iterator[Event]:
     """The body of one task. Cells that `tasks.bundling.training_plan` batches train as
     one ensemble (or alone on the fast path); the others, and any cell a batched run did
     not finish, one after the other with `train_cell` (the reference engine)."""
     from tasks.bundling import training_plan
     from tasks.train_cell import resolve_device
+
     resumes = resumes or {}
     snapshotting = [s for s in specs if s.checkpoint_every_seconds or s.cell_id in resumes]
     others = [s for s in specs if s not in snapshotting]

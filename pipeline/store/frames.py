@@ -3,6 +3,7 @@
 The same door as `ParquetStore`: reads verify page CRCs and skip (naming) unreadable
 files, writes go through `Location.write_parquet` (page CRCs, temp name then rename).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,11 +17,12 @@ from pipeline.store.location import Location, join_uri
 from pipeline.store.names import MANIFEST_FILE
 from pipeline.store.reading import conform
 
-AGGREGATE_FILE = "part-0.parquet"     # an aggregate table is one file, rewritten whole
+AGGREGATE_FILE = "part-0.parquet"  # an aggregate table is one file, rewritten whole
 
 
-def read_table(campaign: str, table: str,
-               columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+def read_table(
+    campaign: str, table: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame | None:
     """A campaign table (a directory of Parquet files, or the manifest file) as a DataFrame
     read with its results_schema schema (files written before a column existed read it
     as null), or None if the table does not exist yet."""
@@ -38,8 +40,9 @@ def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
     """Write `frame` as <campaign>/<table>/part-0.parquet, cast to the table's schema
     (missing columns null), atomically and with page CRCs. Returns the file's path or URI."""
     schema = rs.schema_of(table)
-    arrow = pa.Table.from_pandas(frame.reindex(columns=schema.names), schema=schema,
-                                 preserve_index=False)
+    arrow = pa.Table.from_pandas(
+        frame.reindex(columns=schema.names), schema=schema, preserve_index=False
+    )
     Location.open(campaign).write_parquet(f"{table}/{AGGREGATE_FILE}", arrow)
     return join_uri(campaign, f"{table}/{AGGREGATE_FILE}")
 
@@ -55,8 +58,10 @@ def require_campaign(campaign: str) -> None:
     """Raise CampaignNotFoundError unless `campaign` holds a manifest or a cells table."""
     location = Location.open(campaign)
     if not (location.exists(MANIFEST_FILE) or location.exists("cells")):
-        raise CampaignNotFoundError(f"no campaign at {campaign} (no {MANIFEST_FILE} or cells/); "
-                                    f"start one with `phasegrid run SPEC.toml --store DIR`")
+        raise CampaignNotFoundError(
+            f"no campaign at {campaign} (no {MANIFEST_FILE} or cells/); "
+            f"start one with `phasegrid run SPEC.toml --store DIR`"
+        )
 
 
 def pending_cells(campaign: str, cells: pd.DataFrame) -> int:

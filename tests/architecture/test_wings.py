@@ -1,13 +1,13 @@
 """pipeline/ in wings (README "Layout"): each wing imports only the wings of its row of the
 import table, no module imports itself back through others, and only the store touches
 campaign files."""
+
 from __future__ import annotations
 
 
 import pytest
 
-from support.imports import (REPO, WINGS, import_graph, imported_modules, project_modules,
-                             wing_of)
+from support.imports import REPO, WINGS, import_graph, imported_modules, project_modules, wing_of
 
 CORE = {"tasks", "results_schema"}
 # wing -> the wings it may import (besides itself). Read top to bottom: lower rows never
@@ -20,15 +20,28 @@ MAY_IMPORT: dict[str, set[str]] = {
     "pipeline.analysis": CORE | {"pipeline.spec"},
     "pipeline.execute": CORE | {"pipeline.spec", "pipeline.store"},
     "pipeline.figures": CORE | {"pipeline.analysis"},
-    "pipeline.drivers": CORE | {"pipeline.spec", "pipeline.store", "pipeline.analysis",
-                                "pipeline.execute", "pipeline.figures"},
-    "pipeline.cli": CORE | {"pipeline.spec", "pipeline.store", "pipeline.execute",
-                            "pipeline.drivers"},
-    "pipeline": {"pipeline.store"},                     # the lazy `load_results`
-    "reproduction": {"pipeline", "pipeline.spec", "pipeline.store", "pipeline.analysis",
-                     "pipeline.execute", "pipeline.figures", "pipeline.drivers"},
-    "benchmarks": CORE | {"pipeline.spec", "pipeline.store", "pipeline.execute",
-                          "pipeline.analysis"},
+    "pipeline.drivers": CORE
+    | {
+        "pipeline.spec",
+        "pipeline.store",
+        "pipeline.analysis",
+        "pipeline.execute",
+        "pipeline.figures",
+    },
+    "pipeline.cli": CORE
+    | {"pipeline.spec", "pipeline.store", "pipeline.execute", "pipeline.drivers"},
+    "pipeline": {"pipeline.store"},  # the lazy `load_results`
+    "reproduction": {
+        "pipeline",
+        "pipeline.spec",
+        "pipeline.store",
+        "pipeline.analysis",
+        "pipeline.execute",
+        "pipeline.figures",
+        "pipeline.drivers",
+    },
+    "benchmarks": CORE
+    | {"pipeline.spec", "pipeline.store", "pipeline.execute", "pipeline.analysis"},
 }
 # Campaign files are Parquet: only the store (and the schemas) may import pyarrow.
 FILE_LIBRARIES = ("pyarrow",)
@@ -79,6 +92,7 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
                     break
             if len(component) > 1 or node in graph.get(node, ()):
                 found.append(sorted(component))
+
     for node in sorted(graph):
         if node not in index:
             visit(node)
@@ -113,29 +127,36 @@ def test_only_the_store_imports_the_file_libraries():
 def test_pipeline_has_no_flat_modules_besides_the_cli():
     flat = sorted(p.name for p in (REPO / "pipeline").glob("*.py"))
     assert flat == ["__init__.py", "cli.py"]
-    wings = sorted(p.name for p in (REPO / "pipeline").iterdir()
-                   if p.is_dir() and (p / "__init__.py").exists())
+    wings = sorted(
+        p.name for p in (REPO / "pipeline").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    )
     assert wings == sorted(w for w in WINGS if w != "cli")
 
 
 def test_the_table_check_catches_an_upward_import():
-    graph = {"pipeline.store.rows": {"pipeline.drivers.run"},
-             "pipeline.analysis.boundaries": {"pipeline.store.frames"},
-             "pipeline.store.frames": {"results_schema.tables"},
-             "pipeline.stray": set()}
+    graph = {
+        "pipeline.store.rows": {"pipeline.drivers.run"},
+        "pipeline.analysis.boundaries": {"pipeline.store.frames"},
+        "pipeline.store.frames": {"results_schema.tables"},
+        "pipeline.stray": set(),
+    }
     assert wing_violations(graph) == [
         "pipeline.analysis.boundaries -> pipeline.store.frames "
         "(pipeline.analysis may not import pipeline.store)",
         "pipeline.store.rows -> pipeline.drivers.run (pipeline.store may not import "
         "pipeline.drivers)",
-        "pipeline.stray: in no wing of the import table"]
+        "pipeline.stray: in no wing of the import table",
+    ]
 
 
-@pytest.mark.parametrize("graph, expected", [
-    ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
-    ({"a": {"a"}}, [["a"]]),
-    ({"a": {"b"}, "b": set(), "c": {"b"}}, []),
-])
+@pytest.mark.parametrize(
+    "graph, expected",
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c"]]),
+        ({"a": {"a"}}, [["a"]]),
+        ({"a": {"b"}, "b": set(), "c": {"b"}}, []),
+    ],
+)
 def test_the_circle_check_finds_circles(graph, expected):
     assert circles(graph) == expected
 

@@ -1,5 +1,6 @@
 """The in-process executor stores what the Ray executor stores: same cells, same
 measurements, real provenance; a task body that raises fails its cells visibly."""
+
 from __future__ import annotations
 
 import socket
@@ -45,12 +46,15 @@ def test_local_and_ray_executors_store_the_same_rows(tmp_path, stripe_spec):
     assert local.cells["code_version"].str.startswith("phasegrid ").all()
 
 
-def test_a_task_body_that_raises_fails_its_cells_with_the_traceback(tmp_path, stripe_spec,
-                                                                     monkeypatch):
+def test_a_task_body_that_raises_fails_its_cells_with_the_traceback(
+    tmp_path, stripe_spec, monkeypatch
+):
     from pipeline.execute import local
+
     def broken(specs, flush_seconds, resumes=None):
         raise RuntimeError("planted failure outside train_cell")
         yield
+
     monkeypatch.setattr(local, "bundle_task", broken)
     spec, text = load_campaign_text(stripe_spec(grid={"seed": [0]}))
     summary = run_spec(spec, text, str(tmp_path), LocalExecutor())

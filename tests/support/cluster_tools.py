@@ -1,5 +1,6 @@
 """Helpers of the cluster tests (tests/cluster/test_cluster.py) and the Ray pre-flight
 tests: free ports, process inspection, the loopback two-node cluster of cluster/slurm/."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ CLUSTER = REPO / "cluster"
 RAY_UP = CLUSTER / "slurm" / "ray-up.sh"
 SBATCH = CLUSTER / "slurm" / "phasegrid.sbatch"
 SMALL_CAMPAIGN = REPO / "campaigns" / "stripe_small.toml"
-VENV_BIN = Path(sys.executable).parent          # holds ray, python and phasegrid
+VENV_BIN = Path(sys.executable).parent  # holds ray, python and phasegrid
 STOP_GRACE_S = 20
 
 
@@ -38,8 +39,7 @@ def free_ports(n: int) -> list[int]:
 
 def base_env(**extra: str) -> dict[str, str]:
     """This environment with the venv first on PATH and no Ray address or auth inherited."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
@@ -47,8 +47,14 @@ def base_env(**extra: str) -> dict[str, str]:
 
 def bash(script: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     """Run `script` in bash after sourcing the helper."""
-    return subprocess.run(["bash", "-c", f'source "{RAY_UP}"\n{script}'], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-c", f'source "{RAY_UP}"\n{script}'],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # Processes are read from /proc (Linux): psutil is not a dependency (Ray only vendors it).
@@ -58,7 +64,7 @@ def _stat(pid: int) -> list[str] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def alive(pid: int) -> bool:
@@ -86,7 +92,9 @@ def descendants(root: int) -> list[int]:
 
 def command_line(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -108,20 +116,24 @@ def campaign_cell_count(spec: Path) -> int:
     from pipeline.spec.schema import CampaignModel
 
     grid = CampaignModel.model_validate(tomllib.loads(spec.read_text())).grid
-    sizes = [len(axis.values()) if hasattr(axis, "values") else len(set(axis))
-             for axis in dict(grid).values() if axis is not None]
+    sizes = [
+        len(axis.values()) if hasattr(axis, "values") else len(set(axis))
+        for axis in dict(grid).values()
+        if axis is not None
+    ]
     return math.prod(sizes)
 
 
 @dataclasses.dataclass
 class LoopbackCluster:
     """A head and a worker started by ray-up.sh in one bash that waits for a line to stop."""
+
     shell: subprocess.Popen
     address: str
     temp_dir: Path
-    env: dict[str, str]             # what a client needs: PATH, RAY_AUTH_MODE, token path
-    waited: str                     # the line pg_ray_wait_nodes printed
-    started: list[int]              # pids of everything the shell had started
+    env: dict[str, str]  # what a client needs: PATH, RAY_AUTH_MODE, token path
+    waited: str  # the line pg_ray_wait_nodes printed
+    started: list[int]  # pids of everything the shell had started
     stop_seconds: float | None = None
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
 """The project's import graph read from source (ast), for the layering tests."""
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,11 @@ def module_name(path: Path, root: Path = REPO) -> str:
 
 def project_modules(root: Path = REPO) -> dict[str, Path]:
     """module name -> file of every Python module of the project's packages."""
-    return {module_name(p, root): p for package in PACKAGES
-            for p in sorted((root / package).rglob("*.py"))}
+    return {
+        module_name(p, root): p
+        for package in PACKAGES
+        for p in sorted((root / package).rglob("*.py"))
+    }
 
 
 def imported_modules(source: str, known: set[str]) -> Iterator[tuple[int, str]]:

@@ -1,4 +1,5 @@
 """The example spec of issue 3 and helpers to parse mutated copies of it (tests/spec/)."""
+
 from __future__ import annotations
 
 import copy
