@@ -89,6 +89,7 @@ def startup() -> None:
 def bare(spec_path: Path) -> None:
     """Every cell as one bare Ray task; wait for all results."""
     import ray
+
     from pipeline.execute.ray_session import start_ray
 
     cells = _cells(spec_path)
@@ -103,6 +104,7 @@ def tune_grid(spec_path: Path, storage: Path, reuse_actors: bool = True) -> None
     """Every cell as one trial of a Ray Tune grid search (`reuse_actors`: Tune's option;
     its default, False, starts a fresh worker process per trial)."""
     from ray import tune
+
     from pipeline.execute.ray_session import start_ray
     from tasks.specs import CellSpec
 

@@ -9,7 +9,7 @@ no campaign at the path, unknown dataset), 130 interrupted.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ app.add_typer(data_app, name="data")
 out, err = Console(), Console(stderr=True)
 
 Address = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray here)."
     ),
@@ -104,7 +104,7 @@ def resume(campaign: Campaign, address: Address = None) -> None:
 def status(
     campaign: Campaign,
     live: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--live",
             help="Show the measurements streamed so far by this running cell "
@@ -160,7 +160,7 @@ def _print_health(campaign: str, state) -> None:
 
 
 def _print_brackets(campaign: str) -> None:
-    """Per boundary point: its bracket and whether it is resolved (pipeline.drivers.refine_status)."""
+    """Per boundary point: its bracket and whether it is resolved (drivers/refine_status)."""
     from pipeline.drivers.refine_status import bracket_table, campaign_brackets
 
     rows = bracket_table(campaign_brackets(campaign))
@@ -196,7 +196,7 @@ def _print_live(campaign: str, cell: str) -> None:
 @data_app.command("list")
 def data_list(
     data_dir: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--data-dir", help="Look here first (else $PHASEGRID_DATA, the cache, system dirs)."
         ),
@@ -221,7 +221,7 @@ def data_list(
 
 @data_app.command("locate")
 def data_locate(
-    name: str, data_dir: Annotated[Optional[str], typer.Option("--data-dir")] = None
+    name: str, data_dir: Annotated[str | None, typer.Option("--data-dir")] = None
 ) -> None:
     """Where dataset NAME would be read from."""
     from tasks.data import DatasetNotFoundError, locate_dataset
@@ -236,7 +236,7 @@ def data_locate(
 def data_download(
     name: str,
     dest: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--dest", help="Directory to download into (default: the phasegrid cache dir)."
         ),
@@ -283,11 +283,11 @@ def aggregate(campaign: Campaign) -> None:
 def plot(
     campaign: Campaign,
     formats: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--format", help="File format, repeatable (default: png and pdf)."),
     ] = None,
     figures: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--figure", help="Only this figure, repeatable (default: all)."),
     ] = None,
 ) -> None:
@@ -308,7 +308,7 @@ def plot(
 def refine(
     campaign: Campaign,
     boundary: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--boundary",
             help="crossover (ntk_change = c, bisecting log alpha_tilde at each "
@@ -317,13 +317,13 @@ def refine(
         ),
     ] = None,
     level: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--level", help="c of the crossover (default 1), or the jamming fraction (default 0.5)."
         ),
     ] = None,
     tolerance: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--tolerance",
             help="Stop when each boundary point is bracketed within this "
@@ -332,7 +332,7 @@ def refine(
         ),
     ] = None,
     max_cells: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--max-cells", help="Cap on the campaign's cells, coarse grid included."),
     ] = None,
     address: Address = None,

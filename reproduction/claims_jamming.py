@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.analysis.ensembles import fit_log_log
+from pipeline.figures import CampaignData
 from reproduction.claims import (
     NOT,
     PARTLY,
@@ -20,14 +21,12 @@ from reproduction.claims import (
     Claim,
     combine,
     g,
-    narrowest_jamming,
     jamming_widths,
     largest_budget,
     monotone_within,
+    narrowest_jamming,
     not_run,
 )
-from pipeline.figures import CampaignData
-
 
 # --- 2. jamming: fitted fraction, N*(P), N_Δ/N ------------------------------------------
 

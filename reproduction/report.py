@@ -9,26 +9,25 @@ erases the analysis (the analysis must then be re-read against the new numbers).
 
 from __future__ import annotations
 
+import io
 import json
 import re
-import io
+import tomllib
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
-import tomllib
 from matplotlib.figure import Figure
 
-from reproduction import claims
-from reproduction import claims_jamming
 from pipeline.analysis.ensembles import fit_log_log
-from pipeline.store.frames import require_campaign
+from pipeline.drivers.plot import load_campaign_data
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import LABELS, RC, log_axes, new_figure
-from pipeline.drivers.plot import load_campaign_data
 from pipeline.store.campaign_store import CampaignNotFoundError
+from pipeline.store.frames import require_campaign
 from pipeline.store.location import Location
+from reproduction import claims, claims_jamming
 
 DPI = 72  # docs PNGs stay around 30-60 KB each
 NOTES_START, NOTES_END = "<!-- notes: hand-written, kept on regeneration -->", "<!-- /notes -->"

@@ -104,8 +104,8 @@ class Outcome:
 def run_one(name: str, spec_path: Path, store: str, address: str | None) -> Outcome:
     """Run (or finish) one campaign, then aggregate it and draw its figures."""
     from pipeline.drivers.aggregate import aggregate_campaign
-    from pipeline.drivers.run import run_campaign
     from pipeline.drivers.plot import plot_campaign
+    from pipeline.drivers.run import run_campaign
     from pipeline.spec.campaign import SpecError, load_campaign
 
     try:

@@ -87,7 +87,7 @@ class BatchedFC:
     splits: tuple[int, ...]  # sizes of the blocks of θ: W_1 … W_{L+1}, B_1 … B_L
 
     @classmethod
-    def of(cls, model: FullyConnected) -> "BatchedFC":
+    def of(cls, model: FullyConnected) -> BatchedFC:
         """The batched form of ``model``'s architecture (its parameter values are not read)."""
         act = model.act
         sizes = tuple(model.fan_ins) + (1,)

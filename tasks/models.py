@@ -19,9 +19,8 @@ The one-hidden-layer net of the stripe model (paper Eq. 6, whose 1/h readout is 
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -110,8 +109,8 @@ class ConvNet(nn.Module):
 
     Each row of x is read as a signal of shape `input_shape` = (C, *positions): by default
     an image (1, s, s) when d = s², (3, s, s) when d = 3s² with s ≥ 16 (raw MNIST /
-    CIFAR-10 pixels), otherwise a 1-D signal (1, d) — e.g. the d PCA features. Then `depth` convolutions
-    with `width` channels, kernel 3, stride 1 and zero 'same' padding,
+    CIFAR-10 pixels), otherwise a 1-D signal (1, d) — e.g. the d PCA features. Then `depth`
+    convolutions with `width` channels, kernel 3, stride 1 and zero 'same' padding,
 
         a_l = conv(W_l, x_{l−1}) / √(C_{l−1}·3^n) + c_b B_l,   x_l = σ(a_l),
 

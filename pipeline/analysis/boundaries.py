@@ -19,8 +19,8 @@ axes' columns (the `along` axis column itself is absent or NaN on that row).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

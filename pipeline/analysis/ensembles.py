@@ -15,14 +15,13 @@ Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-import results_schema as rs
 from pipeline.analysis.boundaries import boundaries_table, order_columns
 from results_schema.tables import SETTINGS
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.ensembles import GRID_AXES
 from pipeline.analysis.boundaries import groups_by, locate_crossing
+from pipeline.analysis.ensembles import GRID_AXES
 from pipeline.spec.schema import Refinement
 
 PROPOSAL_DIGITS = 6  # proposed α̃ are rounded so that cell ids stay readable and stable

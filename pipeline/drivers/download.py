@@ -136,7 +136,8 @@ def _fetch(
                     progress(remote.name, done, total)
         if digest.hexdigest() != remote.digest.lower():
             raise ChecksumMismatchError(
-                f"{remote.name}: downloaded from {url} has {remote.algorithm} {digest.hexdigest()}, "
+                f"{remote.name}: downloaded from {url} has {remote.algorithm} "
+                f"{digest.hexdigest()}, "
                 f"expected {remote.digest}; the file was discarded (try again, or another mirror "
                 f"with base_url)"
             )

@@ -9,17 +9,17 @@ empty. The figure functions themselves live in pipeline/figures/.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
 
 from pipeline.analysis.ensembles import done_cells
 from pipeline.drivers.aggregate import campaign_aggregates
-from pipeline.store.frames import read_table, require_campaign, write_file
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import RC
+from pipeline.store.frames import read_table, require_campaign, write_file
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from pipeline.analysis.ensembles import done_cells, ensemble_table
-from pipeline.drivers.aggregate import aggregate_campaign
 from pipeline.analysis.refine_plan import (
     AXES,
     bracket_status,
@@ -33,7 +32,7 @@ from pipeline.analysis.refine_plan import (
     plan_refinement,
     uniform_grid_cells,
 )
-from pipeline.store.rows import cell_parameters, spec_from_config
+from pipeline.drivers.aggregate import aggregate_campaign
 from pipeline.drivers.run import RunSummary, run_cells, run_spec
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
@@ -41,9 +40,9 @@ from pipeline.execute.stream import Executor
 from pipeline.spec.campaign import CampaignSpec, load_campaign_text, parse_campaign
 from pipeline.spec.schema import REFINE_LEVELS, Refinement, Resources
 from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.rows import cell_parameters, spec_from_config
 from results_schema.tables import SETTINGS
 from tasks.specs import CellSpec
-
 
 RunCells = Callable[[list[CellSpec]], object]  # adds cells to the manifest and runs them
 TARGET_FILE = "refine.json"

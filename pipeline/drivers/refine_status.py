@@ -10,6 +10,7 @@ import json
 
 import pandas as pd
 
+from pipeline.analysis.refine_plan import STATUS_COLUMNS, bracket_status
 from pipeline.drivers.refine import (
     TARGET_FILE,
     default_target,
@@ -18,7 +19,6 @@ from pipeline.drivers.refine import (
     store_tables,
     stored_spec,
 )
-from pipeline.analysis.refine_plan import STATUS_COLUMNS, bracket_status
 from pipeline.spec.campaign import CampaignSpec
 from pipeline.spec.schema import Refinement
 from pipeline.store.campaign_store import ParquetStore

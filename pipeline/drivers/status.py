@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
-from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, find_corrupt
 from pipeline.store.campaign_store import LIVE_STALE_SECONDS, ParquetStore
+from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, find_corrupt
 
 FAILURE_COLUMNS = [
     "cell_id",
@@ -81,7 +81,7 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     done = set(cells.loc[cells.status == "done", "cell_id"])
     reasons = cells.loc[cells.status == "done", "stop_reason"].fillna("?").value_counts()
     failed_rows = cells.loc[cells.status == "failed"].copy()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     attempts = [] if store.driver_active() is False else store.live_attempts()
     running = {a.cell_id for a in attempts if a.is_fresh(now, stale_seconds)} - done
     failed = set(failed_rows.cell_id) - running

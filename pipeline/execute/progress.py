@@ -39,7 +39,7 @@ class CellProgress:
         )
         self.task = self.bar.add_task(title, total=None, counts="")
 
-    def __enter__(self) -> "CellProgress":
+    def __enter__(self) -> CellProgress:
         self.bar.start()
         return self
 

@@ -29,14 +29,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import contextlib
 import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 PREFLIGHT_ENV = "PHASEGRID_RAY_PREFLIGHT_S"

@@ -19,7 +19,7 @@ import traceback
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pipeline.spec.schema import Resources
@@ -133,7 +133,7 @@ class Attempts:
         self.last_flush = time.monotonic()
 
     def started(self) -> Iterator[AttemptStarted]:
-        host, device, now = socket.gethostname(), _device(self.specs[0]), datetime.now(timezone.utc)
+        host, device, now = socket.gethostname(), _device(self.specs[0]), datetime.now(UTC)
         for spec, attempt_id in zip(self.specs, self.ids):
             yield AttemptStarted(
                 spec.cell_id, attempt_id, host, device, os.getpid(), now, self.resumed_step
@@ -170,7 +170,7 @@ class Attempts:
             tuple(self.measured[i]),
             result,
             error,
-            datetime.now(timezone.utc),
+            datetime.now(UTC),
         )
 
     def unfinished(self) -> list[CellSpec]:

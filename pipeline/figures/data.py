@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.figures.style import Slice, SkipFigure, main_slice
+from pipeline.figures.style import SkipFigure, Slice, main_slice
 
 
 @dataclass(frozen=True)

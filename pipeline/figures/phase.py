@@ -13,10 +13,10 @@ from matplotlib.figure import Figure
 from pipeline.figures.data import CampaignData
 from pipeline.figures.style import (
     ERROR_CMAP,
-    budget_lines,
     HALO,
     LABELS,
     SkipFigure,
+    budget_lines,
     fmt,
     log_axes,
     new_figure,

@@ -3,8 +3,9 @@ slice of a multi-axis campaign that a two-dimensional figure shows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -90,7 +91,7 @@ def budget_lines(rows: pd.DataFrame) -> list[tuple[str, tuple, pd.DataFrame]]:
 
 def spread(values: Sequence[float], k: int) -> list[float]:
     """At most k of the sorted unique values, evenly spaced in rank (ends kept)."""
-    values = sorted(set(float(v) for v in values))
+    values = sorted({float(v) for v in values})
     if len(values) <= k:
         return values
     return [values[int(round(i))] for i in np.linspace(0, len(values) - 1, k)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import reprlib
 import typing
-from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -109,7 +109,7 @@ class Range(Form, Generic[Integer]):
     range: tuple[Integer, Annotated[int, Strict(), Field(description="an integer")]]
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "Range":
+    def _not_empty(self) -> Range:
         start, stop = self.range
         if stop <= start:
             raise ValueError(
@@ -136,7 +136,7 @@ class Geomspace(Form, Generic[Number]):
     geomspace: tuple[Number, Number, Count]
 
     @model_validator(mode="after")
-    def _finite(self) -> "Geomspace":
+    def _finite(self) -> Geomspace:
         start, stop, _ = self.geomspace
         if min(start, stop) <= 0:
             raise ValueError(f"geomspace ends must be positive, got {reprlib.repr([start, stop])}")
@@ -202,7 +202,7 @@ def axis(element: Any, integer: bool) -> Any:
         return None
 
     return Annotated[
-        Union[tuple(choices)],
+        tuple(choices),
         Discriminator(
             pick,
             custom_error_type="axis_form",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import typing
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel

@@ -172,7 +172,7 @@ class FlowSection(Section):
     checkpoints_per_decade: PositiveInt = _FLOW.checkpoints_per_decade
 
     @model_validator(mode="after")
-    def _has_budget(self) -> "FlowSection":
+    def _has_budget(self) -> FlowSection:
         if all(getattr(self, key) is None for key in BUDGETS):
             raise ValueError(
                 f"no budget: set at least one of {', '.join(BUDGETS)} in [flow], "
@@ -212,7 +212,7 @@ class ResourcesSection(Section):
     checkpoint_every_seconds: PositiveNumber | None = _RESOURCES.checkpoint_every_seconds
 
     @model_validator(mode="after")
-    def _whole_gpus_above_one(self) -> "ResourcesSection":
+    def _whole_gpus_above_one(self) -> ResourcesSection:
         gpus = self.gpus_per_task
         if gpus > 1 and gpus != int(gpus):
             raise ValueError(
@@ -247,7 +247,7 @@ class RefineSection(Section):
     max_cells: PositiveInt | None = None
 
     @model_validator(mode="after")
-    def _jamming_level_is_a_fraction(self) -> "RefineSection":
+    def _jamming_level_is_a_fraction(self) -> RefineSection:
         if self.boundary == "jamming" and self.level is not None and self.level >= 1:
             raise ValueError(
                 f"the jamming level is a fraction of seeds fitted, below 1, got "

@@ -23,7 +23,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,7 +63,7 @@ class LiveAttempt:
 
 
 def _seen(attempt: LiveAttempt) -> datetime:
-    return attempt.last_seen or datetime.min.replace(tzinfo=timezone.utc)
+    return attempt.last_seen or datetime.min.replace(tzinfo=UTC)
 
 
 class ParquetStore:
@@ -73,7 +73,7 @@ class ParquetStore:
         self.location = location
 
     @classmethod
-    def open(cls, uri: str, create: bool = False) -> "ParquetStore":
+    def open(cls, uri: str, create: bool = False) -> ParquetStore:
         """The campaign at `uri`; with create=False it must already hold a manifest."""
         store = cls(Location.open(uri))
         if create:
@@ -251,7 +251,7 @@ class ParquetStore:
         kill_point("started")
 
     def heartbeat(self, cell_id: str, attempt_id: str) -> None:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         self.location.write_bytes(f"{self.live_dir(cell_id, attempt_id)}/_heartbeat", now.encode())
 
     def write_live_part(self, cell_id: str, attempt_id: str, index: int, table: pa.Table) -> None:

@@ -58,7 +58,7 @@ class Location:
     uri: str  # what the user gave: for messages
 
     @classmethod
-    def open(cls, uri: str) -> "Location":
+    def open(cls, uri: str) -> Location:
         """Resolve a local path (relative allowed) or a filesystem URI."""
         if is_uri(uri):
             fs, root = pafs.FileSystem.from_uri(uri)

@@ -24,7 +24,7 @@ import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -35,7 +35,7 @@ import results_schema as rs
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import Location
 from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
-from pipeline.store.reading import CorruptFileWarning, conform, read_readable_files, visible_parquet
+from pipeline.store.reading import CorruptFileWarning, visible_parquet
 
 if TYPE_CHECKING:
     from pipeline.store.campaign_store import ParquetStore
@@ -90,7 +90,7 @@ def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
     return files
 
 
-def find_corrupt(store: "ParquetStore", deep: bool = False) -> list[CorruptFile]:
+def find_corrupt(store: ParquetStore, deep: bool = False) -> list[CorruptFile]:
     """Every unreadable file of the campaign's tables and manifest (see `file_problem`)."""
     location = store.location
 
@@ -103,7 +103,7 @@ def find_corrupt(store: "ParquetStore", deep: bool = False) -> list[CorruptFile]
         return [c for c in pool.map(check, _candidates(location)) if c is not None]
 
 
-def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> dict[str, pa.Table]:
+def read_reporting_corrupt(store: ParquetStore, tables: tuple[str, ...]) -> dict[str, pa.Table]:
     """Read `tables` (and the manifest, as "manifest") for a user: every unreadable file
     is named once in a CorruptFileWarning and left out (so is a per-cell file of another
     table, whose rows would otherwise slip in under this table's schema). Per-cell rows
@@ -140,13 +140,13 @@ def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> di
     return out
 
 
-def quarantine(store: "ParquetStore", corrupt: list[CorruptFile]) -> list[dict]:
+def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
     """Move every corrupt file, and all files of the cells they belong to, to
     `_quarantine/<when>/`; returns the report's entries ({from, to, reason}). Call only
     while holding the campaign."""
     if not corrupt:
         return []
-    when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     entries = []
     for cell in sorted({c.cell_id for c in corrupt if c.cell_id}):
         reason = "; ".join(c.describe(store.uri) for c in corrupt if c.cell_id == cell)
@@ -177,7 +177,7 @@ def _carry_out(location: Location, folder: str, entries: list[dict]) -> None:
     location.write_bytes(f"{folder}/{REPORT}", json.dumps(entries, indent=1).encode())
 
 
-def finish_interrupted(store: "ParquetStore") -> int:
+def finish_interrupted(store: ParquetStore) -> int:
     """Finish the quarantines a killed driver left half done; returns how many."""
     finished = 0
     for entry in store.location.listdir(QUARANTINE):
@@ -193,7 +193,7 @@ def finish_interrupted(store: "ParquetStore") -> int:
     return finished
 
 
-def take_over(store: "ParquetStore") -> list[dict]:
+def take_over(store: ParquetStore) -> list[dict]:
     """What a driver does on taking the campaign over: finish interrupted quarantines,
     then read every file in full and quarantine the unreadable ones (with their cells)."""
     finish_interrupted(store)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 import results_schema as rs
+from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.names import STORED_TABLES
 from pipeline.store.quarantine import read_reporting_corrupt
-from pipeline.store.campaign_store import ParquetStore
 
 
 def _empty() -> pd.DataFrame:

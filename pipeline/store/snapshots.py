@@ -18,20 +18,19 @@ to `_quarantine/` with a warning and the cell starts from zero: time lost, nothi
 
 from __future__ import annotations
 
-from typing import Any
-
 import dataclasses
 import hashlib
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 import results_schema as rs
+from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.kill_points import kill_point
 from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, quarantine
-from pipeline.store.campaign_store import ParquetStore
 from tasks.records import Measurement, TrainingState
 
 SNAPSHOTS = "_checkpoints"

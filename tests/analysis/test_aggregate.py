@@ -19,8 +19,8 @@ from pipeline.analysis.ensembles import (
     learning_curve_exponents,
 )
 from pipeline.drivers.aggregate import aggregate_campaign
-from pipeline.store.frames import read_table
 from pipeline.store.campaign_store import CampaignNotFoundError
+from pipeline.store.frames import read_table
 from results_schema.aggregates import BOUNDARIES, ENSEMBLES
 
 LABELS = [1, -1]

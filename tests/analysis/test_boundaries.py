@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.analysis.ensembles import ensemble_table, grid_axes
 from pipeline.analysis.boundaries import (
     crossover_line,
-    fitted_within,
     first_fit_step,
+    fitted_within,
     jamming_line,
     locate_crossing,
     n_star,
     step_budgets,
 )
+from pipeline.analysis.ensembles import ensemble_table, grid_axes
 
 
 def test_jamming_width_is_the_geometric_midpoint_of_a_zero_to_one_jump():

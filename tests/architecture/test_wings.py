@@ -4,7 +4,6 @@ campaign files."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from support.imports import REPO, WINGS, import_graph, imported_modules, project_modules, wing_of

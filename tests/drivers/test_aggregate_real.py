@@ -21,10 +21,10 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from pipeline.drivers.aggregate import aggregate_campaign
-from pipeline.figures.phase import phase_diagram
 from pipeline.drivers.plot import load_campaign_data, plot_campaign
 from pipeline.drivers.run import run_spec
 from pipeline.execute.local import LocalExecutor
+from pipeline.figures.phase import phase_diagram
 from pipeline.spec.campaign import parse_campaign
 
 SPEC = """

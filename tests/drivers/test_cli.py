@@ -17,7 +17,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -192,10 +191,10 @@ def test_bad_spec_gives_its_error_exit_2_and_writes_nothing(tmp_path):
 
 
 def test_status_shows_a_running_cell_and_its_live_curve_only_while_a_driver_holds_it(tmp_path):
-    from pipeline.store.rows import manifest_table, measurements_table
     from pipeline.execute.stream import MeasurementBatch, run_cell
     from pipeline.spec.campaign import load_campaign
     from pipeline.store.campaign_store import ParquetStore
+    from pipeline.store.rows import manifest_table, measurements_table
 
     spec = load_campaign(REPO / "campaigns" / "stripe_small.toml")
     cell = spec.cells()[0]

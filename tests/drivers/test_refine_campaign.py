@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.store.frames import read_table
 from pipeline.drivers.refine import CampaignRunner, cells_at, default_target, refine_campaign
 from pipeline.drivers.refine_status import bracket_lines, campaign_brackets
-from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
-from pipeline.spec.campaign import parse_campaign
 from pipeline.execute.local import LocalExecutor
+from pipeline.spec.campaign import parse_campaign
 from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.frames import read_table
+from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
 from tasks.records import CellResult
 from tasks.specs import CellSpec
 
@@ -147,6 +147,7 @@ def test_refine_killed_mid_round_resumes_to_the_same_cells(tmp_path):
 
 def test_status_shows_each_boundary_points_bracket(tmp_path):
     from typer.testing import CliRunner
+
     from pipeline.cli import app
 
     campaign = new_campaign(tmp_path)
@@ -201,6 +202,7 @@ def test_command_line_values_override_the_specs_refine_section():
 
 def test_refine_command_rejects_an_unknown_boundary_and_stops_when_resolved(tmp_path):
     from typer.testing import CliRunner
+
     from pipeline.cli import app
 
     campaign = new_campaign(tmp_path, {"boundary": "crossover"})
@@ -271,6 +273,7 @@ def test_phasegrid_run_of_the_refine_spec_refines_on_ray(tmp_path):
     """`phasegrid run campaigns/stripe_refine.toml`: the coarse grid, then [refine], on Ray,
     with the converged (2,000-step) ntk_change."""
     from typer.testing import CliRunner
+
     from pipeline.cli import app
 
     result = CliRunner().invoke(app, ["run", STRIPE_REFINE, "--store", str(tmp_path)])
@@ -284,6 +287,7 @@ def test_phase_diagram_of_a_refined_campaign_has_no_holes_between_points():
     one width from the nearest α̃ of that width, and leaves points beyond the range empty."""
     import matplotlib
     from matplotlib.colors import Normalize
+
     from pipeline.figures import phase_colours
 
     ensembles = pd.DataFrame(
@@ -295,7 +299,7 @@ def test_phase_diagram_of_a_refined_campaign_has_no_holes_between_points():
         }
     )
     norm = Normalize(0.1, 0.7)
-    widths, alphas, rgba = phase_colours(ensembles, norm)
+    _, alphas, rgba = phase_colours(ensembles, norm)
     colour = lambda error: matplotlib.colormaps["viridis"](norm(error))
     assert list(alphas) == [0.01, 1.0, 2.0, 3.0, 100.0, 1000.0]
     np.testing.assert_allclose(rgba[2, 0], colour(0.2))  # h=8, α̃=2: nearest is α̃=1

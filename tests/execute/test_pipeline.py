@@ -13,13 +13,13 @@ import pytest
 
 from pipeline import load_results
 from pipeline.drivers.run import run_campaign, run_cells
-from pipeline.execute.sink import StoreSink
-from pipeline.store.rows import manifest_table
-from pipeline.execute.scheduler import run_bundles
-from pipeline.spec.campaign import load_campaign
 from pipeline.drivers.status import campaign_status
-from pipeline.store.location import join_uri
+from pipeline.execute.scheduler import run_bundles
+from pipeline.execute.sink import StoreSink
+from pipeline.spec.campaign import load_campaign
 from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.location import join_uri
+from pipeline.store.rows import manifest_table
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -1,5 +1,6 @@
-"""pipeline/execute/ray_session.py's pre-flight, against a real `ray start --head` on loopback started
-WITHOUT auth (RAY_AUTH_MODE=disabled): a token-mode driver joins it but gets no task result
+"""pipeline/execute/ray_session.py's pre-flight, against a real `ray start --head` on
+loopback started WITHOUT auth (RAY_AUTH_MODE=disabled): a token-mode driver joins it but
+gets no task result
 back (measured: InvalidAuthToken in the worker logs), so start_ray must fail with the clear
 message within PHASEGRID_RAY_PREFLIGHT_S; a driver with the same (disabled) mode passes.
 The head has its own temp dir and ports and is stopped by its process group only (never
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from support.fault_tools import stop_group
 from support.cluster_tools import base_env, free_ports
+from support.fault_tools import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

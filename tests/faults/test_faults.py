@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from support.fault_tools import REPO, same
-from pipeline.store import snapshots as checkpoint
-from pipeline.store.quarantine import QUARANTINE, CorruptFileWarning
 from pipeline.spec.campaign import load_campaign
-from pipeline.store.location import Location
+from pipeline.store import snapshots as checkpoint
 from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.location import Location
+from pipeline.store.quarantine import QUARANTINE, CorruptFileWarning
+from support.fault_tools import REPO, same
 from tasks.records import Measurement, TrainingState
 from tasks.train_cell import train_cell
 

@@ -15,16 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from pipeline import load_results
+from pipeline.cli import app
+from pipeline.drivers.run import resume_campaign, run_campaign
+from pipeline.drivers.status import campaign_status
+from pipeline.store.quarantine import QUARANTINE, REPORT, CorruptFileWarning
 from support.fault_tools import (
     TABLES,
     assert_rows_are_the_uninterrupted_runs,
     assert_store_is_right,
 )
-from pipeline import load_results
-from pipeline.drivers.run import resume_campaign, run_campaign
-from pipeline.cli import app
-from pipeline.store.quarantine import QUARANTINE, REPORT, CorruptFileWarning
-from pipeline.drivers.status import campaign_status
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 COMPARED = ["step", "flow_time", "dt", "train_loss", "test_error", "gradient_norm"]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from support.fault_tools import REPO
 from pipeline.cli import app
 from pipeline.store.location import Location, join_uri
+from support.fault_tools import REPO
 
 GOOD = (REPO / "campaigns" / "stripe_small.toml").read_text()
 MALFORMED = {  # case: (edit of stripe_small.toml, what the message must name)
@@ -39,7 +39,7 @@ MALFORMED = {  # case: (edit of stripe_small.toml, what the message must name)
 
 
 def files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 @pytest.mark.parametrize("case", MALFORMED)
@@ -51,10 +51,8 @@ def test_a_malformed_spec_through_phasegrid_run_is_refused_and_writes_nothing(tm
     result = CliRunner().invoke(app, ["run", str(spec), "--store", str(tmp_path / "store")])
     assert result.exit_code == 2, result.output
     assert (
-        "error" in result.output
-        and named in result.output.lower().replace("\n", "")
-        or named in result.output.replace("\n", "")
-    ), result.output
+        "error" in result.output and named in result.output.lower().replace("\n", "")
+    ) or named in result.output.replace("\n", ""), result.output
     assert "Traceback" not in result.output
     assert files_under(tmp_path) == before and not (tmp_path / "x").exists()
 

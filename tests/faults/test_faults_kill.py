@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
+from pipeline import load_results
+from pipeline.drivers.status import campaign_status
 from support.fault_tools import (
     N_CELLS,
     SEED,
@@ -37,8 +39,6 @@ from support.fault_tools import (
     start,
     stop_group,
 )
-from pipeline import load_results
-from pipeline.drivers.status import campaign_status
 
 pytestmark = pytest.mark.faults
 

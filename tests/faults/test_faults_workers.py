@@ -9,7 +9,7 @@ import os
 import random
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +47,7 @@ def kill_workers(driver, campaign: Path, plan: dict[int, float]) -> tuple[list, 
             if k in plan and time.monotonic() - seen_at >= plan[k] and live.exists():
                 snapshot = (campaign / "_checkpoints" / f"{cell}.parquet").exists()
                 os.kill(attempt["pid"], signal.SIGKILL)
-                kills.append((cell, attempt["attempt_id"], datetime.now(timezone.utc), snapshot))
+                kills.append((cell, attempt["attempt_id"], datetime.now(UTC), snapshot))
                 del plan[k]
         time.sleep(0.01)
     return kills, list(attempts.values())

@@ -16,9 +16,9 @@ from matplotlib.colors import Normalize
 
 from pipeline.analysis.ensembles import ensemble_table
 from pipeline.drivers.aggregate import aggregate_campaign
+from pipeline.drivers.plot import load_campaign_data, plot_campaign
 from pipeline.figures import FIGURES, CampaignData, phase_colours
 from pipeline.figures.phase import phase_diagram
-from pipeline.drivers.plot import load_campaign_data, plot_campaign
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDTHS = (8, 16, 32, 64, 128, 256)
@@ -138,7 +138,7 @@ def test_figures_are_also_written_as_pdf(plotted):
         "phase_diagram.pdf",
     ]
     assert (root / "figures" / "phase_diagram.pdf").read_bytes()[:5] == b"%PDF-"
-    with pytest.raises(ValueError, match="unknown figure.*phase_diagram"):
+    with pytest.raises(ValueError, match=r"unknown figure.*phase_diagram"):
         plot_campaign(str(root), names=["phase_diagramm"])
 
 

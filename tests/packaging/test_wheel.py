@@ -93,7 +93,7 @@ def fresh_venv(path: Path) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    deps = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]]]
+    deps = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
     Path(purelib, "phasegrid-deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
     return python
 

@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reproduction import claims
-from reproduction import claims_jamming
 from pipeline.analysis.ensembles import aggregate_tables
 from pipeline.figures import CampaignData
-from reproduction.run import CAMPAIGNS, gpu_hours_estimate, reproductions
-from pipeline.store.rows import Provenance, done_tables, utc_now
 from pipeline.spec.campaign import SpecError, load_campaign, parse_campaign
+from pipeline.store.rows import Provenance, done_tables, utc_now
+from reproduction import claims, claims_jamming
+from reproduction.run import CAMPAIGNS, gpu_hours_estimate, reproductions
 from tasks.bundling import can_batch, plan_bundles
 from tasks.records import CellResult
 from tasks.train_bundle import train_bundle
@@ -295,8 +294,8 @@ def test_fluctuations_decay_with_width_past_jamming():
 
 def commit_in_process(spec: dict, store_root: Path) -> None:
     """Train `spec` here and commit every cell to <store_root>/<name> as the scheduler would."""
-    from pipeline.store.rows import manifest_table
     from pipeline.store.campaign_store import ParquetStore
+    from pipeline.store.rows import manifest_table
 
     campaign = parse_campaign(spec)
     store = ParquetStore.open(str(store_root / campaign.name), create=True)

@@ -21,11 +21,10 @@ from pipeline.spec.campaign import (
     load_campaign,
     parse_campaign,
 )
+from support.spec_examples import ISSUE_EXAMPLE, parse, rejected
 from tasks.specs import DATASETS, FlowSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-
-from support.spec_examples import ISSUE_EXAMPLE, parse, rejected
 
 # ---------------------------------------------------------------- good specs and grids
 

@@ -18,7 +18,6 @@ import torch
 
 import results_schema as rs
 from pipeline.execute.sink import StoreSink
-from pipeline.store.rows import Provenance, done_tables, failed_cell_table, manifest_table, utc_now
 from pipeline.execute.stream import AttemptFinished, AttemptStarted, MeasurementBatch, run_cell
 from pipeline.spec.campaign import load_campaign
 from pipeline.store.campaign_store import (
@@ -28,6 +27,7 @@ from pipeline.store.campaign_store import (
     CampaignNotFoundError,
     ParquetStore,
 )
+from pipeline.store.rows import Provenance, done_tables, failed_cell_table, manifest_table, utc_now
 from tasks.records import CellResult, Measurement
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,9 +23,9 @@ import torch
 
 import results_schema as rs
 from pipeline.store.rows import spec_from_config
+from tasks.bundling import bundle_key
 from tasks.records import CellResult, Measurement
 from tasks.specs import CellSpec
-from tasks.bundling import bundle_key
 from tasks.train_bundle import train_bundle
 from tasks.train_cell import train_cell
 
@@ -125,7 +125,7 @@ def stop_group(process: subprocess.Popen, grace: float = 1) -> None:
             time.sleep(0.2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(cell: CellSpec) -> tuple[tuple[Measurement, ...], CellResult]:
     """The cell trained in this process without interruption (one torch thread, as a Ray
     worker), by the engine the scheduler picks for it alone: train_bundle's single-net

@@ -107,7 +107,7 @@ def test_forward_is_eq_1_to_3_written_out() -> None:
     model = build_model(d, h, 2, "relu", bias=True, generator=torch.Generator().manual_seed(6))
     (w1, w2, w3), (b1, b2) = model.weights, model.biases
     x = torch.randn(4, d, dtype=F64)
-    sigma = lambda a: math.sqrt(2) * torch.relu(a)  # noqa: E731  normalised relu
+    sigma = lambda a: math.sqrt(2) * torch.relu(a)
     a1 = x @ w1.T / math.sqrt(d) + b1
     a2 = sigma(a1) @ w2.T / math.sqrt(h) + b2
     expected = (sigma(a2) @ w3.T / math.sqrt(h)).squeeze(-1)

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from tasks.flow import FlowState
 from tasks.losses import soft_hinge, unsatisfied_margins
 from tasks.models import build_model
 from tasks.observables import h0_eigenvalues, next_checkpoint
 from tasks.records import CellResult, Measurement
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
-from tasks.flow import FlowState
 from tasks.train_cell import prepare_cell, run_cell, train_cell
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
