@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import reprlib
 import typing
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -202,7 +202,7 @@ def axis(element: Any, integer: bool) -> Any:
         return None
 
     return Annotated[
-        tuple(choices),
+        Union[tuple(choices)],  # noqa: UP007 - built at run time from a tuple: `|` cannot
         Discriminator(
             pick,
             custom_error_type="axis_form",
