@@ -11,7 +11,7 @@ import json
 import pandas as pd
 
 from pipeline.analysis.refine_plan import STATUS_COLUMNS, bracket_status
-from pipeline.drivers.refine import (
+from pipeline.drivers.refine_state import (
     TARGET_FILE,
     default_target,
     planned_points,
