@@ -30,6 +30,7 @@ from pipeline.analysis.refine_plan import (
     uniform_grid_cells,
 )
 from pipeline.drivers.aggregate import aggregate_campaign
+from pipeline.drivers.preflight import check_run, cluster_preflight
 from pipeline.drivers.refine_state import (
     TARGET_FILE,
     RefineTargetError,
@@ -44,9 +45,10 @@ from pipeline.drivers.run import RunSummary, run_cells, run_spec
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.stream import Executor
-from pipeline.spec.campaign import CampaignSpec, load_campaign_text
+from pipeline.spec.campaign import CampaignSpec
 from pipeline.spec.schema import Refinement, Resources
 from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.location import join_uri
 from pipeline.store.rows import spec_from_config
 from tasks.specs import CellSpec
 
@@ -198,7 +200,9 @@ def refine_on_ray(
     store = ParquetStore.open(campaign)
     spec = stored_spec(store)
     target = default_target(boundary, level, tolerance, max_cells, spec.refine)
+    check_run(spec.observables.device, spec.resources, campaign, address)
     with RayExecutor(address) as executor:
+        cluster_preflight(executor, spec.resources)
         return refine_campaign(
             campaign, CampaignRunner(campaign, spec.resources, executor, progress), target, spec
         )
@@ -224,19 +228,23 @@ class RunAndRefineSummary:
 
 
 def run_and_refine(
-    spec_path: str,
+    spec: CampaignSpec,
+    toml_text: str,
     store: str = "results",
     address: str | None = None,
     progress: Progress | None = None,
 ) -> RunSummary | RunAndRefineSummary:
-    """`phasegrid run`: the spec's grid (pipeline.drivers.run.run_spec), then, when the spec
-    has a [refine] section, its refinement. The spec is read once; one Ray session for both."""
-    spec, toml_text = load_campaign_text(spec_path)
+    """`phasegrid run` of the loaded `spec` (whose TOML is `toml_text`): the pre-flight
+    (pipeline/drivers/preflight.py: nothing written, Ray not started, if it fails), the
+    spec's grid (pipeline.drivers.run.run_spec), then, when the spec has a [refine]
+    section, its refinement. One Ray session for both."""
+    campaign = join_uri(store, spec.name)
+    check_run(spec.observables.device, spec.resources, campaign, address)
     with RayExecutor(address) as executor:
+        cluster_preflight(executor, spec.resources)
         summary = run_spec(spec, toml_text, store, executor, progress)
         if spec.refine is None:
             return summary
-        campaign = summary.campaign
         stored = stored_spec(ParquetStore.open(campaign))
         target = default_target(None, None, None, None, stored.refine)
         runner = CampaignRunner(campaign, stored.resources, executor, progress)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipeline.drivers.preflight import check_run, cluster_preflight
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.sink import StoreSink
@@ -148,7 +149,12 @@ def resume_campaign(
     or never started), with the resources of the stored spec (on Ray at `address` unless
     an `executor` is given)."""
     if executor is None:
+        spec = parse_campaign(
+            ParquetStore.open(campaign_uri).read_spec(), f"{campaign_uri}/spec.json"
+        )
+        check_run(spec.observables.device, spec.resources, campaign_uri, address)
         with RayExecutor(address) as ray_executor:
+            cluster_preflight(ray_executor, spec.resources)
             return resume_campaign(campaign_uri, address, progress, ray_executor)
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():

@@ -23,7 +23,8 @@ class Progress(Protocol):
 
 
 class CellProgress:
-    """Context manager implementing `Progress` on a rich progress bar."""
+    """Context manager implementing `Progress` on a rich progress bar, drawn from the first
+    update on (so an error found before any cell runs is not preceded by an empty bar)."""
 
     def __init__(self, title: str, console: Console | None = None):
         self.bar = rich_progress.Progress(
@@ -39,13 +40,18 @@ class CellProgress:
         )
         self.task = self.bar.add_task(title, total=None, counts="")
 
+        self.started = False
+
     def __enter__(self) -> CellProgress:
-        self.bar.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.bar.stop()
+        if self.started:
+            self.bar.stop()
 
     def update(self, done: int, failed: int, running: int, total: int) -> None:
+        if not self.started:
+            self.bar.start()
+            self.started = True
         counts = f"done {done} · failed {failed} · running {running}"
         self.bar.update(self.task, completed=done + failed, total=total, counts=counts)

@@ -22,6 +22,8 @@
   run would hang with 0 cells done. `_preflight` runs one trivial streaming task after
   joining and waits at most PHASEGRID_RAY_PREFLIGHT_S (default 60) seconds for its item;
   otherwise it disconnects and raises RayConnectError with the fix.
+- Signals: `ray.init` installs its own SIGTERM handler; the one this process had before is
+  put back (`_keep_sigterm_handler`), so `phasegrid` ends a terminated run cleanly.
 - GPU tasks (pipeline/execute/scheduler.py): `max_calls=0` (Ray's default for GPU tasks is 1, a
   fresh worker process per task) and an explicit `num_cpus` (a GPU task otherwise also
   takes one CPU).
@@ -32,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +155,22 @@ def _preflight(address: str, seconds: float) -> None:
 
 
 @contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """`ray.init` replaces the driver's SIGTERM handler with its own (which exits at once,
+    printing a C++ stack): put back the one this process had, so that a terminated run
+    unwinds like an interrupted one (pipeline/cli/guard.py). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+@contextlib.contextmanager
 def _loopback_only() -> Iterator[None]:
     """Keep an embedded Ray on 127.0.0.1 while it starts. Ray reads
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, at import, into `ENABLE_RAY_CLUSTER`; while it is
@@ -185,7 +205,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
         include_dashboard=False,
     )
     if address is None:
-        with _loopback_only():
+        with _loopback_only(), _keep_sigterm_handler():
             ray.init(
                 address="local",
                 num_cpus=num_cpus or os.cpu_count(),
@@ -194,7 +214,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
             )
         return RaySession(ray.get_runtime_context().gcs_address, owned=True)
     try:
-        ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
+        with _keep_sigterm_handler():
+            ray.init(
+                address=address, **{k: v for k, v in common.items() if k != "include_dashboard"}
+            )
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise connect_error(address, err) from None
     _preflight(address, seconds)

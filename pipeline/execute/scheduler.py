@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import ray
 
+from pipeline.execute.feasibility import InfeasibleRunError, infeasible_resources
 from pipeline.execute.ray_session import RaySession, start_ray, task_capacity
 from pipeline.execute.stream import FLUSH_SECONDS, AttemptFinished, CellSink, bundle_task, deliver
 from pipeline.spec.schema import Resources
@@ -55,15 +56,13 @@ class Flight:
 
 
 def check_feasible(cpus_per_task: float, gpus_per_task: float) -> None:
-    """Refuse, with the fix, a task shape the cluster can never place (it would hang)."""
-    total = ray.cluster_resources()
-    for name, need in (("CPU", cpus_per_task), ("GPU", gpus_per_task)):
-        if need > total.get(name, 0.0):
-            raise RuntimeError(
-                f"each task asks for {need:g} {name} ([resources] {name.lower()}s_per_task) "
-                f"but the Ray cluster has {total.get(name, 0.0):g}: lower it, or run on a "
-                f"cluster with {name}s (--address)"
-            )
+    """Refuse, with the fix, a task shape the connected cluster can never place (it would
+    hang): InfeasibleRunError."""
+    why = infeasible_resources(
+        cpus_per_task, gpus_per_task, ray.cluster_resources(), "the Ray cluster"
+    )
+    if why:
+        raise InfeasibleRunError(why)
 
 
 def run_bundles(
@@ -156,9 +155,13 @@ class RayExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, bundles: list[list[CellSpec]], resources: Resources, sink: CellSink) -> None:
+    def connect(self) -> None:
+        """Start or join Ray now (else at the first bundle)."""
         if self.session is None:
             self.session = start_ray(self.address)
+
+    def run(self, bundles: list[list[CellSpec]], resources: Resources, sink: CellSink) -> None:
+        self.connect()
         run_bundles(bundles, resources, sink)
 
     def close(self) -> None:

@@ -123,13 +123,13 @@ def test_only_the_store_imports_the_file_libraries():
     assert file_library_imports() == []
 
 
-def test_pipeline_has_no_flat_modules_besides_the_cli():
+def test_pipeline_has_no_flat_modules():
     flat = sorted(p.name for p in (REPO / "pipeline").glob("*.py"))
-    assert flat == ["__init__.py", "cli.py"]
+    assert flat == ["__init__.py"]
     wings = sorted(
         p.name for p in (REPO / "pipeline").iterdir() if p.is_dir() and (p / "__init__.py").exists()
     )
-    assert wings == sorted(w for w in WINGS if w != "cli")
+    assert wings == sorted(WINGS)
 
 
 def test_the_table_check_catches_an_upward_import():

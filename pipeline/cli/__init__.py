@@ -1,76 +1,121 @@
 """`phasegrid`: the command line (typer). Thin: parse, call a pipeline function, print.
 
-Commands: run, resume, status, data (list / locate / download). Other modules add
-commands by importing `app` and decorating, or by a line at the bottom of this file.
-Exit codes: 0 success (failed cells are results too: recorded, shown by `status`, re-run
-by `resume`), 1 runtime failure (Ray, store, lock), 2 bad input (invalid spec,
-no campaign at the path, unknown dataset), 130 interrupted.
+Commands: run, resume, status, aggregate, plot, refine, data (list / locate / download).
+Exit codes and signals: pipeline/cli/guard.py (0 done, 1 runtime failure, 2 bad input
+before anything is written, 3 failed or stalled cells, 130 SIGINT, 143 SIGTERM).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import shlex
+from collections.abc import Callable
+from importlib import metadata
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli import guard
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT,
     help="Phase-diagram campaigns for deep learning: run a grid of trainings on "
-    "Ray, store them in Parquet, resume, inspect.",
+    "Ray, store them in Parquet, resume, inspect.\n\n" + guard.EXIT_CODES_HELP,
 )
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: which are here, where, download.")
+data_app = typer.Typer(
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+    help="Datasets: which are here, where, download.",
+)
 app.add_typer(data_app, name="data")
 out, err = Console(), Console(stderr=True)
 
 Address = Annotated[
     str | None,
     typer.Option(
-        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray here)."
+        "--address",
+        help="Ray cluster address HOST:PORT (default: $RAY_ADDRESS, else embedded Ray here); "
+        "it must answer within $PHASEGRID_ADDRESS_TIMEOUT_S (default 15) seconds.",
     ),
 ]
 Campaign = Annotated[str, typer.Argument(help="Campaign directory or URI, e.g. results/demo.")]
 
 
-def fail(message: str, code: int) -> None:
-    err.print(message, markup=False, highlight=False)
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"phasegrid {metadata.version('phasegrid')}", markup=False, highlight=False)
+        raise typer.Exit(guard.OK)
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Phase-diagram campaigns for deep learning (see `phasegrid -h`)."""
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _run_guarded(title: str, action, again: str = "phasegrid resume <campaign>") -> None:
-    """Run `action(progress)` under a progress bar, mapping known errors to exit codes;
-    `again` is the command that continues after an interrupt."""
+def _run_guarded(title: str, action: Callable[[Any], Any], again: str) -> None:
+    """Run `action(progress)` under a progress bar, mapping known errors to exit codes
+    (pipeline/cli/guard.py); `again` is the command that continues after a stop."""
+    from pipeline.execute.feasibility import InfeasibleRunError
     from pipeline.execute.progress import CellProgress
     from pipeline.execute.ray_session import RayConnectError
     from pipeline.spec.campaign import SpecError
     from pipeline.store.campaign_store import CampaignLockedError, CampaignNotFoundError
 
     try:
-        with CellProgress(title, console=err) as progress:
+        with guard.sigterm_as_exception(), CellProgress(title, console=err) as progress:
             summary = action(progress)
-    except (SpecError, CampaignNotFoundError) as error:
-        fail(f"error: {error}", 2)
+    except (SpecError, CampaignNotFoundError, InfeasibleRunError) as error:
+        fail(f"error: {error}", guard.BAD_INPUT)
     except (CampaignLockedError, RayConnectError) as error:
-        fail(f"error: {error}", 1)
+        fail(f"error: {error}", guard.RUNTIME_FAILURE)
     except KeyboardInterrupt:
-        fail(f"interrupted: finished cells are stored; continue with `{again}`", 130)
-    out.print(summary.describe(), markup=False, highlight=False)
-    out.print(
+        fail(guard.stopped_message("interrupted", again), guard.INTERRUPTED)
+    except guard.Terminated:
+        fail(guard.stopped_message("terminated (SIGTERM)", again), guard.TERMINATED)
+    _print_summary(summary)
+    if summary.failed:
+        raise typer.Exit(guard.CELLS_FAILED)
+
+
+def _print_summary(summary: Any) -> None:
+    def say(text: str) -> None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    say(summary.describe())
+    say(
         f"tables: {summary.campaign}/{{cells,measurements,predictions,kernels}} "
-        f"(pipeline.load_results({summary.campaign!r}))",
-        markup=False,
-        highlight=False,
+        f"(pipeline.load_results({summary.campaign!r}))"
     )
     if summary.failed:
-        out.print(
+        say(
             f"{summary.failed} cells failed: `phasegrid status {summary.campaign}` "
-            f"shows why, `phasegrid resume {summary.campaign}` re-runs them",
-            markup=False,
-            highlight=False,
+            f"shows why, `{guard.resume_line(summary.campaign)}` re-runs them"
         )
+
+
+def _load_spec(spec: str) -> tuple[Any, str]:
+    """The spec and its TOML, or exit 2 before anything starts (no progress bar)."""
+    from pipeline.spec.campaign import SpecError, load_campaign_text
+
+    try:
+        return load_campaign_text(spec)
+    except SpecError as error:
+        fail(f"error: {error}", guard.BAD_INPUT)
 
 
 @app.command()
@@ -86,10 +131,18 @@ def run(
     address: Address = None,
 ) -> None:
     r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
-    new cells); then, if SPEC has a \[refine] section, refine that boundary."""
+    new cells); then, if SPEC has a \[refine] section, refine that boundary. Checks the
+    spec, data, device, resources, store and --address first (exit 2, nothing written)."""
     from pipeline.drivers.refine import run_and_refine
+    from pipeline.store.location import join_uri
 
-    _run_guarded("cells", lambda progress: run_and_refine(spec, store, address, progress))
+    campaign, toml_text = _load_spec(spec)
+    again = guard.resume_line(join_uri(store, campaign.name), address)
+    _run_guarded(
+        "cells",
+        lambda progress: run_and_refine(campaign, toml_text, store, address, progress),
+        again,
+    )
 
 
 @app.command()
@@ -97,7 +150,11 @@ def resume(campaign: Campaign, address: Address = None) -> None:
     """Re-run the failed, interrupted and missing cells of a stored campaign."""
     from pipeline.drivers.run import resume_campaign
 
-    _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress))
+    _run_guarded(
+        "cells",
+        lambda progress: resume_campaign(campaign, address, progress),
+        guard.resume_line(campaign, address),
+    )
 
 
 @app.command()
@@ -342,7 +399,8 @@ def refine(
     again to continue after an interrupt."""
     from pipeline.drivers.refine import RefineTargetError, refine_on_ray
 
-    again = f"phasegrid refine {campaign}" + (f" --boundary {boundary}" if boundary else "")
+    words = ["phasegrid", "refine", campaign, *(["--boundary", boundary] if boundary else [])]
+    again = shlex.join(words + (["--address", address] if address else []))
     try:
         _run_guarded(
             "refine",
