@@ -70,6 +70,7 @@ def fail(message: str, code: int) -> NoReturn:
 def _run_guarded(title: str, action: Callable[[Any], Any], again: str) -> None:
     """Run `action(progress)` under a progress bar, mapping known errors to exit codes
     (pipeline/cli/guard.py); `again` is the command that continues after a stop."""
+    from pipeline.drivers.settings import SettingsChangedError
     from pipeline.execute.feasibility import InfeasibleRunError
     from pipeline.execute.progress import CellProgress
     from pipeline.execute.ray_session import RayConnectError
@@ -79,7 +80,7 @@ def _run_guarded(title: str, action: Callable[[Any], Any], again: str) -> None:
     try:
         with guard.sigterm_as_exception(), CellProgress(title, console=err) as progress:
             summary = action(progress)
-    except (SpecError, CampaignNotFoundError, InfeasibleRunError) as error:
+    except (SpecError, CampaignNotFoundError, InfeasibleRunError, SettingsChangedError) as error:
         fail(f"error: {error}", guard.BAD_INPUT)
     except (CampaignLockedError, RayConnectError) as error:
         fail(f"error: {error}", guard.RUNTIME_FAILURE)
@@ -129,6 +130,14 @@ def run(
         ),
     ] = "results",
     address: Address = None,
+    add_settings_group: Annotated[
+        bool,
+        typer.Option(
+            "--add-settings-group",
+            help="SPEC changes fixed settings of the stored campaign (e.g. max_steps): add its "
+            "cells as a further settings group (aggregated apart) instead of refusing.",
+        ),
+    ] = False,
 ) -> None:
     r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
     new cells); then, if SPEC has a \[refine] section, refine that boundary. Checks the
@@ -140,7 +149,9 @@ def run(
     again = guard.resume_line(join_uri(store, campaign.name), address)
     _run_guarded(
         "cells",
-        lambda progress: run_and_refine(campaign, toml_text, store, address, progress),
+        lambda progress: run_and_refine(
+            campaign, toml_text, store, address, progress, add_settings_group
+        ),
         again,
     )
 

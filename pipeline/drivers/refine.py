@@ -42,13 +42,14 @@ from pipeline.drivers.refine_state import (
     stored_spec,
 )
 from pipeline.drivers.run import RunSummary, run_cells, run_spec
+from pipeline.drivers.settings import check_settings
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.stream import Executor
 from pipeline.spec.campaign import CampaignSpec
 from pipeline.spec.schema import Refinement, Resources
 from pipeline.store.campaign_store import ParquetStore
-from pipeline.store.location import join_uri
+from pipeline.store.location import Location, join_uri
 from pipeline.store.rows import spec_from_config
 from tasks.specs import CellSpec
 
@@ -233,15 +234,21 @@ def run_and_refine(
     store: str = "results",
     address: str | None = None,
     progress: Progress | None = None,
+    add_settings_group: bool = False,
 ) -> RunSummary | RunAndRefineSummary:
     """`phasegrid run` of the loaded `spec` (whose TOML is `toml_text`): the pre-flight
     (pipeline/drivers/preflight.py: nothing written, Ray not started, if it fails), the
-    spec's grid (pipeline.drivers.run.run_spec), then, when the spec has a [refine]
-    section, its refinement. One Ray session for both."""
+    settings check (pipeline/drivers/settings.py: changed fixed settings need
+    `add_settings_group`), the spec's grid (pipeline.drivers.run.run_spec), then, when
+    the spec has a [refine] section, its refinement. One Ray session for both."""
     campaign = join_uri(store, spec.name)
     check_run(spec.observables.device, spec.resources, campaign, address)
+    stored = ParquetStore(Location.open(campaign)).stored_spec_or_none()
+    new_group = check_settings(stored, spec, campaign, add_settings_group)
     with RayExecutor(address) as executor:
         cluster_preflight(executor, spec.resources)
+        if new_group:
+            ParquetStore.open(campaign).archive_spec()
         summary = run_spec(spec, toml_text, store, executor, progress)
         if spec.refine is None:
             return summary

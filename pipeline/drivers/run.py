@@ -6,8 +6,8 @@ says so, whatever happened to the driver or Ray before. A run
 2. takes the campaign's lock, finishes or discards interrupted commits (`recover`),
    deletes the live rows of attempts that died with an earlier driver, and quarantines
    unreadable files with their cells (pipeline/store/quarantine.py), which then run again,
-3. stores the spec and adds its new cells to the manifest (a grown grid adds cells; cells
-   are identified by id, so a changed fixed setting also adds new ones),
+3. stores the spec and adds its new cells to the manifest (a grown grid adds cells; a
+   changed fixed setting is refused unless added as a settings group, drivers/settings.py),
 4. runs on Ray every requested cell without a done record, committing each as it ends;
    a cell with a training-state snapshot (pipeline/store/snapshots.py) continues from it.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.drivers.preflight import check_run, cluster_preflight
+from pipeline.drivers.settings import check_settings
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.sink import StoreSink
@@ -28,7 +29,7 @@ from pipeline.spec.schema import Resources
 from pipeline.store import quarantine
 from pipeline.store import snapshots as checkpoint
 from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
-from pipeline.store.location import join_uri
+from pipeline.store.location import Location, join_uri
 from pipeline.store.names import MANIFEST_FILE
 from pipeline.store.rows import manifest_table, spec_from_config
 from tasks.bundling import plan_bundles
@@ -113,10 +114,17 @@ def run_campaign(
     progress: Progress | None = None,
 ) -> RunSummary:
     """Run the campaign of `spec_path` into `<store>/<name>`; cells already done are skipped.
-    Raises SpecError (writing nothing) for an invalid spec, CampaignLockedError if another
-    driver holds the campaign. One Ray session, opened at the first cell to run."""
+    Raises SpecError, InfeasibleRunError or SettingsChangedError (writing nothing) for an
+    invalid spec, a failed pre-flight or changed fixed settings, CampaignLockedError if
+    another driver holds the campaign. One Ray session, opened at the first cell to run."""
     spec, toml_text = load_campaign_text(spec_path)
+    campaign = join_uri(store, spec.name)
+    check_run(spec.observables.device, spec.resources, campaign, address)
+    check_settings(
+        ParquetStore(Location.open(campaign)).stored_spec_or_none(), spec, campaign, False
+    )
     with RayExecutor(address) as executor:
+        cluster_preflight(executor, spec.resources)
         return run_spec(spec, toml_text, store, executor, progress)
 
 

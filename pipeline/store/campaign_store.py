@@ -132,6 +132,21 @@ class ParquetStore:
         self.location.write_bytes("spec.json", json.dumps(spec, indent=2, default=str).encode())
         self.location.write_bytes("spec.toml", toml_text.encode())
 
+    def archive_spec(self) -> str:
+        """Keep the stored spec (JSON and TOML) under settings_groups/ before a run with
+        other settings replaces it (`run --add-settings-group`); returns the folder."""
+        folder = f"settings_groups/{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
+        for name in ("spec.json", "spec.toml"):
+            if self.location.exists(name):
+                self.location.write_bytes(f"{folder}/{name}", self.location.read_bytes(name))
+        return folder
+
+    def stored_spec_or_none(self) -> dict | None:
+        """The stored resolved spec, or None when the campaign has none yet."""
+        if not self.location.exists("spec.json"):
+            return None
+        return self.read_spec()
+
     def read_spec(self) -> dict:
         return json.loads(self.location.read_bytes("spec.json"))
 
