@@ -203,7 +203,8 @@ def status(
             failures.add_row(*(str(v) for v in row))
         out.print(failures)
     _print_health(campaign, state)
-    _print_brackets(campaign)
+    if not state.spec_problem and not any(c.table == "manifest" for c in state.corrupt):
+        _print_brackets(campaign)  # reads the spec and manifest: not while they are damaged
     if live is not None:
         _print_live(campaign, live)
 
@@ -216,6 +217,14 @@ def _print_health(campaign: str, state) -> None:
             reasons.add_column(reason, justify="right")
         reasons.add_row(*(str(n) for n in state.stop_reasons.values()))
         out.print(reasons)
+    if state.spec_problem:
+        err.print(
+            f"damaged: {state.spec_problem}; `{guard.resume_line(campaign)}` rebuilds it "
+            "from spec.toml",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     for bad in state.corrupt:
         err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
     if state.corrupt:

@@ -18,19 +18,19 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipeline.drivers.heal import heal, readable_spec
 from pipeline.drivers.preflight import check_run, cluster_preflight
 from pipeline.drivers.settings import check_settings
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.sink import StoreSink
 from pipeline.execute.stream import Executor
-from pipeline.spec.campaign import CampaignSpec, load_campaign_text, parse_campaign
+from pipeline.spec.campaign import CampaignSpec, load_campaign_text
 from pipeline.spec.schema import Resources
 from pipeline.store import quarantine
 from pipeline.store import snapshots as checkpoint
-from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
+from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.location import Location, join_uri
-from pipeline.store.names import MANIFEST_FILE
 from pipeline.store.rows import manifest_table, spec_from_config
 from tasks.bundling import plan_bundles
 from tasks.specs import CellSpec
@@ -50,6 +50,7 @@ class RunSummary:
     failed: int
     wall_seconds: float
     quarantined: tuple[str, ...] = ()  # unreadable files moved to _quarantine/ (with reasons)
+    repaired: tuple[str, ...] = ()  # spec.json / manifest rebuilt (pipeline/drivers/heal.py)
 
     def describe(self) -> str:
         ran = self.requested - self.already_done
@@ -58,7 +59,8 @@ class RunSummary:
             f"{self.already_done} already done, ran {ran}: {self.done} done, "
             f"{self.failed} failed, in {self.wall_seconds:.1f} s"
         )
-        return "\n".join([text, *(f"quarantined {q}" for q in self.quarantined)])
+        quarantined = (f"quarantined {q}" for q in self.quarantined)
+        return "\n".join([text, *quarantined, *self.repaired])
 
 
 def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
@@ -155,11 +157,10 @@ def resume_campaign(
 ) -> RunSummary:
     """Re-run every cell of the campaign's manifest that is not done (failed, interrupted
     or never started), with the resources of the stored spec (on Ray at `address` unless
-    an `executor` is given)."""
+    an `executor` is given). A damaged spec.json or manifest is rebuilt first
+    (pipeline/drivers/heal.py) and the repair reported in the summary."""
     if executor is None:
-        spec = parse_campaign(
-            ParquetStore.open(campaign_uri).read_spec(), f"{campaign_uri}/spec.json"
-        )
+        spec = readable_spec(ParquetStore.open(campaign_uri))
         check_run(spec.observables.device, spec.resources, campaign_uri, address)
         with RayExecutor(address) as ray_executor:
             cluster_preflight(ray_executor, spec.resources)
@@ -167,17 +168,10 @@ def resume_campaign(
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
         moved = _take_over(campaign)
-        if not campaign.location.exists(MANIFEST_FILE):
-            raise CampaignNotFoundError(
-                f"the manifest of {campaign_uri} was unreadable and is now in _quarantine/ "
-                f"({'; '.join(moved)}); rebuild it with `phasegrid run {campaign_uri}/spec.toml "
-                "--store <the campaign's parent directory>` (done cells are kept)"
-            )
-        spec = parse_campaign(campaign.read_spec(), f"{campaign_uri}/spec.json")
+        spec, repairs = heal(campaign)
         cells = [spec_from_config(c) for c in campaign.manifest()["config"].to_pylist()]
-        return replace(
-            _execute(campaign, cells, spec.resources, executor, progress, 0), quarantined=moved
-        )
+        summary = _execute(campaign, cells, spec.resources, executor, progress, 0)
+        return replace(summary, quarantined=moved, repaired=repairs)
 
 
 def run_cells(

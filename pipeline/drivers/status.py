@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from pipeline.drivers.heal import spec_json_problem
 from pipeline.store.campaign_store import LIVE_STALE_SECONDS, ParquetStore
 from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, find_corrupt
 
@@ -43,6 +44,7 @@ class CampaignStatus:
     running_cells: tuple[str, ...] = ()
     stop_reasons: dict[str, int] = field(default_factory=dict)  # done cells per stop reason
     corrupt: tuple[CorruptFile, ...] = ()  # unreadable files
+    spec_problem: str | None = None  # spec.json unreadable (`resume` rebuilds it)
 
 
 def first_error_line(error: str | None) -> str:
@@ -99,4 +101,5 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
         tuple(sorted(running)),
         dict(sorted(reasons.items())),
         corrupt,
+        spec_json_problem(store),
     )

@@ -6,12 +6,15 @@
 
 Each table is read with its results_schema schema, so files written before a column was
 added read it as null, and an absent table is an empty DataFrame with the right columns.
-An unreadable file is left out with a CorruptFileWarning naming it (pipeline/store/quarantine.py).
+An unreadable file is left out with a CorruptFileWarning naming it (pipeline/store/quarantine.py);
+aggregates computed from other done cells than the store holds give a StaleAggregatesWarning
+naming `phasegrid aggregate` (pipeline/store/staleness.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,6 +23,7 @@ import results_schema as rs
 from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.names import STORED_TABLES
 from pipeline.store.quarantine import read_reporting_corrupt
+from pipeline.store.staleness import StaleAggregatesWarning, stale_aggregates
 
 
 def _empty() -> pd.DataFrame:
@@ -57,4 +61,7 @@ def load_results(campaign: str, live: bool = False) -> Results:
     tables = {name: table.to_pandas() for name, table in read.items()}
     if live:
         tables["live_measurements"] = store.read_live().to_pandas()
+    stale = stale_aggregates(campaign, tables["cells"], tables["ensembles"])
+    if stale:
+        warnings.warn(stale, StaleAggregatesWarning, stacklevel=2)
     return Results(campaign, **tables)
