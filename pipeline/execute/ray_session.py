@@ -22,6 +22,8 @@
   run would hang with 0 cells done. `_preflight` runs one trivial streaming task after
   joining and waits at most PHASEGRID_RAY_PREFLIGHT_S (default 60) seconds for its item;
   otherwise it disconnects and raises RayConnectError with the fix.
+- Embedded Ray logs errors only (its start-up warnings, such as the token-auth notice,
+  need no action here); a cluster's warnings are kept.
 - Signals: `ray.init` installs its own SIGTERM handler; the one this process had before is
   put back (`_keep_sigterm_handler`), so `phasegrid` ends a terminated run cleanly.
 - GPU tasks (pipeline/execute/scheduler.py): `max_calls=0` (Ray's default for GPU tasks is 1, a
@@ -210,7 +212,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
                 address="local",
                 num_cpus=num_cpus or os.cpu_count(),
                 _node_ip_address="127.0.0.1",
-                **common,
+                **{**common, "logging_level": logging.ERROR},  # see the module docstring
             )
         return RaySession(ray.get_runtime_context().gcs_address, owned=True)
     try:
