@@ -9,62 +9,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from importlib import metadata
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from pipeline.cli import guard
-
-CONTEXT = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings=CONTEXT,
-    help="Phase-diagram campaigns for deep learning: run a grid of trainings on "
-    "Ray, store them in Parquet, resume, inspect.\n\n" + guard.EXIT_CODES_HELP,
-)
-data_app = typer.Typer(
-    no_args_is_help=True,
-    context_settings=CONTEXT,
-    help="Datasets: which are here, where, download.",
-)
-app.add_typer(data_app, name="data")
-out, err = Console(), Console(stderr=True)
-
-Address = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="Ray cluster address HOST:PORT (default: $RAY_ADDRESS, else embedded Ray here); "
-        "it must answer within $PHASEGRID_ADDRESS_TIMEOUT_S (default 15) seconds.",
-    ),
-]
-Campaign = Annotated[str, typer.Argument(help="Campaign directory or URI, e.g. results/demo.")]
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"phasegrid {metadata.version('phasegrid')}", markup=False, highlight=False)
-        raise typer.Exit(guard.OK)
-
-
-@app.callback()
-def main(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Phase-diagram campaigns for deep learning (see `phasegrid -h`)."""
-
-
-def fail(message: str, code: int) -> NoReturn:
-    err.print(message, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+from pipeline.cli import data, guard, inspect
+from pipeline.cli.common import Address, Campaign, app, err, fail, out
 
 
 def _run_guarded(title: str, action: Callable[[Any], Any], again: str) -> None:
@@ -168,175 +118,6 @@ def resume(campaign: Campaign, address: Address = None) -> None:
     )
 
 
-@app.command()
-def status(
-    campaign: Campaign,
-    live: Annotated[
-        str | None,
-        typer.Option(
-            "--live",
-            help="Show the measurements streamed so far by this running cell "
-            "(a cell_id or its prefix).",
-        ),
-    ] = None,
-) -> None:
-    """Done / failed / running / pending cells, and why cells failed."""
-    from pipeline.drivers.status import campaign_status
-    from pipeline.store.campaign_store import CampaignNotFoundError
-
-    try:
-        state = campaign_status(campaign)
-    except CampaignNotFoundError as error:
-        fail(f"error: {error}", 2)
-    counts = Table(title=campaign)
-    for column in ("cells", "done", "failed", "running", "pending"):
-        counts.add_column(column, justify="right")
-    counts.add_row(
-        *(str(v) for v in (state.total, state.done, state.failed, state.running, state.pending))
-    )
-    out.print(counts)
-    if len(state.failures):
-        failures = Table(title="failed cells")
-        for column in state.failures.columns:
-            failures.add_column(column)
-        for row in state.failures.itertuples(index=False):
-            failures.add_row(*(str(v) for v in row))
-        out.print(failures)
-    _print_health(campaign, state)
-    if not state.spec_problem and not any(c.table == "manifest" for c in state.corrupt):
-        _print_brackets(campaign)  # reads the spec and manifest: not while they are damaged
-    if live is not None:
-        _print_live(campaign, live)
-
-
-def _print_health(campaign: str, state) -> None:
-    """Done cells per stop reason (a diverged cell shows as nan), and unreadable files."""
-    if state.stop_reasons:
-        reasons = Table(title="done cells by stop reason")
-        for reason in state.stop_reasons:
-            reasons.add_column(reason, justify="right")
-        reasons.add_row(*(str(n) for n in state.stop_reasons.values()))
-        out.print(reasons)
-    if state.spec_problem:
-        err.print(
-            f"damaged: {state.spec_problem}; `{guard.resume_line(campaign)}` rebuilds it "
-            "from spec.toml",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-    for bad in state.corrupt:
-        err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
-    if state.corrupt:
-        err.print(
-            f"{len(state.corrupt)} unreadable files: `phasegrid resume {campaign}` moves "
-            f"them to {campaign}/_quarantine/ and runs their cells again",
-            markup=False,
-            highlight=False,
-        )
-
-
-def _print_brackets(campaign: str) -> None:
-    """Per boundary point: its bracket and whether it is resolved (drivers/refine_status)."""
-    from pipeline.drivers.refine_status import bracket_table, campaign_brackets
-
-    rows = bracket_table(campaign_brackets(campaign))
-    if len(rows):
-        table = Table(title="boundary brackets")
-        for column in rows.columns:
-            table.add_column(column)
-        for row in rows.itertuples(index=False):
-            table.add_row(*row)
-        out.print(table)
-
-
-def _print_live(campaign: str, cell: str) -> None:
-    from pipeline.store.campaign_store import ParquetStore
-
-    rows = ParquetStore.open(campaign).read_live().to_pandas()
-    rows = rows.loc[rows.cell_id.str.startswith(cell)]
-    if rows.empty:
-        fail(
-            f"no live measurements for cell {cell!r}: it is not running (done cells are in "
-            f"{campaign}/measurements)",
-            1,
-        )
-    table = Table(title=f"live: cell {rows.cell_id.iloc[0]}, attempt {rows.attempt_id.iloc[0]}")
-    columns = ["step", "flow_time", "train_loss", "n_unsatisfied", "test_error", "wall_seconds"]
-    for column in columns:
-        table.add_column(column, justify="right")
-    for row in rows.sort_values("step")[columns].itertuples(index=False):
-        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
-    out.print(table)
-
-
-@data_app.command("list")
-def data_list(
-    data_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--data-dir", help="Look here first (else $PHASEGRID_DATA, the cache, system dirs)."
-        ),
-    ] = None,
-) -> None:
-    """Which datasets are available here, from where, and how to get the others."""
-    from tasks.data import available_datasets
-
-    table = Table(title="datasets")
-    for column in ("name", "available", "source", "examples", "how to get it"):
-        table.add_column(column)
-    for info in available_datasets(data_dir):
-        table.add_row(
-            info.name,
-            "yes" if info.available else "no",
-            info.source,
-            "unlimited" if info.n_examples is None else str(info.n_examples),
-            info.how_to_get,
-        )
-    out.print(table)
-
-
-@data_app.command("locate")
-def data_locate(
-    name: str, data_dir: Annotated[str | None, typer.Option("--data-dir")] = None
-) -> None:
-    """Where dataset NAME would be read from."""
-    from tasks.data import DatasetNotFoundError, locate_dataset
-
-    try:
-        out.print(locate_dataset(name, data_dir), markup=False, highlight=False)
-    except (DatasetNotFoundError, ValueError) as error:
-        fail(f"error: {error}", 2)
-
-
-@data_app.command("download")
-def data_download(
-    name: str,
-    dest: Annotated[
-        str | None,
-        typer.Option(
-            "--dest", help="Directory to download into (default: the phasegrid cache dir)."
-        ),
-    ] = None,
-) -> None:
-    """Download dataset NAME's canonical files (checksums verified) where phasegrid looks."""
-    from pipeline.drivers.download import download_dataset
-    from tasks.data_files import cache_dir
-
-    try:
-        report = download_dataset(name, dest or cache_dir())
-    except ValueError as error:
-        fail(f"error: {error}", 2)
-    except OSError as error:
-        fail(f"error: download of {name} failed ({error}); are you online?", 1)
-    out.print(
-        f"{name}: {report.directory} (downloaded {len(report.downloaded)}, "
-        f"already there {len(report.present)})",
-        markup=False,
-        highlight=False,
-    )
-
-
 # Commands of other modules register here, e.g. `app.command("aggregate")(aggregate_command)`.
 
 
@@ -431,3 +212,6 @@ def refine(
         )
     except RefineTargetError as error:
         fail(f"error: {error}", 2)
+
+
+__all__ = ["app", "data", "inspect"]  # data and inspect register their commands

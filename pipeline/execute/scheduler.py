@@ -55,6 +55,24 @@ class Flight:
         return [s for s in self.specs if s.cell_id not in self.finished]
 
 
+def _values(values: list) -> str:
+    unique = sorted(set(values))
+    return (
+        ",".join(f"{v:g}" for v in unique) if len(unique) <= 4 else f"{unique[0]:g}..{unique[-1]:g}"
+    )
+
+
+def task_name(specs: list[CellSpec]) -> str:
+    """What a task trains, as the Ray dashboard and `ray list tasks` show it, e.g.
+    `train h=64 α̃=0.1,1 P=1024 seeds=0,1,2`."""
+    return (
+        f"train h={_values([s.model.width for s in specs])} "
+        f"α̃={_values([s.alpha_tilde for s in specs])} "
+        f"P={_values([s.data.train_size for s in specs])} "
+        f"seeds={_values([s.seed for s in specs])}"
+    )
+
+
 def check_feasible(cpus_per_task: float, gpus_per_task: float) -> None:
     """Refuse, with the fix, a task shape the connected cluster can never place (it would
     hang): InfeasibleRunError."""
@@ -91,7 +109,7 @@ def run_bundles(
             flight = queue.popleft()
             # ray's stubs count a default parameter as absent (RemoteFunction1): a stub gap
             flying[
-                task.remote(
+                task.options(name=task_name(flight.specs)).remote(
                     flight.specs,
                     flush_seconds,  # type: ignore[call-arg]
                     sink.resume_points(flight.specs),

@@ -6,6 +6,7 @@ progress lines at a fixed period, and no Ray warnings."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shlex
@@ -62,6 +63,17 @@ def test_failed_cells_exit_3_with_the_summary(tmp_path, stripe_spec, ray_session
     assert done.exit_code == 3, done.output
     assert "0 done, 2 failed" in done.stdout.replace("\n", " ")
     assert "phasegrid status" in done.stdout and "phasegrid resume" in done.stdout
+    campaign = str(tmp_path / "results" / "damaged")
+    state = json.loads(CliRunner().invoke(app, ["status", campaign, "--json"]).stdout)
+    assert (state["total"], state["done"], state["failed"]) == (2, 0, 2)
+    assert all("truncated or corrupt" in f["first_error_line"] for f in state["failures"])
+    prefix = state["failures"][0]["cell_id"][:8]
+    shown = CliRunner().invoke(app, ["logs", campaign, prefix])
+    assert shown.exit_code == 0, shown.output
+    assert f"cell {state['failures'][0]['cell_id']}: failed" in shown.stdout
+    assert "Traceback (most recent call last)" in shown.stdout  # the full error, not a line
+    assert "truncated or corrupt" in shown.stdout
+    assert CliRunner().invoke(app, ["logs", campaign, "zzz"]).exit_code == 2
 
 
 def test_help_documents_the_exit_codes():
