@@ -32,11 +32,12 @@ from pipeline.store import ParquetStore
 from tasks.records import Measurement, TrainingState
 
 SNAPSHOTS = "_checkpoints"
-FORMAT = "phasegrid-training-state/1"
+FORMAT = "phasegrid-training-state/2"   # 2: + forward_evaluations, window_time
 FLOAT_DTYPES = ("float32", "float64")
 SCALARS = {"step": pa.int64(), "flow_time": pa.float64(), "dt": pa.float64(),
            "gradient_norm": pa.float64(), "evaluations": pa.int64(), "rejections": pa.int64(),
-           "wall_seconds": pa.float64()}
+           "wall_seconds": pa.float64(), "forward_evaluations": pa.int64(),
+           "window_time": pa.float64()}
 ARRAYS = ("theta", "gradient", "outputs", "batch", "batch_generator_state")
 _MEASURED = [f.name for f in dataclasses.fields(Measurement)]
 MEASUREMENT_TYPE = pa.struct([pa.field(name, rs.MEASUREMENTS.field(name).type)

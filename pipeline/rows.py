@@ -52,7 +52,9 @@ def cell_parameters(spec: CellSpec) -> dict:
             "activation": model.activation, "activation_beta": model.activation_beta,
             "bias": model.bias, "loss": spec.loss.kind, "loss_beta": spec.loss.beta,
             "max_steps": flow.max_steps, "max_time": flow.max_time,
-            "max_wall_seconds": flow.max_wall_seconds, "dtype": spec.observables.dtype}
+            "max_wall_seconds": flow.max_wall_seconds, "integrator": flow.integrator,
+            "max_local_error": None if flow.integrator == "paper" else flow.max_local_error,
+            "dtype": spec.observables.dtype}
 
 
 def manifest_table(specs: list[CellSpec]) -> pa.Table:

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from pipeline.grid import axis
-from tasks.specs import (ACTIVATIONS, ARCHITECTURES, DATASETS, LOSSES, DataSpec, FlowSpec,
-                         LossSpec, ModelSpec, ObservableSpec)
+from tasks.specs import (ACTIVATIONS, ARCHITECTURES, DATASETS, INTEGRATORS, LOSSES, DataSpec,
+                         FlowSpec, LossSpec, ModelSpec, ObservableSpec)
 
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda", "auto")
@@ -107,7 +107,9 @@ class FlowSection(Section):
     max_steps: PositiveInt | None = None
     max_time: PositiveNumber | None = None
     max_wall_seconds: PositiveNumber | None = None
+    integrator: one_of(INTEGRATORS) = _FLOW.integrator
     dt_initial: PositiveNumber = _FLOW.dt_initial
+    max_local_error: PositiveNumber = _FLOW.max_local_error
     max_gradient_turn: PositiveNumber = _FLOW.max_gradient_turn
     max_output_change: PositiveNumber = _FLOW.max_output_change
     dt_grow: Factor = _FLOW.dt_grow

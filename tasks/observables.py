@@ -66,7 +66,8 @@ def measurement(state: FlowState, train: Tensor, test: Tensor, theta0: Tensor,
         min_margin=min_margin, median_margin=median_margin, test_loss=test_loss,
         test_error=test_error, output_rms=rms,
         weight_change=float(torch.linalg.vector_norm(state.theta - theta0)),
-        gradient_norm=state.gradient_norm, ntk_change=ntk_change)
+        gradient_norm=state.gradient_norm, ntk_change=ntk_change,
+        forward_evaluations=state.forward_evaluations)
 
 
 @contextmanager

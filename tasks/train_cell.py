@@ -10,7 +10,6 @@ gradient), plus one host sync for N_Δ; observables only at log-spaced checkpoin
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from tasks.data import Task, load_task
-from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
-from tasks.losses import (AlphaObjective, has_kink, loss_derivative, loss_function,
-                          unsatisfied_margins)
+from tasks.cell_records import final_result, measure
+from tasks.flow import (AcrossKink, Evaluate, FlowState, Forward, advance, rebatch, start_flow,
+                        stop_reason)
+from tasks.losses import AlphaObjective, has_kink, loss_derivative, unsatisfied_margins
 from tasks.models import build_from_spec, count_parameters
-from tasks.observables import (chunked_outputs, h0_eigenvalues, margin_statistics,
-                               measurement, next_checkpoint, ntk_at)
+from tasks.observables import chunked_outputs, next_checkpoint, ntk_at
 from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
 
@@ -102,6 +101,19 @@ def _evaluator(cell: Cell, batch: Tensor | None) -> Evaluate:
     return lambda theta: cell.objective(theta, batch)
 
 
+def _forward(cell: Cell, batch: Tensor | None) -> Forward:
+    """θ ↦ f on the same points as `_evaluator` (no autograd): euler-heun's error estimate."""
+    objective = cell.objective
+    x, initial = objective.x, objective.initial_outputs
+    if batch is not None:
+        x, initial = x[batch], initial[batch]
+
+    def forward(theta: Tensor) -> Tensor:
+        with torch.no_grad():
+            return objective.outputs(theta, x, initial)
+    return forward
+
+
 def _across_kink(cell: Cell, batch: Tensor | None) -> AcrossKink | None:
     """The flow's kink continuation on the same batch, for a kinked loss only."""
     if not cell.objective.kinked:
@@ -132,18 +144,19 @@ def run_cell(cell: Cell, state: FlowState | None = None,
         n_unsat = unsatisfied_margins(cell.task.y_train * train_outputs)
         reason = stop_reason(state, n_unsat, flow, clock.wall())
         if (state.step >= checkpoint or reason) and (last is None or last.step != state.step):
-            last = _measure(cell, state, train_outputs, clock.wall())
+            last = measure(cell, state, train_outputs, clock.wall())
             yield last
             checkpoint = next_checkpoint(state.step, flow.checkpoints_per_decade)
         if reason:
             break
         if clock.snapshot_due():
             yield _snapshot(state, batches, clock.wall(), last)
-        state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch))
+        state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch),
+                        _forward(cell, batch))
         if batch is not None:   # a minibatch flow moves to a fresh batch after each step
             batch = batches.draw()
             state = rebatch(state, _evaluator(cell, batch))
-    yield _result(cell, state, reason, last, train_outputs)
+    yield final_result(cell, state, reason, last, train_outputs)
 
 
 class _Batches:
@@ -201,7 +214,8 @@ def _snapshot(state: FlowState, batches: _Batches, wall_seconds: float,
     return TrainingState(state.step, state.flow_time, state.dt, state.gradient_norm,
                          state.evaluations, state.rejections, wall_seconds,
                          _host(state.theta), _host(state.gradient), _host(state.outputs),
-                         batch, batches.generator.get_state().numpy().copy(), last)
+                         batch, batches.generator.get_state().numpy().copy(), last,
+                         state.forward_evaluations, state.window_time)
 
 
 def _restored(cell: Cell, saved: TrainingState) -> FlowState:
@@ -218,7 +232,8 @@ def _restored(cell: Cell, saved: TrainingState) -> FlowState:
         return torch.from_numpy(array.copy()).to(theta0.device)
     return FlowState(tensor(saved.theta), tensor(saved.gradient), tensor(saved.outputs),
                      saved.gradient_norm, saved.dt, saved.flow_time, saved.step,
-                     saved.evaluations, saved.rejections)
+                     saved.evaluations, saved.rejections, saved.forward_evaluations,
+                     saved.window_time)
 
 
 def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor:
@@ -227,44 +242,3 @@ def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor
         return state.outputs
     return chunked_outputs(cell.objective, state.theta, cell.task.x_train,
                            cell.objective.initial_outputs)
-
-
-def _measure(cell: Cell, state: FlowState, train_outputs: Tensor,
-             wall_seconds: float) -> Measurement:
-    """The Measurement at ``state`` (NTK change only if asked for at checkpoints)."""
-    loss = loss_function(cell.spec.loss)
-    test = chunked_outputs(cell.objective, state.theta, cell.task.x_test, cell.test_initial)
-    ntk_change = math.nan
-    if cell.spec.observables.ntk_at_checkpoints and cell.ntk_initial is not None:
-        ntk_change = _relative_change(cell.ntk_initial, ntk_at(cell.model, state.theta,
-                                                               cell.task.x_kernel))
-    return measurement(state, margin_statistics(train_outputs, cell.task.y_train, loss),
-                       margin_statistics(test, cell.task.y_test, loss), cell.theta0,
-                       cell.n_params, wall_seconds, ntk_change)
-
-
-def _relative_change(before: Tensor, after: Tensor) -> float:
-    return float(torch.linalg.norm(after - before) / torch.linalg.norm(before))
-
-
-def _result(cell: Cell, state: FlowState, reason: str, last: Measurement,
-            train_outputs: Tensor) -> CellResult:
-    """The CellResult: summary (from the final Measurement), NTK change, test outputs, H₀."""
-    obs, task = cell.spec.observables, cell.task
-    ntk_change = norm0 = norm1 = math.nan
-    if cell.ntk_initial is not None:
-        ntk_final = ntk_at(cell.model, state.theta, task.x_kernel)
-        ntk_change = _relative_change(cell.ntk_initial, ntk_final)
-        norm0, norm1 = float(torch.linalg.norm(cell.ntk_initial)), float(torch.linalg.norm(ntk_final))
-    test_outputs = chunked_outputs(cell.objective, state.theta, task.x_test, cell.test_initial)
-    h0 = h0_eigenvalues(cell.model, state.theta, task.x_train[~(task.y_train * train_outputs >= 1.0)],
-                        cell.objective.alpha) if obs.h0_spectrum else np.zeros(0)
-    return CellResult(
-        stop_reason=reason, fitted=last.n_unsatisfied == 0, steps=state.step,
-        flow_time=state.flow_time, wall_seconds=last.wall_seconds,
-        gradient_evaluations=state.evaluations, n_params=cell.n_params,
-        train_loss=last.train_loss, train_error=last.train_error,
-        n_unsatisfied=last.n_unsatisfied, test_loss=last.test_loss, test_error=last.test_error,
-        ntk_change=ntk_change, ntk_norm_initial=norm0, ntk_norm_final=norm1,
-        test_outputs=test_outputs.cpu().numpy(), test_labels=task.y_test.cpu().numpy(),
-        h0_eigenvalues=h0)

@@ -182,7 +182,7 @@ def test_stripe_ntk_change_decreases_with_alpha_tilde_and_every_net_fits():
 def test_a_hinge_cell_fits():
     """The plain hinge (ℓ' jumps at margin 1) fits too: the flow's kink continuation
     (tasks.flow) carries it across the crossings (measured: 985 steps)."""
-    spec = dataclasses.replace(small_spec(max_steps=3000), alpha_tilde=100.0,
+    spec = dataclasses.replace(small_spec(max_steps=3000, integrator="paper"), alpha_tilde=100.0,
                                loss=LossSpec("hinge"))
     _, result = run(spec)
     assert result.stop_reason == "fitted" and result.n_unsatisfied == 0

@@ -1,0 +1,114 @@
+"""The euler-heun integrator (the default) through the kinks of relu nets and the plain
+hinge, against a fixed tiny-dt Euler reference written here; the stall rules of every
+integrator (tasks/flow.py, docs/integrator.md)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from tasks.batched_fc import BatchedFC
+from tasks.cell_records import relative_change
+from tasks.ensemble import EnsembleObjective
+from tasks.flow import advance, start_flow
+from tasks.losses import loss_derivative, unsatisfied_margins
+from tasks.observables import ntk_at
+from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
+from tasks.train_cell import Cell, prepare_cell, run_cell
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def relu_cell(loss: str, arch: str, tolerance: float = 2e-4, integrator: str = "euler-heun",
+              alpha_tilde: float = 1.0, train_size: int = 16, width: int = 32) -> CellSpec:
+    return CellSpec(alpha_tilde=alpha_tilde, seed=0,
+                    data=DataSpec("stripe", dimension=5, train_size=train_size, test_size=64,
+                                  kernel_size=16),
+                    model=ModelSpec(arch=arch, width=width, depth=1 if arch == "one-hidden" else 2,
+                                    activation="relu", activation_beta=1.0),
+                    loss=LossSpec(loss),
+                    flow=FlowSpec(integrator=integrator, max_local_error=tolerance,
+                                  max_steps=20_000),
+                    observables=ObservableSpec(h0_spectrum=False))
+
+
+def flow_until_fit(cell: Cell, spec: FlowSpec) -> list:
+    """Every accepted state of the cell's flow (train_cell's maps) until N_Δ = 0."""
+    def forward(theta: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return cell.objective.outputs(theta, cell.task.x_train, cell.objective.initial_outputs)
+    state = start_flow(cell.theta0, cell.objective, spec)
+    states = [state]
+    while unsatisfied_margins(cell.task.y_train * state.outputs) > 0:
+        state = advance(state, cell.objective, spec, forward=forward, 
+                        across_kink=cell.objective.across_kink)
+        assert state.step < spec.max_steps and state.dt >= 1e-12, "the flow did not fit"
+        states.append(state)
+    return states
+
+
+def reference_euler(cell: Cell, times: list[float], dt: float) -> list[torch.Tensor]:
+    """θ(t) at ``times`` by explicit Euler with the fixed step ``dt`` (the last step to each
+    time shortened to land on it): the oracle. Gradients by the hand-written batched pass
+    (equal to autograd, tests/test_ensemble.py), for speed."""
+    x, y = cell.task.x_train, cell.task.y_train
+    net, theta = BatchedFC.of(cell.model), cell.theta0[None].clone()
+    objective = EnsembleObjective(net, x, y, torch.tensor([cell.spec.alpha], dtype=x.dtype),
+                                  net.forward(theta, x)[0].clone(), loss_derivative(cell.spec.loss))
+    t, out = 0.0, []
+    for target in times:
+        while t < target:
+            h = min(dt, target - t)
+            theta = theta - h * objective(theta)[0]
+            t = target if h < dt else t + h
+        out.append(theta[0].clone())
+    return out
+
+
+def observables(cell: Cell, theta: torch.Tensor) -> tuple[torch.Tensor, int, float]:
+    """(test outputs, N_Δ, ntk_change) at θ."""
+    test = cell.objective.outputs(theta, cell.task.x_test, cell.test_initial).detach()
+    train = cell.objective.outputs(theta, cell.task.x_train, cell.objective.initial_outputs)
+    n_unsat = unsatisfied_margins(cell.task.y_train * train.detach())
+    return test, n_unsat, relative_change(cell.ntk_initial, ntk_at(cell.model, theta,
+                                                                    cell.task.x_kernel))
+
+
+def log_spaced_states(states: list, n: int = 6) -> list:
+    """The first accepted state at or past each of n log-spaced times up to the fit."""
+    end = states[-1].flow_time
+    targets = [end * 10 ** (-k / 2) for k in range(n - 1, -1, -1)]
+    return [next(s for s in states if s.flow_time >= t) for t in targets]
+
+
+def deviations(cell: Cell, states: list, dt: float) -> list[tuple[float, int, float]]:
+    """Per state: (max |Δf_test|, |ΔN_Δ|, relative ntk_change difference) vs the reference."""
+    reference = reference_euler(cell, [s.flow_time for s in states], dt)
+    rows = []
+    for state, theta in zip(states, reference):
+        (f, n, c), (f_ref, n_ref, c_ref) = observables(cell, state.theta), observables(cell, theta)
+        rows.append((float((f - f_ref).abs().max()), abs(n - n_ref), abs(c - c_ref) / c_ref))
+    return rows
+
+
+@pytest.mark.parametrize("loss, arch, dt", [("softhinge", "fc", 2e-3),
+                                            ("hinge", "one-hidden", 2e-3)])
+def test_euler_heun_tracks_tiny_dt_euler_through_relu_and_hinge_kinks(loss, arch, dt):
+    spec = relu_cell(loss, arch)
+    cell = prepare_cell(spec)
+    states = log_spaced_states(flow_until_fit(cell, spec.flow))
+    # the reference itself has converged: halving its dt moves it by far less than 0.02
+    finest = reference_euler(cell, [states[-1].flow_time], dt / 2)[0]
+    coarse = reference_euler(cell, [states[-1].flow_time], dt)[0]
+    assert float((observables(cell, finest)[0] - observables(cell, coarse)[0]).abs().max()) < 2e-3
+    rows = deviations(cell, states, dt / 2)
+    print(loss, arch, [s.flow_time for s in states], rows)
+    for output_error, n_error, ntk_error in rows:
+        assert output_error < 0.02 and n_error <= 1 and ntk_error < 0.02
+    halved = dataclasses.replace(spec.flow, max_local_error=spec.flow.max_local_error / 2)
+    tighter = log_spaced_states(flow_until_fit(cell, halved))
+    final = deviations(cell, [states[-1]], dt / 2)[0][0], deviations(cell, [tighter[-1]], dt / 2)[0][0]
+    print("final errors at tol, tol/2:", final)
+    assert final[1] < final[0]
