@@ -50,7 +50,6 @@ class CellResult:
     flow_time: float
     wall_seconds: float
     gradient_evaluations: int
-    forward_evaluations: int       # forward-only passes (a third of a gradient evaluation)
     n_params: int                  # N
     train_loss: float
     train_error: float
@@ -63,6 +62,7 @@ class CellResult:
     test_outputs: np.ndarray = field(repr=False)     # f(x_test), shape [test_size]
     test_labels: np.ndarray = field(repr=False)      # y_test in {-1, +1}
     h0_eigenvalues: np.ndarray = field(repr=False)   # non-zero spectrum of H0 (may be empty)
+    forward_evaluations: int = 0   # forward-only passes (a third of a gradient evaluation)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def test_hand_written_pass_equals_autograd_for_each_member(name, bias, depth):
                                    rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("integrator, max_steps", [("paper", 300), ("euler-heun", 40)])
+@pytest.mark.parametrize("integrator, max_steps", [("paper", 300), ("euler-heun", 60)])
 def test_bundle_of_four_gives_each_cell_the_records_it_has_alone(integrator, max_steps):
     specs = [cell(alpha_tilde, seed, integrator=integrator, max_steps=max_steps)
              for alpha_tilde in (0.3, 10.0) for seed in (0, 1)]

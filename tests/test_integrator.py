@@ -83,35 +83,33 @@ def log_spaced_states(states: list, n: int = 6) -> list:
     return [next(s for s in states if s.flow_time >= t) for t in targets]
 
 
-def deviations(cell: Cell, states: list, dt: float) -> list[tuple[float, int, float]]:
-    """Per state: (max |Δf_test|, |ΔN_Δ|, relative ntk_change difference) vs the reference."""
-    reference = reference_euler(cell, [s.flow_time for s in states], dt)
-    rows = []
-    for state, theta in zip(states, reference):
-        (f, n, c), (f_ref, n_ref, c_ref) = observables(cell, state.theta), observables(cell, theta)
-        rows.append((float((f - f_ref).abs().max()), abs(n - n_ref), abs(c - c_ref) / c_ref))
-    return rows
+def deviation(cell: Cell, theta: torch.Tensor, reference: torch.Tensor) -> tuple[float, int, float]:
+    """(max |Δf_test|, |ΔN_Δ|, relative ntk_change difference) of θ vs the reference θ."""
+    (f, n, c), (f_ref, n_ref, c_ref) = observables(cell, theta), observables(cell, reference)
+    return float((f - f_ref).abs().max()), abs(n - n_ref), abs(c - c_ref) / c_ref
 
 
-@pytest.mark.parametrize("loss, arch, dt", [("softhinge", "fc", 2e-3),
-                                            ("hinge", "one-hidden", 2e-3)])
-def test_euler_heun_tracks_tiny_dt_euler_through_relu_and_hinge_kinks(loss, arch, dt):
-    spec = relu_cell(loss, arch)
+@pytest.mark.parametrize("loss, arch", [("softhinge", "fc"), ("hinge", "one-hidden")])
+def test_euler_heun_tracks_tiny_dt_euler_through_relu_and_hinge_kinks(loss, arch):
+    """Measured (P=16, h=32): max |Δf| 0.0086 / 0.013, |ΔN_Δ| ≤ 0 / 1, ntk_change within
+    1.75 % / 1.9 %; halving the tolerance lowers the largest |Δf| (docs/integrator.md)."""
+    spec, dt = relu_cell(loss, arch), 1e-3
     cell = prepare_cell(spec)
     states = log_spaced_states(flow_until_fit(cell, spec.flow))
-    # the reference itself has converged: halving its dt moves it by far less than 0.02
-    finest = reference_euler(cell, [states[-1].flow_time], dt / 2)[0]
-    coarse = reference_euler(cell, [states[-1].flow_time], dt)[0]
-    assert float((observables(cell, finest)[0] - observables(cell, coarse)[0]).abs().max()) < 2e-3
-    rows = deviations(cell, states, dt / 2)
-    print(loss, arch, [s.flow_time for s in states], rows)
-    for output_error, n_error, ntk_error in rows:
-        assert output_error < 0.02 and n_error <= 1 and ntk_error < 0.02
     halved = dataclasses.replace(spec.flow, max_local_error=spec.flow.max_local_error / 2)
-    tighter = log_spaced_states(flow_until_fit(cell, halved))
-    final = deviations(cell, [states[-1]], dt / 2)[0][0], deviations(cell, [tighter[-1]], dt / 2)[0][0]
-    print("final errors at tol, tol/2:", final)
-    assert final[1] < final[0]
+    tighter = flow_until_fit(cell, halved)       # its states at the same log-spaced times
+    tighter = [next(t for t in tighter if t.flow_time >= s.flow_time)
+               for s in states if s.flow_time <= tighter[-1].flow_time]
+    both = sorted({s.flow_time for s in states + tighter})
+    reference = dict(zip(both, reference_euler(cell, both, dt)))
+    # the reference itself has converged: doubling its dt moves it by far less than 0.02
+    coarse = reference_euler(cell, [states[-1].flow_time], 2 * dt)[0]
+    assert deviation(cell, coarse, reference[states[-1].flow_time])[0] < 2e-3
+    rows = [deviation(cell, s.theta, reference[s.flow_time]) for s in states]
+    for output_error, n_error, ntk_error in rows:
+        assert output_error < 0.02 and n_error <= 1 and ntk_error < 0.02, rows
+    halved_rows = [deviation(cell, s.theta, reference[s.flow_time]) for s in tighter]
+    assert max(r[0] for r in halved_rows) < max(r[0] for r in rows[:len(halved_rows)])
 
 
 def stripe_grid(activation: str, width: int, alpha_tilde: float, seeds=(0, 1)) -> list[CellSpec]:
@@ -137,13 +135,13 @@ def results_and_initial_loss(specs: list[CellSpec]) -> tuple[list, list[float]]:
 
 
 def test_the_relu_stripe_grid_trains_like_the_swish_one():
-    """Measured (2 seeds): ntk_change ≈ 1e3-8e3 at α̃ = 0.01, 6-24 at 1, 0.03-0.07 at 100,
+    """Measured (seeds 0, 1; the test runs seed 0): ntk_change ≈ 1e3-8e3 at α̃ = 0.01, 6-24 at 1, 0.03-0.07 at 100,
     5e-4-1e-2 at 1e4; train loss 1 → 0.13-0.33 at α̃ = 1 and 100."""
     alphas = (0.01, 1.0, 100.0, 1e4)
     for width in (16, 64):
         changes = []
         for alpha_tilde in alphas:
-            results, initial = results_and_initial_loss(stripe_grid("relu", width, alpha_tilde))
+            results, initial = results_and_initial_loss(stripe_grid("relu", width, alpha_tilde, (0,)))
             assert not any(r.stop_reason == "stalled" for r in results), results
             changes.append(math.exp(sum(math.log(r.ntk_change) for r in results) / len(results)))
             if alpha_tilde >= 1.0:

@@ -192,6 +192,10 @@ BAD_INPUTS = {
     "section not a table": (lambda d: d.update(loss=5), "loss", "must be a table"),
     "fractional GPUs above one": (lambda d: d["resources"].update(gpus_per_task=1.5),
                                   "resources", "whole number"),
+    "unknown integrator": (lambda d: d["flow"].update(integrator="rk4"), "flow.integrator",
+                           "one of euler-heun, paper"),
+    "zero local error": (lambda d: d["flow"].update(max_local_error=0.0),
+                         "flow.max_local_error", "positive finite number"),
     "misspelled refine key": (lambda d: d.update(refine={"boundary": "crossover", "levl": 1}),
                               "refine.levl", "did you mean 'level'"),
 }
