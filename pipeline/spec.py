@@ -13,6 +13,7 @@ the TOML file (and `check_against_data` asks tasks.data how big the dataset is).
 
 A relative `data_dir` is taken relative to the spec file's directory and stored absolute.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -29,12 +30,26 @@ from pydantic import ValidationError
 from pipeline import grid
 from pipeline.grid import AXES
 from pipeline.spec_errors import Problem, SpecError, problem, show, translate
-from pipeline.spec_schema import (AXIS_HOMES, REFINE_LEVELS, CampaignModel, Refinement,
-                                   RefineSection, Resources)
+from pipeline.spec_schema import (
+    AXIS_HOMES,
+    REFINE_LEVELS,
+    CampaignModel,
+    Refinement,
+    RefineSection,
+    Resources,
+)
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
 
-__all__ = ["CampaignSpec", "Grid", "Problem", "Resources", "SpecError", "check_against_data",
-           "load_campaign", "parse_campaign"]
+__all__ = [
+    "CampaignSpec",
+    "Grid",
+    "Problem",
+    "Resources",
+    "SpecError",
+    "check_against_data",
+    "load_campaign",
+    "parse_campaign",
+]
 
 # Pixels per image, the most PCA components a dimension can ask for.
 IMAGE_PIXELS = {"mnist": 28 * 28, "fashion-mnist": 28 * 28, "cifar10": 32 * 32 * 3}
@@ -47,8 +62,8 @@ class Grid:
     width: tuple[int, ...]
     alpha_tilde: tuple[float, ...]
     seed: tuple[int, ...]
-    train_size: tuple[int, ...] | None = None   # None: fixed by [data] train_size
-    depth: tuple[int, ...] | None = None        # None: fixed by [model] depth
+    train_size: tuple[int, ...] | None = None  # None: fixed by [data] train_size
+    depth: tuple[int, ...] | None = None  # None: fixed by [model] depth
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ class CampaignSpec:
     grid: Grid
     resources: Resources
     description: str = ""
-    source_path: str | None = None   # the TOML it came from, if any
+    source_path: str | None = None  # the TOML it came from, if any
     refine: Refinement | None = None  # [refine]: refine a boundary after the coarse grid
 
     @property
@@ -86,25 +101,37 @@ class CampaignSpec:
 
     def cells(self) -> list[CellSpec]:
         """One CellSpec per point of width × α̃ × P × depth × seed (seed varies fastest)."""
-        return [CellSpec(alpha_tilde=alpha_tilde, seed=seed,
-                         data=replace(self.data, train_size=train_size),
-                         model=replace(self.model, width=width, depth=depth),
-                         loss=self.loss, flow=self.flow, observables=self.observables,
-                         checkpoint_every_seconds=self.resources.checkpoint_every_seconds)
-                for width, alpha_tilde, train_size, depth, seed
-                in itertools.product(*self.axes.values())]
+        return [
+            CellSpec(
+                alpha_tilde=alpha_tilde,
+                seed=seed,
+                data=replace(self.data, train_size=train_size),
+                model=replace(self.model, width=width, depth=depth),
+                loss=self.loss,
+                flow=self.flow,
+                observables=self.observables,
+                checkpoint_every_seconds=self.resources.checkpoint_every_seconds,
+            )
+            for width, alpha_tilde, train_size, depth, seed in itertools.product(
+                *self.axes.values()
+            )
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as TOML-shaped, JSON-able data (unset options left out)."""
         swept = set(self.swept)
-        return {"name": self.name, "description": self.description,
-                "data": _set_fields(self.data, {"train_size"} & swept),
-                "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
-                "loss": _set_fields(self.loss), "flow": _set_fields(self.flow),
-                "observables": _set_fields(self.observables),
-                "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
-                "resources": _set_fields(self.resources),
-                **({"refine": _set_fields(self.refine)} if self.refine else {})}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "data": _set_fields(self.data, {"train_size"} & swept),
+            "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
+            "loss": _set_fields(self.loss),
+            "flow": _set_fields(self.flow),
+            "observables": _set_fields(self.observables),
+            "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
+            "resources": _set_fields(self.resources),
+            **({"refine": _set_fields(self.refine)} if self.refine else {}),
+        }
 
 
 def _set_fields(spec: Any, drop: set[str] = frozenset()) -> dict[str, Any]:
@@ -120,11 +147,20 @@ def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
         with open(path, "rb") as file:
             raw = tomllib.load(file)
     except OSError as err:
-        raise SpecError([problem("", f"cannot read the campaign spec: {err.strerror or err}; "
-                                     "check the path", source)], source) from None
+        raise SpecError(
+            [
+                problem(
+                    "",
+                    f"cannot read the campaign spec: {err.strerror or err}; check the path",
+                    source,
+                )
+            ],
+            source,
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise SpecError([problem("", f"not valid TOML: {err}; fix the syntax",
-                                 source)], source) from None
+        raise SpecError(
+            [problem("", f"not valid TOML: {err}; fix the syntax", source)], source
+        ) from None
     spec = parse_campaign(raw, source, base_dir=Path(path).parent)
     spec = replace(spec, source_path=source)
     if check_data:
@@ -132,15 +168,25 @@ def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
     return spec
 
 
-def parse_campaign(data: Mapping[str, Any], source: str = "<spec>", *,
-                   base_dir: str | Path | None = None) -> CampaignSpec:
+def parse_campaign(
+    data: Mapping[str, Any], source: str = "<spec>", *, base_dir: str | Path | None = None
+) -> CampaignSpec:
     """Validate TOML-shaped data (e.g. `CampaignSpec.to_dict()`) into a CampaignSpec.
 
     `source` names the origin in messages; a relative data_dir is joined to `base_dir`.
     Raises SpecError listing every problem; pure (no I/O)."""
     if not isinstance(data, Mapping):
-        raise SpecError([problem("", "a campaign spec must be a table of sections ([data], "
-                                     f"[grid], ...), got {show(data)}", source)], source)
+        raise SpecError(
+            [
+                problem(
+                    "",
+                    "a campaign spec must be a table of sections ([data], "
+                    f"[grid], ...), got {show(data)}",
+                    source,
+                )
+            ],
+            source,
+        )
     problems = _cross_section_problems(data, source)
     try:
         model = CampaignModel.model_validate(dict(data))
@@ -160,19 +206,36 @@ def _cross_section_problems(raw: Mapping[str, Any], source: str) -> list[Problem
     for axis_name, home in AXIS_HOMES.items():
         section = raw.get(home)
         if isinstance(section, Mapping) and axis_name in section and axis_name in swept:
-            problems.append(problem(
-                f"grid.{axis_name}", f"{axis_name} is both fixed in [{home}] ({home}."
-                f"{axis_name} = {show(section[axis_name])}) and swept in [grid]: keep only one "
-                f"of the two", source))
+            problems.append(
+                problem(
+                    f"grid.{axis_name}",
+                    f"{axis_name} is both fixed in [{home}] ({home}."
+                    f"{axis_name} = {show(section[axis_name])}) and swept in [grid]: keep only one "
+                    f"of the two",
+                    source,
+                )
+            )
     model = raw.get("model")
     if isinstance(model, Mapping) and model.get("arch") == "one-hidden":
-        fix = "remove depth, or use arch = \"fc\" to choose the depth"
+        fix = 'remove depth, or use arch = "fc" to choose the depth'
         if "depth" in swept:
-            problems.append(problem("grid.depth", "arch \"one-hidden\" has exactly one hidden "
-                                    f"layer, so depth cannot be swept: {fix}", source))
+            problems.append(
+                problem(
+                    "grid.depth",
+                    'arch "one-hidden" has exactly one hidden '
+                    f"layer, so depth cannot be swept: {fix}",
+                    source,
+                )
+            )
         elif "depth" in model and not (type(model["depth"]) is int and model["depth"] == 1):
-            problems.append(problem("model.depth", "arch \"one-hidden\" has exactly one hidden "
-                                    f"layer, got depth = {show(model['depth'])}: {fix}", source))
+            problems.append(
+                problem(
+                    "model.depth",
+                    'arch "one-hidden" has exactly one hidden '
+                    f"layer, got depth = {show(model['depth'])}: {fix}",
+                    source,
+                )
+            )
     return problems
 
 
@@ -183,10 +246,15 @@ def _grid_size_problems(model: CampaignModel, source: str) -> list[Problem]:
     if total <= cap:
         return []
     product = " × ".join(f"{_count(n)} {a}" for a, n in sizes.items())
-    raise_cap = f", or raise the cap with [resources] max_cells = {total}" \
-        if total < 10 ** 15 else ""
-    return [problem("grid", f"the grid has {_count(total)} cells ({product}), more than "
-                            f"max_cells = {cap:,}: shrink the grid{raise_cap}", source)]
+    raise_cap = f", or raise the cap with [resources] max_cells = {total}" if total < 10**15 else ""
+    return [
+        problem(
+            "grid",
+            f"the grid has {_count(total)} cells ({product}), more than "
+            f"max_cells = {cap:,}: shrink the grid{raise_cap}",
+            source,
+        )
+    ]
 
 
 def _refine_problems(model: CampaignModel, source: str) -> list[Problem]:
@@ -197,38 +265,52 @@ def _refine_problems(model: CampaignModel, source: str) -> list[Problem]:
     problems, cap = [], model.refine.max_cells
     total = math.prod(grid.size(v) for a in AXES if (v := getattr(model.grid, a)) is not None)
     if cap is not None and cap <= total:
-        problems.append(problem(
-            "refine.max_cells", f"max_cells counts every cell of the campaign, the coarse "
-            f"grid's {_count(total)} included, so {cap:,} leaves none to refine with: raise it "
-            f"above {total:,}", source))
+        problems.append(
+            problem(
+                "refine.max_cells",
+                f"max_cells counts every cell of the campaign, the coarse "
+                f"grid's {_count(total)} included, so {cap:,} leaves none to refine with: raise it "
+                f"above {total:,}",
+                source,
+            )
+        )
     if model.refine.boundary == "crossover" and not model.observables.ntk:
-        problems.append(problem(
-            "refine.boundary", "the crossover is where ntk_change crosses the level, but "
-            "[observables] ntk = false: set ntk = true, or refine boundary = \"jamming\"", source))
+        problems.append(
+            problem(
+                "refine.boundary",
+                "the crossover is where ntk_change crosses the level, but "
+                '[observables] ntk = false: set ntk = true, or refine boundary = "jamming"',
+                source,
+            )
+        )
     return problems
 
 
 def _count(n: int) -> str:
     """12,000 or, for absurd counts, about 10^400."""
-    return f"{n:,}" if n < 10 ** 15 else f"about 10^{len(str(n)) - 1}"
+    return f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
 
 
 def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
     """The frozen spec from a validated model (pydantic stays inside this module)."""
-    axes = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None else None
-            for a in AXES}
+    axes = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None else None for a in AXES}
     data = model.data.model_dump()
     data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
     arch = model.model.model_dump()
     if arch["arch"] == "one-hidden":
         arch["depth"] = 1
     return CampaignSpec(
-        name=model.name, description=model.description, data=DataSpec(**data),
-        model=ModelSpec(**arch), loss=LossSpec(**model.loss.model_dump()),
+        name=model.name,
+        description=model.description,
+        data=DataSpec(**data),
+        model=ModelSpec(**arch),
+        loss=LossSpec(**model.loss.model_dump()),
         flow=FlowSpec(**model.flow.model_dump()),
         observables=ObservableSpec(**model.observables.model_dump()),
-        grid=Grid(**axes), resources=Resources(**model.resources.model_dump()),
-        refine=_refinement(model.refine))
+        grid=Grid(**axes),
+        resources=Resources(**model.resources.model_dump()),
+        refine=_refinement(model.refine),
+    )
 
 
 def _refinement(section: RefineSection | None) -> Refinement | None:
@@ -260,22 +342,43 @@ def check_against_data(spec: CampaignSpec) -> None:
     try:
         available = datasets.dataset_size(d.dataset, d.data_dir)
     except datasets.DatasetNotFoundError as err:
-        raise SpecError([problem("data.dataset", f"dataset {d.dataset!r} is not available here "
-                                 f"({err}): run `phasegrid data` to see where it is looked for, "
-                                 "or set data.data_dir", source)], source) from None
+        raise SpecError(
+            [
+                problem(
+                    "data.dataset",
+                    f"dataset {d.dataset!r} is not available here "
+                    f"({err}): run `phasegrid data` to see where it is looked for, "
+                    "or set data.data_dir",
+                    source,
+                )
+            ],
+            source,
+        ) from None
     problems = []
     largest = max(spec.axes["train_size"])
     needed = largest + d.test_size + d.kernel_size
     if available is not None and needed > available:
         path = "grid.train_size" if spec.grid.train_size else "data.train_size"
         where = datasets.locate_dataset(d.dataset, d.data_dir)
-        problems.append(problem(path, f"train_size + test_size + kernel_size = {largest} + "
-                                f"{d.test_size} + {d.kernel_size} = {needed} examples, but "
-                                f"{d.dataset} has {available} usable here ({where}): lower "
-                                "them, or point data.data_dir at the full dataset", source))
+        problems.append(
+            problem(
+                path,
+                f"train_size + test_size + kernel_size = {largest} + "
+                f"{d.test_size} + {d.kernel_size} = {needed} examples, but "
+                f"{d.dataset} has {available} usable here ({where}): lower "
+                "them, or point data.data_dir at the full dataset",
+                source,
+            )
+        )
     pixels = IMAGE_PIXELS.get(d.dataset)
     if pixels is not None and d.dimension > pixels:
-        problems.append(problem("data.dimension", f"dimension (PCA components) must be at most "
-                                f"the {pixels} pixels of {d.dataset}, got {d.dimension}", source))
+        problems.append(
+            problem(
+                "data.dimension",
+                f"dimension (PCA components) must be at most "
+                f"the {pixels} pixels of {d.dataset}, got {d.dimension}",
+                source,
+            )
+        )
     if problems:
         raise SpecError(problems, source)

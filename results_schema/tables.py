@@ -5,6 +5,7 @@ columns of its cell (width, alpha_tilde, alpha, train_size, seed, depth) so a re
 can group a table without joining it to `cells`. Columns produced from
 tasks.records.Measurement / CellResult keep those records' field names.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -18,31 +19,52 @@ def _field(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa
 
 
 def _schema(table: str, doc: str, fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema(fields, metadata={VERSION_KEY: str(SCHEMA_VERSION).encode(),
-                                       b"phasegrid.table": table.encode(),
-                                       b"description": doc.encode()})
+    return pa.schema(
+        fields,
+        metadata={
+            VERSION_KEY: str(SCHEMA_VERSION).encode(),
+            b"phasegrid.table": table.encode(),
+            b"description": doc.encode(),
+        },
+    )
 
 
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 TIME = pa.timestamp("us", tz="UTC")
 
-CELL_ID = _field("cell_id", STR, "Stable 16-hex hash of the cell's fully resolved configuration "
-                 "(tasks.specs.CellSpec.cell_id); the key that joins every table.", nullable=False)
+CELL_ID = _field(
+    "cell_id",
+    STR,
+    "Stable 16-hex hash of the cell's fully resolved configuration "
+    "(tasks.specs.CellSpec.cell_id); the key that joins every table.",
+    nullable=False,
+)
 
 GRID = [
     _field("width", I64, "h: hidden units per layer.", nullable=False),
-    _field("alpha_tilde", F64, "Rescaled initialisation scale α̃ = √h·α (the grid axis).",
-           nullable=False),
-    _field("alpha", F64, "α = α̃/√h: output scale of f(x) = α(f̃_θ(x) − f̃_θ₀(x)) (Eq. 8).",
-           nullable=False),
+    _field(
+        "alpha_tilde",
+        F64,
+        "Rescaled initialisation scale α̃ = √h·α (the grid axis).",
+        nullable=False,
+    ),
+    _field(
+        "alpha",
+        F64,
+        "α = α̃/√h: output scale of f(x) = α(f̃_θ(x) − f̃_θ₀(x)) (Eq. 8).",
+        nullable=False,
+    ),
     _field("train_size", I64, "P: number of training points.", nullable=False),
     _field("seed", I64, "Initialisation seed of the weights.", nullable=False),
     _field("depth", I64, "L: number of hidden layers.", nullable=False),
 ]
 
 SETTINGS = [
-    _field("dataset", STR, "Dataset name (mnist, fashion-mnist, cifar10, stripe, sphere, "
-           "random-labels)."),
+    _field(
+        "dataset",
+        STR,
+        "Dataset name (mnist, fashion-mnist, cifar10, stripe, sphere, random-labels).",
+    ),
     _field("dimension", I64, "d: PCA components (images) or input dimension (synthetic)."),
     _field("test_size", I64, "Number of test points."),
     _field("kernel_size", I64, "P_K: points on which the NTK is measured."),
@@ -58,11 +80,18 @@ SETTINGS = [
     _field("max_steps", I64, "Budget in accepted flow steps (null = none)."),
     _field("max_time", F64, "Budget in flow time, paper units (null = none)."),
     _field("max_wall_seconds", F64, "Budget in wall-clock seconds (null = none)."),
-    _field("integrator", STR, "Step controller of the flow: euler-heun (error-controlled, "
-           "the default) or paper (the reference code's gradient-turn test); "
-           "docs/integrator.md."),
-    _field("max_local_error", F64, "euler-heun's tolerance on max_μ |f_Heun − f_Euler| per "
-           "step (null for paper)."),
+    _field(
+        "integrator",
+        STR,
+        "Step controller of the flow: euler-heun (error-controlled, "
+        "the default) or paper (the reference code's gradient-turn test); "
+        "docs/integrator.md.",
+    ),
+    _field(
+        "max_local_error",
+        F64,
+        "euler-heun's tolerance on max_μ |f_Heun − f_Euler| per step (null for paper).",
+    ),
     _field("dtype", STR, "Floating-point type of the training (float64, float32)."),
 ]
 
@@ -84,25 +113,39 @@ MEASUREMENT = [
     _field("weight_change", F64, "‖θ − θ₀‖."),
     _field("gradient_norm", F64, "‖∇L̃‖."),
     _field("ntk_change", F64, "‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F at this checkpoint (NaN if not measured)."),
-    _field("forward_evaluations", I64, "Forward-only passes so far (euler-heun's error "
-           "estimate; each costs about a third of a gradient evaluation)."),
+    _field(
+        "forward_evaluations",
+        I64,
+        "Forward-only passes so far (euler-heun's error "
+        "estimate; each costs about a third of a gradient evaluation).",
+    ),
 ]
 
 RESULT = [
     _field("n_params", I64, "N: number of trained parameters."),
-    _field("status", STR, "done (the cell finished, whatever its stop_reason) or failed (a "
-           "Python exception or the worker died every attempt: see error).", nullable=False),
-    _field("stop_reason", STR, "Why the flow stopped: fitted, max_steps, max_time, max_wall, "
-           "nan (diverged), stalled (the flow stopped moving: dt < 1e-12, an accepted step "
-           "left θ unchanged or flow time froze over 50 steps; never fitted, left out of "
-           "jamming lines), zero_gradient (null when failed)."),
+    _field(
+        "status",
+        STR,
+        "done (the cell finished, whatever its stop_reason) or failed (a "
+        "Python exception or the worker died every attempt: see error).",
+        nullable=False,
+    ),
+    _field(
+        "stop_reason",
+        STR,
+        "Why the flow stopped: fitted, max_steps, max_time, max_wall, "
+        "nan (diverged), stalled (the flow stopped moving: dt < 1e-12, an accepted step "
+        "left θ unchanged or flow time froze over 50 steps; never fitted, left out of "
+        "jamming lines), zero_gradient (null when failed).",
+    ),
     _field("fitted", BOOL, "N_Δ = 0 at the end (always false for a stalled cell)."),
     _field("steps", I64, "Accepted flow steps at the end."),
     _field("flow_time", F64, "Flow time at the end (paper units)."),
     _field("wall_seconds", F64, "Wall-clock seconds of training."),
     _field("gradient_evaluations", I64, "Forward+backward passes in total."),
-    _field("forward_evaluations", I64, "Forward-only passes in total (euler-heun's error "
-           "estimate)."),
+    _field(
+        "forward_evaluations", I64, "Forward-only passes in total (euler-heun's error estimate)."
+    ),
     _field("train_loss", F64, "Final training loss L."),
     _field("train_error", F64, "Final training error."),
     _field("n_unsatisfied", I64, "Final N_Δ."),
@@ -114,9 +157,14 @@ RESULT = [
 ]
 
 RUN = [
-    _field("attempts", I64, "Attempts counted for this cell over all runs: the one stored, "
-           "retries after worker deaths and earlier failed runs (an attempt cut short with "
-           "its driver is not counted).", nullable=False),
+    _field(
+        "attempts",
+        I64,
+        "Attempts counted for this cell over all runs: the one stored, "
+        "retries after worker deaths and earlier failed runs (an attempt cut short with "
+        "its driver is not counted).",
+        nullable=False,
+    ),
     _field("attempt_id", STR, "Id of the attempt whose rows are stored."),
     _field("error", STR, "Traceback of the failure (null when done)."),
     _field("host", STR, "Host name of the worker that ran the attempt."),
@@ -126,32 +174,71 @@ RUN = [
     _field("finished_at", TIME, "When the attempt finished (UTC)."),
 ]
 
-CELLS = _schema("cells", "One row per finished cell (done or failed): parameters, outcome, "
-                "provenance.", [CELL_ID, *GRID, *SETTINGS, *RESULT, *RUN])
-MEASUREMENTS = _schema("measurements", "Time series of the flow: one row per log-spaced "
-                       "checkpoint of a done cell.", [CELL_ID, *GRID, *MEASUREMENT])
-PREDICTIONS = _schema("predictions", "Final test outputs of a done cell, long format.", [
-    CELL_ID, *GRID,
-    _field("test_index", I64, "Index of the test point (same test set for every cell of a "
-           "campaign with the same data settings).", nullable=False),
-    _field("test_output", F64, "f(x_test): the α-scaled network output."),
-    _field("test_label", pa.int8(), "y_test ∈ {−1, +1}."),
-])
-KERNELS = _schema("kernels", "NTK summaries and the H₀ spectrum of a done cell.", [
-    CELL_ID, *GRID,
-    _field("ntk_norm_initial", F64, "‖Θ₀‖_F on the kernel set."),
-    _field("ntk_norm_final", F64, "‖Θ_end‖_F on the kernel set."),
-    _field("ntk_change", F64, "‖Θ_end − Θ₀‖_F / ‖Θ₀‖_F."),
-    _field("h0_eigenvalues", pa.list_(F64), "Non-zero spectrum of H₀ = Σ_{μ:Δ_μ>0} ∇Δ_μ⊗∇Δ_μ "
-           "at the end (those of the NTK restricted to the unsatisfied points, Fig. 7C)."),
-])
-MANIFEST = _schema("manifest", "Every cell ever requested of the campaign (manifest.parquet).", [
-    CELL_ID, *GRID, *SETTINGS,
-    _field("config", STR, "The resolved CellSpec as JSON (CellSpec.to_dict()): what resume "
-           "re-runs.", nullable=False),
-    _field("added_at", TIME, "When the cell entered the manifest (UTC)."),
-])
+CELLS = _schema(
+    "cells",
+    "One row per finished cell (done or failed): parameters, outcome, provenance.",
+    [CELL_ID, *GRID, *SETTINGS, *RESULT, *RUN],
+)
+MEASUREMENTS = _schema(
+    "measurements",
+    "Time series of the flow: one row per log-spaced checkpoint of a done cell.",
+    [CELL_ID, *GRID, *MEASUREMENT],
+)
+PREDICTIONS = _schema(
+    "predictions",
+    "Final test outputs of a done cell, long format.",
+    [
+        CELL_ID,
+        *GRID,
+        _field(
+            "test_index",
+            I64,
+            "Index of the test point (same test set for every cell of a "
+            "campaign with the same data settings).",
+            nullable=False,
+        ),
+        _field("test_output", F64, "f(x_test): the α-scaled network output."),
+        _field("test_label", pa.int8(), "y_test ∈ {−1, +1}."),
+    ],
+)
+KERNELS = _schema(
+    "kernels",
+    "NTK summaries and the H₀ spectrum of a done cell.",
+    [
+        CELL_ID,
+        *GRID,
+        _field("ntk_norm_initial", F64, "‖Θ₀‖_F on the kernel set."),
+        _field("ntk_norm_final", F64, "‖Θ_end‖_F on the kernel set."),
+        _field("ntk_change", F64, "‖Θ_end − Θ₀‖_F / ‖Θ₀‖_F."),
+        _field(
+            "h0_eigenvalues",
+            pa.list_(F64),
+            "Non-zero spectrum of H₀ = Σ_{μ:Δ_μ>0} ∇Δ_μ⊗∇Δ_μ "
+            "at the end (those of the NTK restricted to the unsatisfied points, Fig. 7C).",
+        ),
+    ],
+)
+MANIFEST = _schema(
+    "manifest",
+    "Every cell ever requested of the campaign (manifest.parquet).",
+    [
+        CELL_ID,
+        *GRID,
+        *SETTINGS,
+        _field(
+            "config",
+            STR,
+            "The resolved CellSpec as JSON (CellSpec.to_dict()): what resume re-runs.",
+            nullable=False,
+        ),
+        _field("added_at", TIME, "When the cell entered the manifest (UTC)."),
+    ],
+)
 
-TABLES: dict[str, pa.Schema] = {"cells": CELLS, "measurements": MEASUREMENTS,
-                                "predictions": PREDICTIONS, "kernels": KERNELS,
-                                "manifest": MANIFEST}
+TABLES: dict[str, pa.Schema] = {
+    "cells": CELLS,
+    "measurements": MEASUREMENTS,
+    "predictions": PREDICTIONS,
+    "kernels": KERNELS,
+    "manifest": MANIFEST,
+}

@@ -41,6 +41,7 @@ State is a frozen dataclass and every function here is pure given the maps θ �
 (``evaluate``) and θ ↦ o (``forward``). `conclude` is the one step controller of both
 engines (train_cell, train_bundle): it reads only host numbers (`Trial`).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,16 +53,16 @@ from torch import Tensor
 
 from tasks.specs import INTEGRATORS, FlowSpec
 
-Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]   # θ [N] ↦ (∇L̃ [N], f(x) [B])
-Forward = Callable[[Tensor], Tensor]                   # θ [N] ↦ f(x) [B] (no gradient)
+Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]  # θ [N] ↦ (∇L̃ [N], f(x) [B])
+Forward = Callable[[Tensor], Tensor]  # θ [N] ↦ f(x) [B] (no gradient)
 # (θ' [N], f at θ [B], f at θ' [B]) ↦ ∇L̃ at θ' with ℓ' frozen at the old margins, or
 # None if no margin crossed a kink of ℓ
 AcrossKink = Callable[[Tensor, Tensor, Tensor], "Tensor | None"]
 
-MIN_DT = 1e-12           # a dt below this is a stall
-STALL_WINDOW = 50        # accepted steps over which flow time must advance ...
-STALL_RELATIVE = 1e-12   # ... by more than this fraction of itself
-MAX_GROWTH = 2.0         # euler-heun: dt grows at most ×2 per step (×5 measured worse at kinks)
+MIN_DT = 1e-12  # a dt below this is a stall
+STALL_WINDOW = 50  # accepted steps over which flow time must advance ...
+STALL_RELATIVE = 1e-12  # ... by more than this fraction of itself
+MAX_GROWTH = 2.0  # euler-heun: dt grows at most ×2 per step (×5 measured worse at kinks)
 _EMPTY = torch.empty(0)
 
 
@@ -72,45 +73,47 @@ class FlowState:
     ``gradient``/``outputs`` are g and o at ``theta`` (on the current batch), so a
     snapshot of this record is all the flow needs to continue exactly."""
 
-    theta: Tensor            # θ [N]
-    gradient: Tensor         # ∇_θ L̃ at θ [N]
-    outputs: Tensor          # f = α(f̃_θ − f̃_θ₀) at θ on the batch [B]
-    gradient_norm: float     # ‖g‖
-    dt: float                # step size to try next
-    flow_time: float = 0.0   # t = Σ accepted dt (paper units)
-    step: int = 0            # accepted steps
-    evaluations: int = 1     # forward+backward passes (accepted + rejected + rebatches)
-    rejections: int = 0      # rejected attempts
-    forward_evaluations: int = 0   # forward-only passes (euler-heun's error estimate)
-    window_time: float = 0.0       # flow time at the last multiple of STALL_WINDOW steps
-    stalled: bool = False          # an accepted step did not move θ, or t froze
+    theta: Tensor  # θ [N]
+    gradient: Tensor  # ∇_θ L̃ at θ [N]
+    outputs: Tensor  # f = α(f̃_θ − f̃_θ₀) at θ on the batch [B]
+    gradient_norm: float  # ‖g‖
+    dt: float  # step size to try next
+    flow_time: float = 0.0  # t = Σ accepted dt (paper units)
+    step: int = 0  # accepted steps
+    evaluations: int = 1  # forward+backward passes (accepted + rejected + rebatches)
+    rejections: int = 0  # rejected attempts
+    forward_evaluations: int = 0  # forward-only passes (euler-heun's error estimate)
+    window_time: float = 0.0  # flow time at the last multiple of STALL_WINDOW steps
+    stalled: bool = False  # an accepted step did not move θ, or t froze
 
 
 @dataclass(frozen=True)
 class Trial:
     """What the step controller reads of one trial θ' = θ − dt·g (host numbers)."""
 
-    gradient_norm: float     # ‖g'‖
-    turn: float              # ‖g − g'‖²/(‖g‖‖g'‖) (paper; NaN for euler-heun)
-    change: float            # max_μ |o'_μ − o_μ|
-    local_error: float       # E = max_μ |f(θ_H) − f(θ')| (euler-heun; NaN for paper)
-    moved: bool              # θ' ≠ θ in floating point
-    evaluations: int = 1     # forward+backward passes the trial took
+    gradient_norm: float  # ‖g'‖
+    turn: float  # ‖g − g'‖²/(‖g‖‖g'‖) (paper; NaN for euler-heun)
+    change: float  # max_μ |o'_μ − o_μ|
+    local_error: float  # E = max_μ |f(θ_H) − f(θ')| (euler-heun; NaN for paper)
+    moved: bool  # θ' ≠ θ in floating point
+    evaluations: int = 1  # forward+backward passes the trial took
     forward_evaluations: int = 0
 
 
 def start_flow(theta: Tensor, evaluate: Evaluate, spec: FlowSpec) -> FlowState:
     """The flow's first point: evaluates g and o at θ₀ (one forward+backward)."""
     if spec.integrator not in INTEGRATORS:
-        raise ValueError(f"flow.integrator must be one of {', '.join(INTEGRATORS)}, "
-                         f"got {spec.integrator!r}")
+        raise ValueError(
+            f"flow.integrator must be one of {', '.join(INTEGRATORS)}, got {spec.integrator!r}"
+        )
     gradient, outputs = evaluate(theta)
     norm = float(torch.linalg.vector_norm(gradient))
     return FlowState(theta, gradient, outputs, norm, float(spec.dt_initial))
 
 
-def step_ratios(gradient: Tensor, new_gradient: Tensor,
-                outputs: Tensor, new_outputs: Tensor) -> Tensor:
+def step_ratios(
+    gradient: Tensor, new_gradient: Tensor, outputs: Tensor, new_outputs: Tensor
+) -> Tensor:
     """(turn, change, ‖g'‖) stacked on a new last axis: [..., N], [..., B] → [..., 3].
 
     turn = ‖g − g'‖²/(‖g‖‖g'‖) (0 if either norm is 0), change = max_μ |o'_μ − o_μ|.
@@ -153,8 +156,9 @@ def heun_control(dt: float, error: float, change: float, spec: FlowSpec) -> tupl
     # accepted: E ~ dt² on a smooth stretch; rejected: E ~ dt·jump if a kink was crossed,
     # so the retry assumes first order (a second-order guess overshoots and is rejected again)
     ratio = tol / error if error > 0 else math.inf
-    factor = 0.9 * min(math.sqrt(ratio) if accept else ratio,
-                       limit / change if change > 0 else math.inf)
+    factor = 0.9 * min(
+        math.sqrt(ratio) if accept else ratio, limit / change if change > 0 else math.inf
+    )
     return accept, dt * min(max(factor if accept else min(factor, 0.9), 0.2), MAX_GROWTH)
 
 
@@ -165,29 +169,55 @@ def judge(dt: float, trial: Trial, spec: FlowSpec) -> tuple[bool, float]:
     return heun_control(dt, trial.local_error, trial.change, spec)
 
 
-def conclude(state: FlowState, trial: Trial, spec: FlowSpec, theta: Tensor = _EMPTY,
-             gradient: Tensor = _EMPTY, outputs: Tensor = _EMPTY) -> tuple[FlowState, bool]:
+def conclude(
+    state: FlowState,
+    trial: Trial,
+    spec: FlowSpec,
+    theta: Tensor = _EMPTY,
+    gradient: Tensor = _EMPTY,
+    outputs: Tensor = _EMPTY,
+) -> tuple[FlowState, bool]:
     """The state after ``trial`` and whether it was accepted: on acceptance the point
     moves to (θ', g', o') = (theta, gradient, outputs) — empty tensors where the caller
     keeps the point itself (train_bundle) — and the stall rules are applied."""
     accept, dt = judge(state.dt, trial, spec)
-    counted = replace(state, dt=dt, evaluations=state.evaluations + trial.evaluations,
-                      forward_evaluations=state.forward_evaluations + trial.forward_evaluations)
+    counted = replace(
+        state,
+        dt=dt,
+        evaluations=state.evaluations + trial.evaluations,
+        forward_evaluations=state.forward_evaluations + trial.forward_evaluations,
+    )
     if not accept:
         return replace(counted, rejections=state.rejections + 1), False
-    flow_time, step, window, stalled = state.flow_time + state.dt, state.step + 1, \
-        state.window_time, not trial.moved
+    flow_time, step, window, stalled = (
+        state.flow_time + state.dt,
+        state.step + 1,
+        state.window_time,
+        not trial.moved,
+    )
     if step % STALL_WINDOW == 0:
         stalled |= not flow_time - window > STALL_RELATIVE * flow_time
         window = flow_time
-    return replace(counted, theta=theta, gradient=gradient, outputs=outputs,
-                   gradient_norm=trial.gradient_norm, flow_time=flow_time, step=step,
-                   window_time=window, stalled=stalled), True
+    return replace(
+        counted,
+        theta=theta,
+        gradient=gradient,
+        outputs=outputs,
+        gradient_norm=trial.gradient_norm,
+        flow_time=flow_time,
+        step=step,
+        window_time=window,
+        stalled=stalled,
+    ), True
 
 
-def attempt_step(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
-                 across_kink: AcrossKink | None = None,
-                 forward: Forward | None = None) -> tuple[FlowState, bool]:
+def attempt_step(
+    state: FlowState,
+    evaluate: Evaluate,
+    spec: FlowSpec,
+    across_kink: AcrossKink | None = None,
+    forward: Forward | None = None,
+) -> tuple[FlowState, bool]:
     """One Euler trial from ``state``: the next state and whether it was accepted.
     euler-heun needs ``forward`` (f on the same batch); paper uses ``across_kink``."""
     theta = state.theta - state.dt * state.gradient
@@ -203,25 +233,36 @@ def attempt_step(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
             if continued is not None:
                 slope, extra = continued, 1
         heun = forward(state.theta - (0.5 * state.dt) * (state.gradient + slope))
-        stats = torch.stack([torch.linalg.vector_norm(gradient),
-                             (outputs - state.outputs).abs().amax(),
-                             (heun - outputs).abs().amax(),
-                             torch.ne(theta, state.theta).any().to(theta.dtype)]).tolist()
-        trial = Trial(stats[0], math.nan, stats[1], stats[2], bool(stats[3]), 1 + extra,
-                      forward_evaluations=1)
+        stats = torch.stack(
+            [
+                torch.linalg.vector_norm(gradient),
+                (outputs - state.outputs).abs().amax(),
+                (heun - outputs).abs().amax(),
+                torch.ne(theta, state.theta).any().to(theta.dtype),
+            ]
+        ).tolist()
+        trial = Trial(
+            stats[0], math.nan, stats[1], stats[2], bool(stats[3]), 1 + extra, forward_evaluations=1
+        )
     return conclude(state, trial, spec, theta, gradient, outputs)
 
 
-def _paper_trial(state: FlowState, theta: Tensor, gradient: Tensor, outputs: Tensor,
-                 spec: FlowSpec, across_kink: AcrossKink | None) -> Trial:
+def _paper_trial(
+    state: FlowState,
+    theta: Tensor,
+    gradient: Tensor,
+    outputs: Tensor,
+    spec: FlowSpec,
+    across_kink: AcrossKink | None,
+) -> Trial:
     """The paper controller's numbers of a trial (with the kink continuation)."""
     ratios = step_ratios(state.gradient, gradient, state.outputs, outputs)
     moved = torch.ne(theta, state.theta).any().to(theta.dtype)
-    turn, change, norm, moved = torch.cat([ratios, moved.reshape(1)]).tolist()   # one sync
+    turn, change, norm, moved = torch.cat([ratios, moved.reshape(1)]).tolist()  # one sync
     evaluations = 1
     if across_kink is not None and not turn < spec.max_gradient_turn:
         continued = across_kink(theta, state.outputs, outputs)
-        if continued is not None:                 # judge the smooth part of the turn only
+        if continued is not None:  # judge the smooth part of the turn only
             turn = float(step_ratios(state.gradient, continued, outputs, outputs)[0])
             evaluations += 1
     return Trial(norm, turn, change, math.nan, bool(moved), evaluations)
@@ -232,9 +273,13 @@ def is_stalled(state: FlowState) -> bool:
     return state.stalled or not state.dt >= MIN_DT
 
 
-def advance(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
-            across_kink: AcrossKink | None = None,
-            forward: Forward | None = None) -> FlowState:
+def advance(
+    state: FlowState,
+    evaluate: Evaluate,
+    spec: FlowSpec,
+    across_kink: AcrossKink | None = None,
+    forward: Forward | None = None,
+) -> FlowState:
     """Retry ``attempt_step`` until a step is accepted; returns the accepted state, or
     the unchanged point with dt < MIN_DT if no step size passes (``stop_reason``:
     "stalled")."""
@@ -249,12 +294,18 @@ def rebatch(state: FlowState, evaluate: Evaluate) -> FlowState:
     """Re-evaluate g and o at the current θ (e.g. on a new minibatch)."""
     gradient, outputs = evaluate(state.theta)
     norm = float(torch.linalg.vector_norm(gradient))
-    return replace(state, gradient=gradient, outputs=outputs, gradient_norm=norm,
-                   evaluations=state.evaluations + 1)
+    return replace(
+        state,
+        gradient=gradient,
+        outputs=outputs,
+        gradient_norm=norm,
+        evaluations=state.evaluations + 1,
+    )
 
 
-def stop_reason(state: FlowState, n_unsatisfied: int, spec: FlowSpec,
-                wall_seconds: float = 0.0) -> str | None:
+def stop_reason(
+    state: FlowState, n_unsatisfied: int, spec: FlowSpec, wall_seconds: float = 0.0
+) -> str | None:
     """Why the flow stops at ``state`` (one of records.STOP_REASONS), or None.
 
     Checked in order: nan (non-finite g: diverged), fitted (N_Δ = 0), stalled (the stall
@@ -275,4 +326,3 @@ def stop_reason(state: FlowState, n_unsatisfied: int, spec: FlowSpec,
     if spec.max_wall_seconds is not None and wall_seconds >= spec.max_wall_seconds:
         return "max_wall"
     return None
-

@@ -18,6 +18,7 @@ Generic path (`ntk_gram_jacobian`, any module f̃: [P, d] → [P]): the Jacobian
 `torch.func.vmap(jacrev(...))`, contracted as Σ_params J Jᵀ. Memory O(P·N): the test
 reference, and what non-FC architectures (the CNN) use.
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,8 +67,9 @@ def _inputs_and_signals(model: FullyConnected, x: Tensor) -> tuple[list[Tensor],
     return [X.detach() for X in inputs], signals
 
 
-def _gram_rows(model: FullyConnected, inputs: list[Tensor], signals: list[Tensor],
-               rows: slice, out: Tensor) -> None:
+def _gram_rows(
+    model: FullyConnected, inputs: list[Tensor], signals: list[Tensor], rows: slice, out: Tensor
+) -> None:
     """Writes rows `rows` of Θ = Σ_l (X_{l−1}X_{l−1}ᵀ/fan_in_l + c_b²[bias_l]) ⊙ D_l D_lᵀ
     into `out` [rows, P]; temporaries: two more [rows, P] matrices."""
     n_biased = len(model.biases) if model.biases is not None else 0
@@ -88,7 +90,7 @@ def ntk_gram_jacobian(model: nn.Module, x: Tensor) -> Tensor:
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
-    def f_single(p: dict[str, Tensor], xi: Tensor) -> Tensor:   # xi [d] → scalar
+    def f_single(p: dict[str, Tensor], xi: Tensor) -> Tensor:  # xi [d] → scalar
         return functional_call(model, (p, buffers), (xi.unsqueeze(0),)).squeeze(0)
 
     jacobians = vmap(jacrev(f_single), in_dims=(None, 0))(params, x)  # name → [P, *shape]

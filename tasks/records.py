@@ -3,6 +3,7 @@
 `tasks/` knows nothing of Parquet; `pipeline/` turns these into table rows using
 `dataclasses.asdict`. Field names are the column names of results_schema.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,57 +13,56 @@ import numpy as np
 # nan: the gradient became non-finite (divergence); stalled: the flow stopped moving
 # although the point is finite (dt < 1e-12, an accepted step left θ unchanged, or flow
 # time froze over 50 steps: tasks/flow.py) — never a result, never counted as jammed.
-STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled",
-                "zero_gradient")
+STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled", "zero_gradient")
 
 
 @dataclass(frozen=True)
 class Measurement:
     """Observables at one (log-spaced) checkpoint of the flow."""
 
-    step: int                      # accepted steps so far
-    flow_time: float               # t = sum of accepted dt (paper units)
-    dt: float                      # current step size
-    wall_seconds: float            # since the start of training
-    gradient_evaluations: int      # forward+backward passes so far (accepted + rejected)
-    train_loss: float              # L = (1/P) sum_mu l(y_mu f(x_mu))  (not divided by alpha^2)
-    train_error: float             # fraction of train points with y f <= 0
-    n_unsatisfied: int             # N_Delta = #{mu : 1 - y_mu f(x_mu) > 0}
-    unsatisfied_per_param: float   # N_Delta / N
-    min_margin: float              # min_mu y_mu f(x_mu)
+    step: int  # accepted steps so far
+    flow_time: float  # t = sum of accepted dt (paper units)
+    dt: float  # current step size
+    wall_seconds: float  # since the start of training
+    gradient_evaluations: int  # forward+backward passes so far (accepted + rejected)
+    train_loss: float  # L = (1/P) sum_mu l(y_mu f(x_mu))  (not divided by alpha^2)
+    train_error: float  # fraction of train points with y f <= 0
+    n_unsatisfied: int  # N_Delta = #{mu : 1 - y_mu f(x_mu) > 0}
+    unsatisfied_per_param: float  # N_Delta / N
+    min_margin: float  # min_mu y_mu f(x_mu)
     median_margin: float
     test_loss: float
     test_error: float
-    output_rms: float              # sqrt(mean f(x_train)^2)
-    weight_change: float           # ||theta - theta_0||
-    gradient_norm: float           # ||grad L~||
+    output_rms: float  # sqrt(mean f(x_train)^2)
+    weight_change: float  # ||theta - theta_0||
+    gradient_norm: float  # ||grad L~||
     ntk_change: float = float("nan")  # only when measured at checkpoints
-    forward_evaluations: int = 0   # forward-only passes so far (euler-heun's error estimate)
+    forward_evaluations: int = 0  # forward-only passes so far (euler-heun's error estimate)
 
 
 @dataclass(frozen=True)
 class CellResult:
     """The end of one cell: its summary, final test outputs and kernel results."""
 
-    stop_reason: str               # one of STOP_REASONS
-    fitted: bool                   # N_Delta = 0 at the end
+    stop_reason: str  # one of STOP_REASONS
+    fitted: bool  # N_Delta = 0 at the end
     steps: int
     flow_time: float
     wall_seconds: float
     gradient_evaluations: int
-    n_params: int                  # N
+    n_params: int  # N
     train_loss: float
     train_error: float
     n_unsatisfied: int
     test_loss: float
     test_error: float
-    ntk_change: float              # ||Theta_end - Theta_0||_F / ||Theta_0||_F (nan if not measured)
+    ntk_change: float  # ||Theta_end - Theta_0||_F / ||Theta_0||_F (nan if not measured)
     ntk_norm_initial: float
     ntk_norm_final: float
-    test_outputs: np.ndarray = field(repr=False)     # f(x_test), shape [test_size]
-    test_labels: np.ndarray = field(repr=False)      # y_test in {-1, +1}
-    h0_eigenvalues: np.ndarray = field(repr=False)   # non-zero spectrum of H0 (may be empty)
-    forward_evaluations: int = 0   # forward-only passes (a third of a gradient evaluation)
+    test_outputs: np.ndarray = field(repr=False)  # f(x_test), shape [test_size]
+    test_labels: np.ndarray = field(repr=False)  # y_test in {-1, +1}
+    h0_eigenvalues: np.ndarray = field(repr=False)  # non-zero spectrum of H0 (may be empty)
+    forward_evaluations: int = 0  # forward-only passes (a third of a gradient evaluation)
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ class TrainingState:
     gradient_norm: float
     evaluations: int
     rejections: int
-    wall_seconds: float                  # training wall time so far (the resumed clock's offset)
-    theta: np.ndarray = field(repr=False)      # θ [N]
-    gradient: np.ndarray = field(repr=False)   # ∇L̃ at θ on the current batch [N]
-    outputs: np.ndarray = field(repr=False)    # f at θ on the current batch [B]
-    batch: np.ndarray | None = field(repr=False)   # current minibatch indices [B]; None: full batch
+    wall_seconds: float  # training wall time so far (the resumed clock's offset)
+    theta: np.ndarray = field(repr=False)  # θ [N]
+    gradient: np.ndarray = field(repr=False)  # ∇L̃ at θ on the current batch [N]
+    outputs: np.ndarray = field(repr=False)  # f at θ on the current batch [B]
+    batch: np.ndarray | None = field(repr=False)  # current minibatch indices [B]; None: full batch
     batch_generator_state: np.ndarray = field(repr=False)  # uint8 state of the minibatch generator
-    last_measurement: Measurement | None = None    # the latest Measurement yielded before it
+    last_measurement: Measurement | None = None  # the latest Measurement yielded before it
     forward_evaluations: int = 0
-    window_time: float = 0.0             # flow time at the last stall-window boundary
+    window_time: float = 0.0  # flow time at the last stall-window boundary

@@ -5,6 +5,7 @@ setting that can change a number is a field here, so `cell_id` (a hash of all of
 them) changes whenever any of them does. The pipeline builds CellSpecs from a
 campaign TOML; `tasks.train_cell.train_cell` consumes one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10", "stripe", "sphere", "random-lab
 ARCHITECTURES = ("fc", "cnn", "one-hidden")
 ACTIVATIONS = ("relu", "softplus", "tanh", "swish")
 LOSSES = ("hinge", "quadhinge", "softhinge", "logistic")
-INTEGRATORS = ("euler-heun", "paper")   # tasks/flow.py; docs/integrator.md
+INTEGRATORS = ("euler-heun", "paper")  # tasks/flow.py; docs/integrator.md
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,21 @@ class DataSpec:
     sets are shared by every cell of a campaign while init seeds vary."""
 
     dataset: str = "stripe"
-    dimension: int = 5            # d: PCA components (images) or input dimension (synthetic)
-    train_size: int = 256         # P
+    dimension: int = 5  # d: PCA components (images) or input dimension (synthetic)
+    train_size: int = 256  # P
     test_size: int = 1024
-    kernel_size: int = 128        # P_K: points on which the NTK is measured
+    kernel_size: int = 128  # P_K: points on which the NTK is measured
     train_seed: int = 0
     test_seed: int = 1
     kernel_seed: int = 2
-    data_dir: str | None = None   # where image files live; None = search order of tasks.data
+    data_dir: str | None = None  # where image files live; None = search order of tasks.data
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     arch: str = "fc"
-    depth: int = 2                # L hidden layers
-    width: int = 32               # h
+    depth: int = 2  # L hidden layers
+    width: int = 32  # h
     activation: str = "swish"
     activation_beta: float = 10.0
     bias: bool = False
@@ -49,7 +50,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class LossSpec:
     kind: str = "softhinge"
-    beta: float = 20.0            # sharpness of the soft hinge
+    beta: float = 20.0  # sharpness of the soft hinge
 
 
 @dataclass(frozen=True)
@@ -63,25 +64,27 @@ class FlowSpec:
 
     integrator: str = "euler-heun"
     dt_initial: float = 1.0
-    max_local_error: float = 2e-4       # euler-heun: accept if max_mu |f_heun - f_euler| <= this (docs/integrator.md)
-    max_gradient_turn: float = 1e-4     # paper: accept if ||g-g'||^2/(|g||g'|) below this
-    max_output_change: float = 0.1      # ... and max_mu |f'_mu - f_mu| below this
-    dt_grow: float = 1.1                # paper only
-    dt_shrink: float = 10.0             # paper only
+    max_local_error: float = (
+        2e-4  # euler-heun: accept if max_mu |f_heun - f_euler| <= this (docs/integrator.md)
+    )
+    max_gradient_turn: float = 1e-4  # paper: accept if ||g-g'||^2/(|g||g'|) below this
+    max_output_change: float = 0.1  # ... and max_mu |f'_mu - f_mu| below this
+    dt_grow: float = 1.1  # paper only
+    dt_shrink: float = 10.0  # paper only
     max_steps: int | None = 20_000
-    max_time: float | None = None       # budget in flow time (paper units)
+    max_time: float | None = None  # budget in flow time (paper units)
     max_wall_seconds: float | None = None
-    batch_size: int | None = None       # None = full batch
-    checkpoints_per_decade: int = 10    # log-spaced measurement steps
+    batch_size: int | None = None  # None = full batch
+    checkpoints_per_decade: int = 10  # log-spaced measurement steps
 
 
 @dataclass(frozen=True)
 class ObservableSpec:
-    ntk: bool = True                    # NTK on the kernel set at start and end
+    ntk: bool = True  # NTK on the kernel set at start and end
     ntk_at_checkpoints: bool = False
-    h0_spectrum: bool = True            # spectrum of H0 at the end
-    dtype: str = "float64"              # float64 | float32
-    device: str = "cpu"                 # cpu | cuda | auto
+    h0_spectrum: bool = True  # spectrum of H0 at the end
+    dtype: str = "float64"  # float64 | float32
+    device: str = "cpu"  # cpu | cuda | auto
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class CellSpec:
     """One (h, alpha_tilde, P, seed) point plus the campaign's fixed settings."""
 
     alpha_tilde: float
-    seed: int                           # init seed: weights are drawn from it
+    seed: int  # init seed: weights are drawn from it
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     loss: LossSpec = field(default_factory=LossSpec)
@@ -115,11 +118,16 @@ class CellSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CellSpec":
-        parts = {"data": DataSpec, "model": ModelSpec, "loss": LossSpec,
-                 "flow": FlowSpec, "observables": ObservableSpec}
+        parts = {
+            "data": DataSpec,
+            "model": ModelSpec,
+            "loss": LossSpec,
+            "flow": FlowSpec,
+            "observables": ObservableSpec,
+        }
         d = dict(d)
-        if "flow" in d and "integrator" not in d["flow"]:   # stored before the integrator key:
-            d["flow"] = {**d["flow"], "integrator": "paper"}   # those cells ran the paper's
+        if "flow" in d and "integrator" not in d["flow"]:  # stored before the integrator key:
+            d["flow"] = {**d["flow"], "integrator": "paper"}  # those cells ran the paper's
         kw = {k: (parts[k](**v) if k in parts else v) for k, v in d.items()}
         return cls(**kw)
 
@@ -134,7 +142,7 @@ class CellSpec:
         d["data"].pop("data_dir")
         d["observables"].pop("device")
         d.pop("checkpoint_every_seconds")
-        if d["flow"]["integrator"] == "paper":   # ids of cells stored before the key existed
+        if d["flow"]["integrator"] == "paper":  # ids of cells stored before the key existed
             for key in ("integrator", "max_local_error"):
                 d["flow"].pop(key)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=repr)

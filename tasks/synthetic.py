@@ -15,6 +15,7 @@ Sets are balanced by stratified rejection: draw x in fixed chunks, keep the firs
 examples of each class until each class has its quota. As for images, a larger
 train_size with the same seed extends the smaller training set.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,7 @@ from tasks.preprocess import class_counts, round_robin_order
 
 SYNTHETIC_DATASETS = ("stripe", "sphere", "random-labels")
 STRIPE_INTERVAL = (-0.3, 1.18549)
-CHUNK_ROWS = 1024          # Gaussian points drawn at a time
+CHUNK_ROWS = 1024  # Gaussian points drawn at a time
 
 
 def stripe_classes(x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +40,7 @@ def sphere_radius(d: int) -> float:
     """Median of |x| for x ~ N(0, I_d): the r with P(d/2, r²/2) = ½ (P the regularised
     lower incomplete gamma function), found by bisection in float64."""
     half = torch.tensor(d / 2, dtype=torch.float64)
-    low, high = 0.0, float(d) + 10.0 * (d ** 0.5) + 10.0   # chi² median < d + 10√d + 10
+    low, high = 0.0, float(d) + 10.0 * (d**0.5) + 10.0  # chi² median < d + 10√d + 10
     for _ in range(200):
         mid = (low + high) / 2
         if torch.special.gammainc(half, torch.tensor(mid / 2, dtype=torch.float64)) < 0.5:
@@ -60,7 +61,9 @@ def _gaussian_chunk(d: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(CHUNK_ROWS, d, generator=generator, dtype=torch.float64)
 
 
-def _stratified(classify, counts: list[int], d: int, generator: torch.Generator) -> list[torch.Tensor]:
+def _stratified(
+    classify, counts: list[int], d: int, generator: torch.Generator
+) -> list[torch.Tensor]:
     """Per class k, the first counts[k] points of the stream whose class is k: [counts[k], d]."""
     kept = [[] for _ in counts]
     missing = list(counts)
@@ -75,8 +78,9 @@ def _stratified(classify, counts: list[int], d: int, generator: torch.Generator)
     return [torch.cat(parts) if parts else torch.zeros(0, d, dtype=torch.float64) for parts in kept]
 
 
-def synthetic_set(name: str, d: int, offset: int, size: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_set(
+    name: str, d: int, offset: int, size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One balanced set: x [size, d] float64, classes [size] long (0 -> +1, 1 -> -1).
 
     Class quotas and order follow the round-robin of tasks.preprocess (position

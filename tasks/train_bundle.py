@@ -16,6 +16,7 @@ error estimate at each member's Heun point) and one host sync for all members; t
 observables only at each member's log-spaced checkpoints. ``train_bundle([spec])`` is
 also the fast path for a single fully-connected cell (no autograd in the flow).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,15 @@ from torch import Tensor
 from tasks.batched_fc import BatchedFC, stack_parameters
 from tasks.ensemble import EnsembleObjective, bundle_key, can_batch
 from tasks.cell_records import final_result, measure
-from tasks.flow import (FlowState, Trial, conclude, gradient_turn, is_stalled, step_ratios,
-                        stop_reason)
+from tasks.flow import (
+    FlowState,
+    Trial,
+    conclude,
+    gradient_turn,
+    is_stalled,
+    step_ratios,
+    stop_reason,
+)
 from tasks.losses import has_kink, loss_derivative
 from tasks.observables import next_checkpoint
 from tasks.records import CellResult, Measurement
@@ -38,7 +46,7 @@ from tasks.specs import CellSpec, FlowSpec
 from tasks.train_cell import Cell, prepare_cell
 
 Record = Measurement | CellResult
-_NOTHING = torch.empty(0)   # FlowState's tensors where only its numbers are read
+_NOTHING = torch.empty(0)  # FlowState's tensors where only its numbers are read
 
 
 @dataclass(eq=False)
@@ -46,15 +54,16 @@ class _Member:
     """Host-side progress of one member: its flow state's numbers (``flow``, whose tensors
     are empty: the point is row ``r`` of the ensemble's), replaced after every trial."""
 
-    index: int                 # position in the bundle (what train_bundle yields)
+    index: int  # position in the bundle (what train_bundle yields)
     cell: Cell
     flow: FlowState
     n_unsatisfied: int
-    checkpoint: int = 0        # next step to measure at
+    checkpoint: int = 0  # next step to measure at
     last: Measurement | None = None
 
-    def state(self, theta: Tensor = _NOTHING, gradient: Tensor = _NOTHING,
-              outputs: Tensor = _NOTHING) -> FlowState:
+    def state(
+        self, theta: Tensor = _NOTHING, gradient: Tensor = _NOTHING, outputs: Tensor = _NOTHING
+    ) -> FlowState:
         return replace(self.flow, theta=theta, gradient=gradient, outputs=outputs)
 
 
@@ -64,9 +73,9 @@ class _Ensemble:
 
     members: list[_Member]
     objective: EnsembleObjective
-    theta: Tensor              # θ [m, N]
-    gradient: Tensor           # ∇L̃ at θ [m, N]
-    outputs: Tensor            # f(x_train) at θ [m, P]
+    theta: Tensor  # θ [m, N]
+    gradient: Tensor  # ∇L̃ at θ [m, N]
+    outputs: Tensor  # f(x_train) at θ [m, P]
 
 
 def train_bundle(specs: Sequence[CellSpec]) -> Iterator[tuple[int, Record]]:
@@ -75,10 +84,15 @@ def train_bundle(specs: Sequence[CellSpec]) -> Iterator[tuple[int, Record]]:
     member, the Measurements then the one CellResult that ``train_cell(specs[i])`` yields."""
     if not can_batch(specs):
         keys = {bundle_key(s) for s in specs}
-        why = "a cell cannot be batched (CNN or minibatch flow)" if None in keys else \
-            "they differ in more than alpha_tilde and seed"
-        raise ValueError(f"these {len(specs)} cells cannot train as one bundle: {why}; "
-                         "train them one by one with tasks.train_cell.train_cell")
+        why = (
+            "a cell cannot be batched (CNN or minibatch flow)"
+            if None in keys
+            else "they differ in more than alpha_tilde and seed"
+        )
+        raise ValueError(
+            f"these {len(specs)} cells cannot train as one bundle: {why}; "
+            "train them one by one with tasks.train_cell.train_cell"
+        )
     first = prepare_cell(specs[0])
     cells = [first] + [prepare_cell(spec, first.task) for spec in specs[1:]]
     yield from run_bundle(cells)
@@ -88,7 +102,7 @@ def run_bundle(cells: Sequence[Cell]) -> Iterator[tuple[int, Record]]:
     """The batched flow of prepared cells (see `train_bundle`)."""
     flow, clock0 = cells[0].spec.flow, time.perf_counter()
     ensemble = _start(cells)
-    returned = list(range(len(cells)))    # members back from a flow step (or at start)
+    returned = list(range(len(cells)))  # members back from a flow step (or at start)
     while True:
         finished = yield from _visit(ensemble, returned, time.perf_counter() - clock0)
         if finished:
@@ -104,19 +118,26 @@ def _start(cells: Sequence[Cell]) -> _Ensemble:
     x, y = first.task.x_train, first.task.y_train
     alpha = torch.tensor([c.spec.alpha for c in cells], dtype=x.dtype, device=x.device)
     net, theta = BatchedFC.of(first.model), stack_parameters([c.model for c in cells])
-    initial = net.forward(theta, x)[0]   # by the flow's own forward: f is exactly 0 at θ₀
+    initial = net.forward(theta, x)[0]  # by the flow's own forward: f is exactly 0 at θ₀
     objective = EnsembleObjective(net, x, y, alpha, initial, loss_derivative(first.spec.loss))
     gradient, outputs, margins = objective(theta)
     norms = torch.linalg.vector_norm(gradient, dim=1).tolist()
     unsatisfied = (~(margins >= 1.0)).sum(1).tolist()
-    members = [_Member(i, c, FlowState(_NOTHING, _NOTHING, _NOTHING, norms[i],
-                                       float(c.spec.flow.dt_initial)), unsatisfied[i])
-               for i, c in enumerate(cells)]
+    members = [
+        _Member(
+            i,
+            c,
+            FlowState(_NOTHING, _NOTHING, _NOTHING, norms[i], float(c.spec.flow.dt_initial)),
+            unsatisfied[i],
+        )
+        for i, c in enumerate(cells)
+    ]
     return _Ensemble(members, objective, theta, gradient, outputs)
 
 
-def _visit(ensemble: _Ensemble, rows: list[int],
-           wall_seconds: float) -> Iterator[tuple[int, Record]]:
+def _visit(
+    ensemble: _Ensemble, rows: list[int], wall_seconds: float
+) -> Iterator[tuple[int, Record]]:
     """The head of train_cell's loop for each member in ``rows``: measure at a checkpoint
     or at the stop, and finish a member that stops. Returns the finished rows."""
     finished = []
@@ -128,15 +149,16 @@ def _visit(ensemble: _Ensemble, rows: list[int],
         due = (member.flow.step >= member.checkpoint or reason) and fresh
         if not (due or reason):
             continue
-        state = member.state(ensemble.theta[row], ensemble.gradient[row],
-                             ensemble.outputs[row])
+        state = member.state(ensemble.theta[row], ensemble.gradient[row], ensemble.outputs[row])
         if due:
             member.last = measure(member.cell, state, ensemble.outputs[row], wall_seconds)
             yield member.index, member.last
             member.checkpoint = next_checkpoint(member.flow.step, spec.checkpoints_per_decade)
         if reason:
-            yield member.index, final_result(member.cell, state, reason, member.last,
-                                             ensemble.outputs[row])
+            yield (
+                member.index,
+                final_result(member.cell, state, reason, member.last, ensemble.outputs[row]),
+            )
             finished.append(row)
     return finished
 
@@ -146,8 +168,13 @@ def _without(ensemble: _Ensemble, rows: list[int]) -> _Ensemble:
     gone = set(rows)
     keep = [r for r in range(len(ensemble.members)) if r not in gone]
     index = torch.tensor(keep, dtype=torch.long, device=ensemble.theta.device)
-    return _Ensemble([ensemble.members[r] for r in keep], ensemble.objective.select(index),
-                     ensemble.theta[index], ensemble.gradient[index], ensemble.outputs[index])
+    return _Ensemble(
+        [ensemble.members[r] for r in keep],
+        ensemble.objective.select(index),
+        ensemble.theta[index],
+        ensemble.gradient[index],
+        ensemble.outputs[index],
+    )
 
 
 def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
@@ -159,25 +186,32 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
         dt = members[0].flow.dt
         trial = torch.add(theta, ensemble.gradient, alpha=-dt)
     else:
-        dt = torch.tensor([m.flow.dt for m in members], dtype=theta.dtype,
-                          device=theta.device).unsqueeze_(1)          # [m, 1]
+        dt = torch.tensor(
+            [m.flow.dt for m in members], dtype=theta.dtype, device=theta.device
+        ).unsqueeze_(1)  # [m, 1]
         trial = torch.addcmul(theta, dt, ensemble.gradient, value=-1.0)
     gradient, outputs, margins = ensemble.objective(trial)
-    continued: list[int] = []          # euler-heun rows whose slope was continued at a kink
-    columns = [torch.linalg.vector_norm(gradient, dim=1),
-               torch.linalg.vector_norm(outputs - ensemble.outputs, math.inf, dim=1),
-               torch.sum(margins >= 1.0, dim=1, dtype=theta.dtype),
-               torch.ne(trial, theta).any(1).to(theta.dtype)]
+    continued: list[int] = []  # euler-heun rows whose slope was continued at a kink
+    columns = [
+        torch.linalg.vector_norm(gradient, dim=1),
+        torch.linalg.vector_norm(outputs - ensemble.outputs, math.inf, dim=1),
+        torch.sum(margins >= 1.0, dim=1, dtype=theta.dtype),
+        torch.ne(trial, theta).any(1).to(theta.dtype),
+    ]
     if flow.integrator == "paper":
         columns.append(torch.linalg.vector_norm(ensemble.gradient - gradient, dim=1))
-    else:                          # the Heun point θ − dt(g + g')/2: one more forward
+    else:  # the Heun point θ − dt(g + g')/2: one more forward
         slope, continued = _heun_slope(ensemble, trial, gradient, margins)
         both = ensemble.gradient + slope
-        heun = torch.add(theta, both, alpha=-0.5 * dt) if len(members) == 1 else \
-            torch.addcmul(theta, dt * 0.5, both, value=-1.0)
-        columns.append(torch.linalg.vector_norm(ensemble.objective.outputs(heun) - outputs,
-                                                math.inf, dim=1))
-    stats = torch.stack(columns, dim=1).tolist()                # the one host sync
+        heun = (
+            torch.add(theta, both, alpha=-0.5 * dt)
+            if len(members) == 1
+            else torch.addcmul(theta, dt * 0.5, both, value=-1.0)
+        )
+        columns.append(
+            torch.linalg.vector_norm(ensemble.objective.outputs(heun) - outputs, math.inf, dim=1)
+        )
+    stats = torch.stack(columns, dim=1).tolist()  # the one host sync
     trials = [_member_trial(m, s, flow) for m, s in zip(members, stats)]
     if flow.integrator != "paper":
         for row in continued:
@@ -187,7 +221,7 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
     accepted, returned, n_points = [], [], margins.shape[1]
     for row, (member, numbers, judged) in enumerate(zip(members, stats, trials)):
         member.flow, accept = conclude(member.flow, judged, flow)
-        if accept:   # N_Δ counts a NaN margin as unsatisfied, as tasks.losses does
+        if accept:  # N_Δ counts a NaN margin as unsatisfied, as tasks.losses does
             member.n_unsatisfied = n_points - int(numbers[2])
         accepted.append(accept)
         if accept or is_stalled(member.flow):
@@ -196,8 +230,9 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
     return returned
 
 
-def _heun_slope(ensemble: _Ensemble, trial: Tensor, gradient: Tensor,
-                margins: Tensor) -> tuple[Tensor, list[int]]:
+def _heun_slope(
+    ensemble: _Ensemble, trial: Tensor, gradient: Tensor, margins: Tensor
+) -> tuple[Tensor, list[int]]:
     """g' for euler-heun's Heun point: for a kinked loss, the rows where a margin crossed 1
     take the gradient at θ' with ℓ' frozen at the old margins (`tasks.flow.attempt_step`;
     one more evaluation each). Returns (slope [m, N], the continued rows)."""
@@ -217,13 +252,19 @@ def _member_trial(member: _Member, stats: list[float], flow: FlowSpec) -> Trial:
     (‖g'‖, change, #satisfied, moved, then ‖g − g'‖ (paper) or E (euler-heun))."""
     norm, change, _, moved, last = stats
     if flow.integrator == "paper":
-        return Trial(norm, gradient_turn(member.flow.gradient_norm, norm, last), change,
-                     math.nan, bool(moved))
+        return Trial(
+            norm,
+            gradient_turn(member.flow.gradient_norm, norm, last),
+            change,
+            math.nan,
+            bool(moved),
+        )
     return Trial(norm, math.nan, change, last, bool(moved), forward_evaluations=1)
 
 
-def _move(ensemble: _Ensemble, accepted: list[bool], theta: Tensor, gradient: Tensor,
-          outputs: Tensor) -> None:
+def _move(
+    ensemble: _Ensemble, accepted: list[bool], theta: Tensor, gradient: Tensor, outputs: Tensor
+) -> None:
     """Accepted rows take the trial's θ', g', f'; rejected rows keep theirs."""
     if all(accepted):
         ensemble.theta, ensemble.gradient, ensemble.outputs = theta, gradient, outputs
@@ -234,8 +275,14 @@ def _move(ensemble: _Ensemble, accepted: list[bool], theta: Tensor, gradient: Te
         ensemble.outputs = torch.where(mask, outputs, ensemble.outputs)
 
 
-def _continue_across_kink(ensemble: _Ensemble, trial: Tensor, outputs: Tensor,
-                          margins: Tensor, trials: list[Trial], flow: FlowSpec) -> None:
+def _continue_across_kink(
+    ensemble: _Ensemble,
+    trial: Tensor,
+    outputs: Tensor,
+    margins: Tensor,
+    trials: list[Trial],
+    flow: FlowSpec,
+) -> None:
     """The paper controller's `AlphaObjective.across_kink` for the batch: members whose
     gradient turned too much and one of whose margins crossed 1 are judged on the
     gradient at θ' continued with the old ℓ' (one more evaluation each); ``trials`` is

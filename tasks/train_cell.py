@@ -7,6 +7,7 @@ own seeds), the initial weights from a generator derived from ``spec.seed``, min
 Cost per accepted full-batch step: one forward+backward (the flow reuses the trial's
 gradient), plus one host sync for N_Δ; observables only at log-spaced checkpoints.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,16 @@ from torch import Tensor, nn
 
 from tasks.data import Task, load_task
 from tasks.cell_records import final_result, measure
-from tasks.flow import (AcrossKink, Evaluate, FlowState, Forward, advance, rebatch, start_flow,
-                        stop_reason)
+from tasks.flow import (
+    AcrossKink,
+    Evaluate,
+    FlowState,
+    Forward,
+    advance,
+    rebatch,
+    start_flow,
+    stop_reason,
+)
 from tasks.losses import AlphaObjective, has_kink, loss_derivative, unsatisfied_margins
 from tasks.models import build_from_spec, count_parameters
 from tasks.observables import chunked_outputs, next_checkpoint, ntk_at
@@ -39,7 +48,7 @@ def derived_generator(seed: int, role: str) -> torch.Generator:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" → cuda if available, else cpu; otherwise the named device."""
+    """ "auto" → cuda if available, else cpu; otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -52,11 +61,11 @@ class Cell:
     spec: CellSpec
     task: Task
     model: nn.Module
-    objective: AlphaObjective         # θ ↦ (∇L̃, f(x_train)); holds f̃_θ₀(x_train)
-    theta0: Tensor                    # θ₀ [N]
-    test_initial: Tensor              # f̃_θ₀(x_test) [n_test]
-    kernel_initial: Tensor            # f̃_θ₀(x_kernel) [P_K]
-    ntk_initial: Tensor | None        # Θ₀ on the kernel set [P_K, P_K], if measured
+    objective: AlphaObjective  # θ ↦ (∇L̃, f(x_train)); holds f̃_θ₀(x_train)
+    theta0: Tensor  # θ₀ [N]
+    test_initial: Tensor  # f̃_θ₀(x_test) [n_test]
+    kernel_initial: Tensor  # f̃_θ₀(x_kernel) [P_K]
+    ntk_initial: Tensor | None  # Θ₀ on the kernel set [P_K, P_K], if measured
     n_params: int
 
 
@@ -66,27 +75,38 @@ def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
     share one), else loaded here."""
     dtype = _DTYPES.get(spec.observables.dtype)
     if dtype is None:
-        raise ValueError(f"observables.dtype must be one of {', '.join(_DTYPES)}, "
-                         f"got {spec.observables.dtype!r}")
+        raise ValueError(
+            f"observables.dtype must be one of {', '.join(_DTYPES)}, got {spec.observables.dtype!r}"
+        )
     device = resolve_device(spec.observables.device)
     if task is None:
         raw = load_task(spec.data, dtype)
         fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
         task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
-    model = build_from_spec(spec.model, spec.data.dimension,
-                            derived_generator(spec.seed, "init"), dtype).to(device)
+    model = build_from_spec(
+        spec.model, spec.data.dimension, derived_generator(spec.seed, "init"), dtype
+    ).to(device)
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     with torch.no_grad():
         initial = [model(x) for x in (task.x_train, task.x_test, task.x_kernel)]
-    objective = AlphaObjective(model, spec.alpha, loss_derivative(spec.loss), task.x_train,
-                               task.y_train, initial[0], kinked=has_kink(spec.loss))
+    objective = AlphaObjective(
+        model,
+        spec.alpha,
+        loss_derivative(spec.loss),
+        task.x_train,
+        task.y_train,
+        initial[0],
+        kinked=has_kink(spec.loss),
+    )
     ntk0 = ntk_at(model, theta0, task.x_kernel) if spec.observables.ntk else None
-    return Cell(spec, task, model, objective, theta0, initial[1], initial[2], ntk0,
-                count_parameters(model))
+    return Cell(
+        spec, task, model, objective, theta0, initial[1], initial[2], ntk0, count_parameters(model)
+    )
 
 
-def train_cell(spec: CellSpec, resume_from: TrainingState | None = None
-               ) -> Iterator[Measurement | CellResult | TrainingState]:
+def train_cell(
+    spec: CellSpec, resume_from: TrainingState | None = None
+) -> Iterator[Measurement | CellResult | TrainingState]:
     """Train one cell by the adaptive gradient flow; yield a `Measurement` at each
     log-spaced checkpoint (always including steps 0 and the last), then one `CellResult`.
     With ``spec.checkpoint_every_seconds`` set, also a `TrainingState` that often (wall
@@ -111,6 +131,7 @@ def _forward(cell: Cell, batch: Tensor | None) -> Forward:
     def forward(theta: Tensor) -> Tensor:
         with torch.no_grad():
             return objective.outputs(theta, x, initial)
+
     return forward
 
 
@@ -121,9 +142,9 @@ def _across_kink(cell: Cell, batch: Tensor | None) -> AcrossKink | None:
     return lambda theta, old, new: cell.objective.across_kink(theta, old, new, batch)
 
 
-def run_cell(cell: Cell, state: FlowState | None = None,
-             resume_from: TrainingState | None = None
-             ) -> Iterator[Measurement | CellResult | TrainingState]:
+def run_cell(
+    cell: Cell, state: FlowState | None = None, resume_from: TrainingState | None = None
+) -> Iterator[Measurement | CellResult | TrainingState]:
     """Run the flow of ``cell`` from θ₀; or continue it from a full-batch ``state`` (then
     measured from the next scheduled checkpoint after its step on, wall seconds from 0);
     or from a snapshot ``resume_from`` (exactly: the same later records as without the
@@ -132,7 +153,7 @@ def run_cell(cell: Cell, state: FlowState | None = None,
     batches = _Batches(cell, resume_from)
     clock = _Clock(cell.spec.checkpoint_every_seconds, resume_from)
     batch, last = batches.current, resume_from and resume_from.last_measurement
-    if resume_from is not None:        # measured again after the snapshot's last one
+    if resume_from is not None:  # measured again after the snapshot's last one
         state = _restored(cell, resume_from)
         checkpoint = next_checkpoint(last.step, flow.checkpoints_per_decade) if last else 0
     elif state is None:
@@ -151,9 +172,10 @@ def run_cell(cell: Cell, state: FlowState | None = None,
             break
         if clock.snapshot_due():
             yield _snapshot(state, batches, clock.wall(), last)
-        state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch),
-                        _forward(cell, batch))
-        if batch is not None:   # a minibatch flow moves to a fresh batch after each step
+        state = advance(
+            state, _evaluator(cell, batch), flow, _across_kink(cell, batch), _forward(cell, batch)
+        )
+        if batch is not None:  # a minibatch flow moves to a fresh batch after each step
             batch = batches.draw()
             state = rebatch(state, _evaluator(cell, batch))
     yield final_result(cell, state, reason, last, train_outputs)
@@ -179,8 +201,9 @@ class _Batches:
         if self.size is None or self.size >= self.n:
             self.current = None
         else:
-            self.current = torch.randperm(self.n, generator=self.generator)[:self.size] \
-                .to(self.device)
+            self.current = torch.randperm(self.n, generator=self.generator)[: self.size].to(
+                self.device
+            )
         return self.current
 
 
@@ -207,15 +230,28 @@ def _host(tensor: Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy().copy()
 
 
-def _snapshot(state: FlowState, batches: _Batches, wall_seconds: float,
-              last: Measurement | None) -> TrainingState:
+def _snapshot(
+    state: FlowState, batches: _Batches, wall_seconds: float, last: Measurement | None
+) -> TrainingState:
     """The loop's state as host arrays (one device sync)."""
     batch = None if batches.current is None else _host(batches.current)
-    return TrainingState(state.step, state.flow_time, state.dt, state.gradient_norm,
-                         state.evaluations, state.rejections, wall_seconds,
-                         _host(state.theta), _host(state.gradient), _host(state.outputs),
-                         batch, batches.generator.get_state().numpy().copy(), last,
-                         state.forward_evaluations, state.window_time)
+    return TrainingState(
+        state.step,
+        state.flow_time,
+        state.dt,
+        state.gradient_norm,
+        state.evaluations,
+        state.rejections,
+        wall_seconds,
+        _host(state.theta),
+        _host(state.gradient),
+        _host(state.outputs),
+        batch,
+        batches.generator.get_state().numpy().copy(),
+        last,
+        state.forward_evaluations,
+        state.window_time,
+    )
 
 
 def _restored(cell: Cell, saved: TrainingState) -> FlowState:
@@ -224,21 +260,34 @@ def _restored(cell: Cell, saved: TrainingState) -> FlowState:
     for name in ("theta", "gradient"):
         array = getattr(saved, name)
         if array.shape != tuple(theta0.shape) or array.dtype != dtype:
-            raise ValueError(f"the snapshot's {name} is {array.dtype}{list(array.shape)} but "
-                             f"this cell trains {theta0.dtype}{list(theta0.shape)}: it belongs "
-                             "to another cell or code version; delete it to start from zero")
+            raise ValueError(
+                f"the snapshot's {name} is {array.dtype}{list(array.shape)} but "
+                f"this cell trains {theta0.dtype}{list(theta0.shape)}: it belongs "
+                "to another cell or code version; delete it to start from zero"
+            )
 
     def tensor(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array.copy()).to(theta0.device)
-    return FlowState(tensor(saved.theta), tensor(saved.gradient), tensor(saved.outputs),
-                     saved.gradient_norm, saved.dt, saved.flow_time, saved.step,
-                     saved.evaluations, saved.rejections, saved.forward_evaluations,
-                     saved.window_time)
+
+    return FlowState(
+        tensor(saved.theta),
+        tensor(saved.gradient),
+        tensor(saved.outputs),
+        saved.gradient_norm,
+        saved.dt,
+        saved.flow_time,
+        saved.step,
+        saved.evaluations,
+        saved.rejections,
+        saved.forward_evaluations,
+        saved.window_time,
+    )
 
 
 def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor:
     """f(x_train) at ``state``: the flow's own outputs in a full-batch flow (batch None)."""
     if batch is None:
         return state.outputs
-    return chunked_outputs(cell.objective, state.theta, cell.task.x_train,
-                           cell.objective.initial_outputs)
+    return chunked_outputs(
+        cell.objective, state.theta, cell.task.x_train, cell.objective.initial_outputs
+    )

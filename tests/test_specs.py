@@ -1,4 +1,5 @@
 """Cell ids: a stable hash of the fully resolved configuration."""
+
 import dataclasses
 
 from tasks.specs import CellSpec, DataSpec, LossSpec, ModelSpec

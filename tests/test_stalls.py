@@ -1,6 +1,7 @@
 """A stall is never a result: the stall rules of every integrator (tasks/flow.py), and a
 stalled cell is not fitted, is left out of ensembles and jamming lines, is drawn hatched
 grey (not black) in the phase diagram and is listed by `status` with the fix."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,7 +67,7 @@ def test_an_accepted_step_that_leaves_theta_unchanged_stalls_at_once():
     spec = FlowSpec()
     state = accepted(FlowState(VEC, VEC, VEC, 1.0, 0.1), spec, moved=False)
     assert state.step == 1 and stop_reason(state, 5, spec) == "stalled"
-    assert stop_reason(state, 0, spec) == "fitted"     # N_Δ = 0 is a fact about θ
+    assert stop_reason(state, 0, spec) == "fitted"  # N_Δ = 0 is a fact about θ
 
 
 def test_flow_time_frozen_over_a_window_of_steps_stalls_above_the_dt_floor():
@@ -93,15 +94,16 @@ def test_the_paper_controller_on_a_relu_cell_stalls_within_100_steps_in_both_eng
     bundled = [r for _, r in train_bundle([cell]) if isinstance(r, CellResult)][0]
     for result in (alone, bundled):
         assert result.stop_reason == "stalled" and result.steps < 100 and not result.fitted
-    *_, healthy = train_cell(dataclasses.replace(
-        cell, flow=dataclasses.replace(cell.flow, integrator="euler-heun")))
+    *_, healthy = train_cell(
+        dataclasses.replace(cell, flow=dataclasses.replace(cell.flow, integrator="euler-heun"))
+    )
     assert healthy.stop_reason != "stalled" and healthy.steps > 100
 
 
 def test_stalled_cells_are_left_out_of_ensembles_and_jamming_and_shown_apart(tmp_path):
     campaign = str(tmp_path / "relu-paper")
     store = ParquetStore.open(campaign, create=True)
-    store.write_spec(tomllib.loads(SPEC), SPEC)                 # as `phasegrid run` does
+    store.write_spec(tomllib.loads(SPEC), SPEC)  # as `phasegrid run` does
     cells = relu_paper_cells()
     store.extend_manifest(manifest_table(cells))
     for cell in cells:
@@ -115,8 +117,10 @@ def test_stalled_cells_are_left_out_of_ensembles_and_jamming_and_shown_apart(tmp
     assert not stalled["fitted"].any() and (stalled["steps"] < 100).all()
 
     ensembles = pd.read_parquet(f"{campaign}/ensembles").set_index("alpha_tilde")
-    assert (ensembles.loc[1.0, "n_stalled"] == 2).all() and (ensembles.loc[1.0, "n_seeds"] == 0).all()
-    assert ensembles.loc[1.0, "fitted_fraction"].isna().all()        # not 0: not jammed
+    assert (ensembles.loc[1.0, "n_stalled"] == 2).all() and (
+        ensembles.loc[1.0, "n_seeds"] == 0
+    ).all()
+    assert ensembles.loc[1.0, "fitted_fraction"].isna().all()  # not 0: not jammed
     assert (ensembles.loc[1e4, "n_stalled"] == 0).all()
     boundaries = pd.read_parquet(f"{campaign}/boundaries")
     jamming = boundaries.loc[boundaries["boundary"] == "jamming"]
@@ -129,7 +133,7 @@ def test_stalled_cells_are_left_out_of_ensembles_and_jamming_and_shown_apart(tmp
     image = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
     ax = fig.axes[0]
     for width in (8, 32):
-        x, y = ax.transData.transform((width * 1.15, 1.0 * 1.3))      # off the hatch lines
+        x, y = ax.transData.transform((width * 1.15, 1.0 * 1.3))  # off the hatch lines
         pixel = image[int(round(image.shape[0] - y)), int(round(x))]
         assert np.abs(pixel - 255 * np.array(STALLED[:3])).max() < 12, (width, pixel)
 
