@@ -118,6 +118,7 @@ def _plain(fast: dict, ref: dict) -> dict:
 
 def _ntk_cuda(device: str, points: int, width: int, depth: int, dim: int) -> tuple[dict, dict]:
     import torch
+
     from tasks.models import build_model
     from tasks.ntk import ntk_gram, ntk_gram_jacobian
 

@@ -20,16 +20,16 @@ from results_schema.tables import (
 from results_schema.validate import SchemaError, schema_of, validate
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "VERSION_KEY",
-    "TABLES",
+    "BOUNDARIES",
     "CELLS",
-    "MEASUREMENTS",
-    "PREDICTIONS",
+    "ENSEMBLES",
     "KERNELS",
     "MANIFEST",
-    "ENSEMBLES",
-    "BOUNDARIES",
+    "MEASUREMENTS",
+    "PREDICTIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "VERSION_KEY",
     "SchemaError",
     "schema_of",
     "validate",

@@ -1,4 +1,4 @@
-"""Schemas of the aggregate tables written by `phasegrid aggregate` (pipeline.aggregate):
+"""Schemas of the aggregate tables written by `phasegrid aggregate` (pipeline.analysis.ensembles):
 `ensembles/part-0.parquet` and `boundaries/part-0.parquet`, recomputed from the done
 cells each time. Like the cell tables, every row carries the grid and settings columns
 (those constant over the campaign too), so a reader can filter without joins.

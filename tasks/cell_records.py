@@ -7,12 +7,12 @@ recomputed); the test outputs, NTK and H₀ spectrum are evaluated here.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from tasks.cell import Cell
 from tasks.flow import FlowState
 from tasks.losses import loss_function
 from tasks.observables import (
@@ -23,9 +23,6 @@ from tasks.observables import (
     ntk_at,
 )
 from tasks.records import CellResult, Measurement
-
-if TYPE_CHECKING:  # train_cell imports this module
-    from tasks.train_cell import Cell
 
 
 def relative_change(before: Tensor, after: Tensor) -> float:

@@ -34,15 +34,15 @@ from tasks.specs import DATASETS, DataSpec
 from tasks.synthetic import SYNTHETIC_DATASETS, synthetic_set
 
 __all__ = [
-    "Task",
+    "IMAGE_DATASETS",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DatasetTooSmallError",
-    "load_task",
-    "dataset_size",
-    "locate_dataset",
+    "Task",
     "available_datasets",
-    "IMAGE_DATASETS",
+    "dataset_size",
+    "load_task",
+    "locate_dataset",
 ]
 
 

@@ -70,7 +70,7 @@ class TrainingState:
     """A snapshot of one cell's flow, enough to continue it exactly (`train_cell`'s
     ``resume_from``): the `tasks.flow.FlowState` as host arrays plus what the loop around
     it keeps. θ₀ and f̃_θ₀ are not here: they are recomputed from the cell's seeds.
-    pipeline/checkpoint.py stores it as raw arrays in Parquet (never pickled)."""
+    pipeline/store/snapshots.py stores it as raw arrays in Parquet (never pickled)."""
 
     step: int
     flow_time: float

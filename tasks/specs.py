@@ -117,7 +117,7 @@ class CellSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CellSpec":
+    def from_dict(cls, d: dict) -> CellSpec:
         parts = {
             "data": DataSpec,
             "model": ModelSpec,

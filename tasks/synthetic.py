@@ -65,7 +65,7 @@ def _stratified(
     classify, counts: list[int], d: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """Per class k, the first counts[k] points of the stream whose class is k: [counts[k], d]."""
-    kept = [[] for _ in counts]
+    kept: list[list[torch.Tensor]] = [[] for _ in counts]
     missing = list(counts)
     while any(missing):
         x = _gaussian_chunk(d, generator)

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from tasks.batched_fc import BatchedFC, stack_parameters
-from tasks.ensemble import EnsembleObjective, bundle_key, can_batch
+from tasks.bundling import EnsembleObjective, bundle_key, can_batch
+from tasks.cell import Cell, prepare_cell
 from tasks.cell_records import final_result, measure
 from tasks.flow import (
     FlowState,
@@ -40,10 +41,10 @@ from tasks.flow import (
     stop_reason,
 )
 from tasks.losses import has_kink, loss_derivative
+from tasks.models import FullyConnected
 from tasks.observables import next_checkpoint
 from tasks.records import CellResult, Measurement
 from tasks.specs import CellSpec, FlowSpec
-from tasks.train_cell import Cell, prepare_cell
 
 Record = Measurement | CellResult
 _NOTHING = torch.empty(0)  # FlowState's tensors where only its numbers are read
@@ -117,7 +118,8 @@ def _start(cells: Sequence[Cell]) -> _Ensemble:
     first = cells[0]
     x, y = first.task.x_train, first.task.y_train
     alpha = torch.tensor([c.spec.alpha for c in cells], dtype=x.dtype, device=x.device)
-    net, theta = BatchedFC.of(first.model), stack_parameters([c.model for c in cells])
+    models = _fully_connected(cells)
+    net, theta = BatchedFC.of(models[0]), stack_parameters(models)
     initial = net.forward(theta, x)[0]  # by the flow's own forward: f is exactly 0 at θ₀
     objective = EnsembleObjective(net, x, y, alpha, initial, loss_derivative(first.spec.loss))
     gradient, outputs, margins = objective(theta)
@@ -135,9 +137,21 @@ def _start(cells: Sequence[Cell]) -> _Ensemble:
     return _Ensemble(members, objective, theta, gradient, outputs)
 
 
+def _fully_connected(cells: Sequence[Cell]) -> list[FullyConnected]:
+    """The cells' nets, which `can_batch` admits only as fully-connected ones."""
+    models = [c.model for c in cells]
+    fc = [m for m in models if isinstance(m, FullyConnected)]
+    if len(fc) != len(models):
+        raise TypeError(
+            "only fully-connected nets train as a bundle; train the others one by one "
+            "with tasks.train_cell.train_cell"
+        )
+    return fc
+
+
 def _visit(
     ensemble: _Ensemble, rows: list[int], wall_seconds: float
-) -> Iterator[tuple[int, Record]]:
+) -> Generator[tuple[int, Record], None, list[int]]:
     """The head of train_cell's loop for each member in ``rows``: measure at a checkpoint
     or at the stop, and finish a member that stops. Returns the finished rows."""
     finished = []
@@ -155,6 +169,7 @@ def _visit(
             yield member.index, member.last
             member.checkpoint = next_checkpoint(member.flow.step, spec.checkpoints_per_decade)
         if reason:
+            assert member.last is not None  # measured at the stop above, or already
             yield (
                 member.index,
                 final_result(member.cell, state, reason, member.last, ensemble.outputs[row]),
@@ -182,14 +197,14 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
     controller `tasks.flow.conclude`; accepted members move to θ'. Returns the rows whose
     `tasks.flow.advance` would return: accepted, or stalled."""
     members, theta = ensemble.members, ensemble.theta
-    if len(members) == 1:
-        dt = members[0].flow.dt
-        trial = torch.add(theta, ensemble.gradient, alpha=-dt)
-    else:
-        dt = torch.tensor(
+    dt: float | Tensor = (
+        members[0].flow.dt
+        if len(members) == 1
+        else torch.tensor(
             [m.flow.dt for m in members], dtype=theta.dtype, device=theta.device
         ).unsqueeze_(1)  # [m, 1]
-        trial = torch.addcmul(theta, dt, ensemble.gradient, value=-1.0)
+    )
+    trial = _euler(theta, ensemble.gradient, dt)
     gradient, outputs, margins = ensemble.objective(trial)
     continued: list[int] = []  # euler-heun rows whose slope was continued at a kink
     columns = [
@@ -203,11 +218,7 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
     else:  # the Heun point θ − dt(g + g')/2: one more forward
         slope, continued = _heun_slope(ensemble, trial, gradient, margins)
         both = ensemble.gradient + slope
-        heun = (
-            torch.add(theta, both, alpha=-0.5 * dt)
-            if len(members) == 1
-            else torch.addcmul(theta, dt * 0.5, both, value=-1.0)
-        )
+        heun = _euler(theta, both, 0.5 * dt)
         columns.append(
             torch.linalg.vector_norm(ensemble.objective.outputs(heun) - outputs, math.inf, dim=1)
         )
@@ -228,6 +239,14 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
             returned.append(row)
     _move(ensemble, accepted, trial, gradient, outputs)
     return returned
+
+
+def _euler(theta: Tensor, slope: Tensor, dt: float | Tensor) -> Tensor:
+    """θ − dt·slope [m, N]: one member by its float dt (the single-net fast path's op),
+    several by their dts [m, 1]."""
+    if isinstance(dt, Tensor):
+        return torch.addcmul(theta, dt, slope, value=-1.0)
+    return torch.add(theta, slope, alpha=-dt)
 
 
 def _heun_slope(

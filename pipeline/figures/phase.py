@@ -15,10 +15,10 @@ from matplotlib.patches import Rectangle
 from pipeline.figures.data import CampaignData
 from pipeline.figures.style import (
     ERROR_CMAP,
-    budget_lines,
     HALO,
     LABELS,
     SkipFigure,
+    budget_lines,
     fmt,
     log_axes,
     new_figure,
@@ -71,7 +71,7 @@ def phase_colours(
 
 
 def fill_between_points(rgba: np.ndarray, alphas: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Refined campaigns (pipeline/refine.py) place different α̃ at each width, or different
+    """Refined campaigns (pipeline/drivers/refine.py) place different α̃ at each width, or different
     h at each α̃: a grid point without a row that lies between measured points of its
     width takes the colour of the nearest of them in log α̃; then likewise along h at
     fixed α̃. Points beyond a width's (or α̃'s) measured range stay transparent."""
