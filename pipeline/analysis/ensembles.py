@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.analysis.boundaries import boundaries_table, order_columns
+from pipeline.analysis.boundaries import boundaries_table, order_columns, without_stalled
 from results_schema.tables import SETTINGS
 
 # Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
 GRID_AXES = ("width", "alpha_tilde", "train_size", "depth", *(f.name for f in SETTINGS))
 ENSEMBLE_METRICS = (
     "n_seeds",
+    "n_stalled",
     "n_params",
     "fitted_fraction",
     "mean_test_error",
@@ -88,19 +89,24 @@ def ensemble_table(
     """One row per grid point over the done cells' seeds: axes, alpha, ENSEMBLE_METRICS.
 
     Cells without predictions rows contribute to every column except
-    ensemble_test_error and fluctuation (NaN when no seed has predictions)."""
+    ensemble_test_error and fluctuation (NaN when no seed has predictions). Stalled cells
+    are only counted (n_stalled): a grid point whose cells all stalled has n_seeds = 0
+    and NaN metrics."""
     done = done_cells(cells)
     axes = list(axes) if axes is not None else grid_axes(done)
     done = done.assign(
         group=done.groupby(axes, dropna=False, sort=True).ngroup(),
         fitted=done["fitted"].astype(float),
     )
-    grouped = done.groupby("group")
-    table = grouped[axes].first()
+    table = done.groupby("group")[axes + ["n_params"]].first()
+    valid = without_stalled(done)  # stalled cells: counted, never averaged
+    grouped = valid.groupby("group")
     table = table.assign(
-        alpha=grouped["alpha"].first() if "alpha" in done else np.nan,
-        n_seeds=grouped.size(),
-        n_params=grouped["n_params"].first(),
+        alpha=done.groupby("group")["alpha"].first() if "alpha" in done else np.nan,
+        n_seeds=grouped.size().reindex(table.index, fill_value=0),
+        n_stalled=(
+            done.groupby("group").size() - grouped.size().reindex(table.index, fill_value=0)
+        ),
         fitted_fraction=grouped["fitted"].mean(),
         mean_test_error=grouped["test_error"].mean(),
         ntk_change=grouped["ntk_change"].agg(geometric_mean),
@@ -108,7 +114,7 @@ def ensemble_table(
         mean_n_unsatisfied=grouped["n_unsatisfied"].mean(),
     )
     outputs = (
-        _output_statistics(done, predictions)
+        _output_statistics(valid, predictions)
         if predictions is not None
         else pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float)
     )

@@ -39,7 +39,7 @@ def _run_guarded(title: str, action: Callable[[Any], Any], again: str) -> None:
     except guard.Terminated:
         fail(guard.stopped_message("terminated (SIGTERM)", again), guard.TERMINATED)
     _print_summary(summary)
-    if summary.failed:
+    if summary.failed or getattr(summary, "stalled", ()):
         raise typer.Exit(guard.CELLS_FAILED)
 
 

@@ -119,6 +119,16 @@ def _print_health(campaign: str, state) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if state.stalled is not None and len(state.stalled):
+        stalled = Table(title=f"stalled cells ({len(state.stalled)})")
+        for column in state.stalled.columns:
+            stalled.add_column(column)
+        for row in state.stalled.itertuples(index=False):
+            stalled.add_row(*(str(v) for v in row))
+        out.print(stalled)
+        from pipeline.drivers.status import STALL_FIX
+
+        err.print(STALL_FIX, markup=False, highlight=False)
     for bad in state.corrupt:
         err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
     if state.corrupt:

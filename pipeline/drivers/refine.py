@@ -224,6 +224,10 @@ class RunAndRefineSummary:
     def failed(self) -> int:
         return self.refine.failed
 
+    @property
+    def stalled(self) -> tuple[str, ...]:
+        return self.run.stalled
+
     def describe(self) -> str:
         return f"{self.run.describe()}\n{self.refine.describe()}"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from pipeline.drivers.heal import heal, readable_spec
 from pipeline.drivers.preflight import check_run, cluster_preflight
 from pipeline.drivers.settings import check_settings
+from pipeline.drivers.status import STALL_FIX
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.sink import StoreSink
@@ -51,6 +52,7 @@ class RunSummary:
     wall_seconds: float
     quarantined: tuple[str, ...] = ()  # unreadable files moved to _quarantine/ (with reasons)
     repaired: tuple[str, ...] = ()  # spec.json / manifest rebuilt (pipeline/drivers/heal.py)
+    stalled: tuple[str, ...] = ()  # requested cells whose integrator stalled (not results)
 
     def describe(self) -> str:
         ran = self.requested - self.already_done
@@ -60,7 +62,9 @@ class RunSummary:
             f"{self.failed} failed, in {self.wall_seconds:.1f} s"
         )
         quarantined = (f"quarantined {q}" for q in self.quarantined)
-        return "\n".join([text, *quarantined, *self.repaired])
+        stalled = [f"{len(self.stalled)} cells stalled: {STALL_FIX}"] if self.stalled else []
+        stalled += [f"stalled {cell}" for cell in self.stalled]
+        return "\n".join([text, *quarantined, *self.repaired, *stalled])
 
 
 def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
@@ -95,6 +99,21 @@ def _execute(
         sink.done,
         sink.failed,
         time.monotonic() - start,
+        stalled=stalled_cells(store, {c.cell_id for c in cells}),
+    )
+
+
+def stalled_cells(store: ParquetStore, ids: set[str]) -> tuple[str, ...]:
+    """The cells of `ids` whose done record says the integrator stalled (they are not
+    results: exit code 3), each as "cell_id (h=.. α̃=.. P=.. seed ..)"."""
+    columns = ["cell_id", "status", "stop_reason", "width", "alpha_tilde", "train_size", "seed"]
+    cells = store.read_table("cells", columns).to_pandas()
+    stalled = cells.loc[
+        cells.cell_id.isin(ids) & (cells.status == "done") & (cells.stop_reason == "stalled")
+    ]
+    return tuple(
+        f"{c.cell_id} (h={c.width} α̃={c.alpha_tilde:g} P={c.train_size} seed {c.seed})"
+        for c in stalled.itertuples()
     )
 
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from support.fault_tools import stop_group
+from support.spec_examples import RELU_PAPER
 
 
 def write_idx(path: Path, array: np.ndarray, truncate_to: int | None = None) -> None:
@@ -74,6 +75,20 @@ def test_failed_cells_exit_3_with_the_summary(tmp_path, stripe_spec, ray_session
     assert "Traceback (most recent call last)" in shown.stdout  # the full error, not a line
     assert "truncated or corrupt" in shown.stdout
     assert CliRunner().invoke(app, ["logs", campaign, "zzz"]).exit_code == 2
+
+
+def test_stalled_cells_exit_3_and_are_listed(tmp_path, ray_session):
+    spec = tmp_path / "relu-paper.toml"  # the paper's controller stalls on a relu kink
+    spec.write_text(
+        RELU_PAPER.replace("width = [8, 32]", "width = [8]").replace(
+            "alpha_tilde = [1.0, 1e4]", "alpha_tilde = [1.0]"
+        )
+    )
+    done = CliRunner().invoke(app, ["run", str(spec), "--store", str(tmp_path / "results")])
+    assert done.exit_code == 3, done.output
+    out = done.stdout.replace("\n", " ")
+    assert "2 done, 0 failed" in out and "2 cells stalled" in out and "euler-heun" in out
+    assert len([x for x in done.stdout.splitlines() if x.startswith("stalled ")]) == 2
 
 
 def test_help_documents_the_exit_codes():
