@@ -170,6 +170,10 @@ RUN = [
     _field("host", STR, "Host name of the worker that ran the attempt."),
     _field("device", STR, "Device of the attempt (cpu, or cuda and its name)."),
     _field("code_version", STR, "phasegrid version and git describe of the driver."),
+    _field("torch_version", STR, "PyTorch version on the worker that ran the attempt."),
+    _field("numpy_version", STR, "NumPy version on that worker."),
+    _field("ray_version", STR, "Ray version on that worker (null without Ray installed)."),
+    _field("cuda_version", STR, "CUDA version torch was built with (null: a CPU build)."),
     _field("started_at", TIME, "When the attempt started (UTC)."),
     _field("finished_at", TIME, "When the attempt finished (UTC)."),
 ]

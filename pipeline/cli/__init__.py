@@ -59,12 +59,13 @@ def _print_summary(summary: Any) -> None:
         )
 
 
-def _load_spec(spec: str) -> tuple[Any, str]:
-    """The spec and its TOML, or exit 2 before anything starts (no progress bar)."""
+def _load_spec(spec: str, overrides: list[str] | None = None) -> tuple[Any, str]:
+    """The spec (with `--set` overrides) and its TOML, or exit 2 before anything starts
+    (no progress bar)."""
     from pipeline.spec.campaign import SpecError, load_campaign_text
 
     try:
-        return load_campaign_text(spec)
+        return load_campaign_text(spec, overrides=overrides or ())
     except SpecError as error:
         fail(f"error: {error}", guard.BAD_INPUT)
 
@@ -88,6 +89,22 @@ def run(
             "cells as a further settings group (aggregated apart) instead of refusing.",
         ),
     ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a spec key, KEY=VALUE with a TOML value (e.g. flow.max_steps=150); "
+            "repeatable; recorded in the stored spec.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check everything and print the cells (new / done), tasks and a cost bound "
+            "from the budgets; write nothing, start no Ray.",
+        ),
+    ] = False,
 ) -> None:
     r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
     new cells); then, if SPEC has a \[refine] section, refine that boundary. Checks the
@@ -95,7 +112,10 @@ def run(
     from pipeline.drivers.refine import run_and_refine
     from pipeline.store.location import join_uri
 
-    campaign, toml_text = _load_spec(spec)
+    campaign, toml_text = _load_spec(spec, overrides)
+    if dry_run:
+        _dry_run(campaign, store, address, add_settings_group)
+        return
     again = guard.resume_line(join_uri(store, campaign.name), address)
     _run_guarded(
         "cells",
@@ -104,6 +124,18 @@ def run(
         ),
         again,
     )
+
+
+def _dry_run(spec: Any, store: str, address: str | None, add_settings_group: bool) -> None:
+    from pipeline.drivers.dry_run import dry_run
+    from pipeline.drivers.settings import SettingsChangedError
+    from pipeline.execute.feasibility import InfeasibleRunError
+
+    try:
+        plan = dry_run(spec, store, address, add_settings_group)
+    except (InfeasibleRunError, SettingsChangedError) as error:
+        fail(f"error: {error}", guard.BAD_INPUT)
+    out.print(plan.describe(), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from pipeline.cli import guard
+from pipeline.cli.guard import EXIT_CODES_HELP, OK
 
 LOG_WIDTH = 250
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings=CONTEXT,
     help="Phase-diagram campaigns for deep learning: run a grid of trainings on "
-    "Ray, store them in Parquet, resume, inspect.\n\n" + guard.EXIT_CODES_HELP,
+    "Ray, store them in Parquet, resume, inspect.\n\n" + EXIT_CODES_HELP,
 )
 data_app = typer.Typer(
     no_args_is_help=True,
@@ -45,7 +45,7 @@ Campaign = Annotated[str, typer.Argument(help="Campaign directory or URI, e.g. r
 def _version(value: bool) -> None:
     if value:
         out.print(f"phasegrid {metadata.version('phasegrid')}", markup=False, highlight=False)
-        raise typer.Exit(guard.OK)
+        raise typer.Exit(OK)
 
 
 @app.callback()

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli import guard
 from pipeline.cli.common import Campaign, app, err, fail, out
+from pipeline.cli.guard import BAD_INPUT, resume_line
 
 
 def status_json(state: Any) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def logs(
     try:
         log = cell_log(campaign, cell, last)
     except (CampaignNotFoundError, UnknownCellError) as error:
-        fail(f"error: {error}", guard.BAD_INPUT)
+        fail(f"error: {error}", BAD_INPUT)
     record = {k: v for k, v in log.record.items() if k != "error"}
     out.print(f"cell {log.cell_id}: {log.status}", markup=False, highlight=False)
     for key, value in record.items():
@@ -113,8 +113,7 @@ def _print_health(campaign: str, state) -> None:
         out.print(reasons)
     if state.spec_problem:
         err.print(
-            f"damaged: {state.spec_problem}; `{guard.resume_line(campaign)}` rebuilds it "
-            "from spec.toml",
+            f"damaged: {state.spec_problem}; `{resume_line(campaign)}` rebuilds it from spec.toml",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -16,6 +16,7 @@ import json
 import tomllib
 
 from pipeline.spec.campaign import CampaignSpec, parse_campaign
+from pipeline.spec.overrides import with_overrides_applied
 from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
 from pipeline.store.names import MANIFEST_FILE
 from pipeline.store.rows import manifest_table
@@ -36,7 +37,7 @@ def readable_spec(store: ParquetStore) -> CampaignSpec:
     if spec_json_problem(store) is None:
         return parse_campaign(store.read_spec(), f"{store.uri}/spec.json")
     try:
-        raw = tomllib.loads(store.read_spec_toml())
+        raw = with_overrides_applied(store.read_spec_toml(), f"{store.uri}/spec.toml")
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise CampaignNotFoundError(
             f"{store.uri}: spec.json and spec.toml are both unreadable ({err}); run the "

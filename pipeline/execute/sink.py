@@ -92,6 +92,7 @@ class StoreSink:
             code_version(),
             started.started_at if started else None,
             event.finished_at,
+            started.versions if started else {},
         )
         error, result = event.error, event.result
         if error is None and result is None:
@@ -119,6 +120,7 @@ class StoreSink:
             code_version(),
             started.started_at if started else None,
             utc_now(),
+            started.versions if started else {},
         )
         self.store.commit(spec.cell_id, {"cells": failed_cell_table(spec, error, run)})
         self.store.delete_live(spec.cell_id)

@@ -18,8 +18,9 @@ import time
 import traceback
 import uuid
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from typing import Protocol
 
 from pipeline.spec.schema import Resources
@@ -40,6 +41,7 @@ class AttemptStarted:
     pid: int
     started_at: datetime
     resumed_step: int | None = None  # the snapshot's step this attempt continues from
+    versions: dict[str, str | None] = field(default_factory=dict)  # `software_versions()`
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,24 @@ def deliver(event: Event, spec: CellSpec, sink: CellSink, attempt: int) -> None:
         sink.finished(event, spec, attempt)
 
 
+def software_versions() -> dict[str, str | None]:
+    """The versions that can change a result, as this worker has them (cells columns
+    torch_version, numpy_version, ray_version, cuda_version; None where absent)."""
+    import numpy
+    import torch
+
+    try:
+        ray_version: str | None = metadata.version("ray")
+    except metadata.PackageNotFoundError:
+        ray_version = None
+    return {
+        "torch_version": torch.__version__,
+        "numpy_version": numpy.__version__,
+        "ray_version": ray_version,
+        "cuda_version": torch.version.cuda,
+    }
+
+
 def _device(spec: CellSpec) -> str:
     """What the cell trains on, as stored in the `device` column."""
     import torch
@@ -134,9 +154,17 @@ class Attempts:
 
     def started(self) -> Iterator[AttemptStarted]:
         host, device, now = socket.gethostname(), _device(self.specs[0]), datetime.now(UTC)
+        versions = software_versions()
         for spec, attempt_id in zip(self.specs, self.ids):
             yield AttemptStarted(
-                spec.cell_id, attempt_id, host, device, os.getpid(), now, self.resumed_step
+                spec.cell_id,
+                attempt_id,
+                host,
+                device,
+                os.getpid(),
+                now,
+                self.resumed_step,
+                versions,
             )
         self.last_flush = time.monotonic()
 

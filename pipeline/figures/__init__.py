@@ -1,20 +1,42 @@
 """The paper's figures, each a function CampaignData -> matplotlib Figure that raises
 SkipFigure (with a one-line reason) when the campaign lacks its data."""
 
+import functools
+from collections.abc import Callable
+
+from matplotlib.figure import Figure
+
 from pipeline.figures.curves import double_descent, learning_curves, regimes
 from pipeline.figures.data import CampaignData
 from pipeline.figures.jamming import fluctuations, h0_spectrum, jamming
 from pipeline.figures.phase import phase_colours, phase_diagram
 from pipeline.figures.style import SkipFigure
+from pipeline.figures.ticks import label_log_axes
 
-FIGURES = {
-    "phase_diagram": phase_diagram,  # Fig. 4
-    "double_descent": double_descent,  # Fig. 5
-    "jamming": jamming,  # Fig. 7A-B
-    "h0_spectrum": h0_spectrum,  # Fig. 7C
-    "fluctuations": fluctuations,  # Fig. 7D
-    "regimes": regimes,  # Fig. 8
-    "learning_curves": learning_curves,  # Fig. 9
+DrawFigure = Callable[[CampaignData], Figure]
+
+
+def _readable(draw: DrawFigure) -> DrawFigure:
+    """`draw`, then at least two labelled ticks on each log axis (pipeline/figures/ticks.py)."""
+
+    @functools.wraps(draw)
+    def drawn(data: CampaignData) -> Figure:
+        return label_log_axes(draw(data))
+
+    return drawn
+
+
+FIGURES: dict[str, DrawFigure] = {
+    name: _readable(draw)
+    for name, draw in {
+        "phase_diagram": phase_diagram,  # Fig. 4
+        "double_descent": double_descent,  # Fig. 5
+        "jamming": jamming,  # Fig. 7A-B
+        "h0_spectrum": h0_spectrum,  # Fig. 7C
+        "fluctuations": fluctuations,  # Fig. 7D
+        "regimes": regimes,  # Fig. 8
+        "learning_curves": learning_curves,  # Fig. 9
+    }.items()
 }
 
 __all__ = ["FIGURES", "CampaignData", "SkipFigure", "phase_colours", *FIGURES]

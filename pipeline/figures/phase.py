@@ -11,6 +11,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from pipeline.figures.data import CampaignData
 from pipeline.figures.style import (
@@ -202,9 +203,43 @@ def phase_diagram(data: CampaignData) -> Figure:
     crossover = data.boundary("crossover", where)
     _draw_crossover(ax, _fitted_side(crossover, ens) if not crossover.empty else crossover)
     _draw_jamming(ax, data.boundary("jamming", where))
-    fig.colorbar(ScalarMappable(norm, ERROR_CMAP), ax=ax, label=LABELS["ensemble_test_error"])
+    # sampled grid points: hollow rings, so a cell's own colour stays visible at its centre
+    ax.scatter(
+        ens["width"],
+        ens["alpha_tilde"],
+        s=12,
+        facecolors="none",
+        edgecolors="0.6",
+        linewidths=0.5,
+        zorder=3,
+    )
+    if (ens["fitted_fraction"].fillna(0) >= 0.5).any():
+        label = LABELS["ensemble_test_error"]
+        fig.colorbar(ScalarMappable(norm, ERROR_CMAP), ax=ax, label=label)
+    else:  # an all-black diagram: say so instead of a colour bar that maps nothing
+        ax.text(
+            0.5,
+            0.5,
+            "no cell fitted\n(raise the budget, [flow] max_steps)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="white",
+        )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
     ax.set_xlim(log_edges(widths)[[0, -1]])
     ax.set_ylim(log_edges(alphas)[[0, -1]])
+    grid_ticks(ax.xaxis, widths)
+    grid_ticks(ax.yaxis, alphas)
     return fig
+
+
+def grid_ticks(axis, values, most: int = 10) -> None:
+    """Ticks at the sampled grid values (at most `most`, spread evenly), labelled plainly."""
+    values = sorted({float(v) for v in values})
+    if len(values) > most:
+        values = [values[round(i)] for i in np.linspace(0, len(values) - 1, most)]
+    axis.set_major_locator(FixedLocator(values))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_minor_locator(NullLocator())

@@ -20,7 +20,7 @@ import itertools
 import math
 import os
 import tomllib
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from pipeline.spec import axes as grid
 from pipeline.spec.axes import AXES
 from pipeline.spec.errors import Problem, SpecError, problem, show, translate
+from pipeline.spec.overrides import apply_overrides, overrides_block
 from pipeline.spec.schema import (
     AXIS_HOMES,
     REFINE_LEVELS,
@@ -167,9 +168,12 @@ def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
     return load_campaign_text(path, check_data=check_data)[0]
 
 
-def load_campaign_text(path: str | Path, *, check_data: bool = True) -> tuple[CampaignSpec, str]:
+def load_campaign_text(
+    path: str | Path, *, check_data: bool = True, overrides: Sequence[str] = ()
+) -> tuple[CampaignSpec, str]:
     """`load_campaign`, and the TOML text it read (stored with the campaign): the file
-    is read once."""
+    is read once. `overrides` (`section.key=value`, pipeline/spec/overrides.py) are set
+    over the file's keys and recorded at the end of the returned text."""
     source = str(path)
     try:
         text = Path(path).read_bytes().decode()
@@ -189,6 +193,8 @@ def load_campaign_text(path: str | Path, *, check_data: bool = True) -> tuple[Ca
         raise SpecError(
             [problem("", f"not valid TOML: {err}; fix the syntax", source)], source
         ) from None
+    if overrides:
+        raw, text = apply_overrides(raw, overrides, source), text + overrides_block(overrides)
     spec = parse_campaign(raw, source, base_dir=Path(path).parent)
     spec = replace(spec, source_path=source)
     if check_data:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -31,6 +31,10 @@ class Provenance:
     code_version: str
     started_at: datetime | None
     finished_at: datetime
+    versions: dict[str, str | None] = field(default_factory=dict)  # torch_version, ...
+
+
+VERSION_COLUMNS = ("torch_version", "numpy_version", "ray_version", "cuda_version")
 
 
 def utc_now() -> datetime:
@@ -112,6 +116,7 @@ def _run_values(run: Provenance, error: str | None) -> dict:
         "host": run.host,
         "device": run.device,
         "code_version": run.code_version,
+        **{name: run.versions.get(name) for name in VERSION_COLUMNS},
         "started_at": run.started_at,
         "finished_at": run.finished_at,
     }
