@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 import results_schema as rs
-from tasks.records import CellResult, Measurement
+from tasks.records import KERNEL_PCA_COLUMNS, CellResult, Measurement
 from tasks.specs import CellSpec
 
 GRID_COLUMNS = tuple(f.name for f in rs.tables.GRID)
@@ -74,7 +74,7 @@ def measurements_table(spec: CellSpec, measurements: list[Measurement]) -> pa.Ta
 
 
 def _result_values(result: CellResult) -> dict:
-    arrays = ("test_outputs", "test_labels", "h0_eigenvalues")
+    arrays = ("test_outputs", "test_labels", "h0_eigenvalues", *KERNEL_PCA_COLUMNS)
     return {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
             if f.name not in arrays}
 
@@ -111,11 +111,16 @@ def predictions_table(spec: CellSpec, result: CellResult) -> pa.Table:
     return pa.table(columns, schema=rs.PREDICTIONS)
 
 
+def _float_list(values: np.ndarray) -> list[float]:
+    return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+
+
 def kernels_table(spec: CellSpec, result: CellResult) -> pa.Table:
     spectrum = np.asarray(result.h0_eigenvalues, dtype=np.float64).reshape(-1).tolist()
     row = {"cell_id": spec.cell_id, **grid_values(spec),
            "ntk_norm_initial": result.ntk_norm_initial, "ntk_norm_final": result.ntk_norm_final,
-           "ntk_change": result.ntk_change, "h0_eigenvalues": spectrum}
+           "ntk_change": result.ntk_change, "h0_eigenvalues": spectrum,
+           **{name: _float_list(getattr(result, name)) for name in KERNEL_PCA_COLUMNS}}
     return pa.Table.from_pylist([row], schema=rs.KERNELS)
 
 

@@ -86,6 +86,9 @@ class DataSection(Section):
     test_seed: NonNegativeInt = _DATA.test_seed
     kernel_seed: NonNegativeInt = _DATA.kernel_seed
     data_dir: Directory | None = _DATA.data_dir
+    pca: Flag = _DATA.pca
+    perpendicular_scale: PositiveNumber = _DATA.perpendicular_scale
+    parallel_dimension: PositiveInt = _DATA.parallel_dimension
 
 
 class ModelSection(Section):
@@ -129,6 +132,7 @@ class ObservablesSection(Section):
     h0_spectrum: Flag = _OBSERVE.h0_spectrum
     dtype: one_of(DTYPES) = _OBSERVE.dtype
     device: one_of(DEVICES) = _OBSERVE.device
+    kernel_pca_rank: NonNegativeInt = _OBSERVE.kernel_pca_rank
 
 
 class GridSection(Section):

@@ -79,6 +79,13 @@ MEASUREMENT = [
     _field("weight_change", F64, "‖θ − θ₀‖."),
     _field("gradient_norm", F64, "‖∇L̃‖."),
     _field("ntk_change", F64, "‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F at this checkpoint (NaN if not measured)."),
+    _field("weight_alignment", F64,
+           "Λ = W∥/W⊥ (Fig. 9 left): root-mean-square first-layer weight component along the "
+           "informative input directions ∥ over that along the others ⊥, each neuron i weighted "
+           "by the magnitude c_i = ‖W₂[:, i]‖ of its output weights: W∥² = Σ_i c_i Σ_{a∈∥} "
+           "W₁[i,a]² / (d∥ Σ_i c_i), W⊥² likewise over ⊥ with d⊥ = d − d∥ "
+           "(tasks/alignment.py). ∥ = x₁ for the stripe, the first d∥ coordinates for the "
+           "cylinder. ≈ 1 at initialisation; NaN for image data and CNNs."),
 ]
 
 RESULT = [
@@ -101,6 +108,28 @@ RESULT = [
     _field("ntk_change", F64, "‖Θ_end − Θ₀‖_F / ‖Θ₀‖_F on the kernel set (NaN if not measured)."),
     _field("ntk_norm_initial", F64, "‖Θ₀‖_F on the kernel set."),
     _field("ntk_norm_final", F64, "‖Θ_end‖_F on the kernel set."),
+]
+
+_KPCA_RANKS = ("top `[observables] kernel_pca_rank` (default 100, at most P_K) eigenpairs of "
+               "the Gram matrix Θ on the kernel set (not centred), in descending order of λ; "
+               "empty when the NTK is not measured or kernel_pca_rank = 0")
+KERNEL_PCA = [
+    _field(f"kpca_eigenvalues_{when}", pa.list_(F64),
+           f"Kernel PCA of {theta} (Fig. 10): its eigenvalues λ, for the {_KPCA_RANKS}.")
+    for when, theta in (("initial", "Θ₀"), ("final", "Θ_end"))
+] + [
+    _field(f"kpca_label_projection_{when}", pa.list_(F64),
+           f"ω_λ = (φ_λ·y)²/‖y‖² per eigenvector φ_λ of {theta} (y: the kernel-set labels ±1; "
+           f"Σ over all λ is 1), for the {_KPCA_RANKS}.")
+    for when, theta in (("initial", "Θ₀"), ("final", "Θ_end"))
+] + [
+    _field(f"kpca_mutual_information_{when}", pa.list_(F64),
+           f"Mutual information in bits between the components φ_λ(x_μ) of each eigenvector "
+           f"of {theta} and the labels y_μ over the kernel points: k-nearest-neighbour "
+           "estimator of Ross (2014) with k = 5 (tasks/mutual_information.py; not clipped, "
+           "so ≈ 0 may be slightly negative; a label that is a threshold of φ_λ gives 1), "
+           f"for the {_KPCA_RANKS}.")
+    for when, theta in (("initial", "Θ₀"), ("final", "Θ_end"))
 ]
 
 RUN = [
@@ -134,6 +163,7 @@ KERNELS = _schema("kernels", "NTK summaries and the H₀ spectrum of a done cell
     _field("ntk_change", F64, "‖Θ_end − Θ₀‖_F / ‖Θ₀‖_F."),
     _field("h0_eigenvalues", pa.list_(F64), "Non-zero spectrum of H₀ = Σ_{μ:Δ_μ>0} ∇Δ_μ⊗∇Δ_μ "
            "at the end (those of the NTK restricted to the unsatisfied points, Fig. 7C)."),
+    *KERNEL_PCA,
 ])
 MANIFEST = _schema("manifest", "Every cell ever requested of the campaign (manifest.parquet).", [
     CELL_ID, *GRID, *SETTINGS,

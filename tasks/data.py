@@ -23,7 +23,7 @@ from tasks.data_files import (HOW_TO_GET, IMAGE_DATASETS, DataLocation, DatasetN
                               locate, read_labels, read_pool)
 from tasks.preprocess import balanced_split, binary_labels, preprocess_images, role_generator
 from tasks.specs import DATASETS, DataSpec
-from tasks.synthetic import SYNTHETIC_DATASETS, synthetic_set
+from tasks.synthetic import SYNTHETIC_DATASETS, informative_directions, synthetic_set
 
 __all__ = ["Task", "DatasetInfo", "DatasetNotFoundError", "DatasetTooSmallError", "load_task",
            "dataset_size", "locate_dataset", "available_datasets", "IMAGE_DATASETS"]
@@ -143,10 +143,29 @@ def _synthetic_sets(spec: DataSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
     for role, size, seed in (("test", spec.test_size, spec.test_seed),
                              ("kernel", spec.kernel_size, spec.kernel_seed),
                              ("train", spec.train_size, spec.train_seed)):
-        sets.append(synthetic_set(spec.dataset, spec.dimension, offset, size,
-                                  role_generator(seed, role)))
+        x, classes = synthetic_set(spec.dataset, spec.dimension, offset, size,
+                                   role_generator(seed, role), spec.parallel_dimension)
+        sets.append((compress_perpendicular(x, spec), classes))
         offset += size
     return sets
+
+
+def compress_perpendicular(x: torch.Tensor, spec: DataSpec) -> torch.Tensor:
+    """x with its uninformative coordinates divided by ``spec.perpendicular_scale`` (the
+    compressed-data control of Fig. 9 right); x itself if the scale is 1. [n, d] → [n, d]."""
+    if spec.perpendicular_scale == 1.0:
+        return x
+    informative = informative_directions(spec)
+    if informative is None:
+        raise ValueError(f"perpendicular_scale needs data with known informative directions "
+                         f"(stripe, cylinder), not {spec.dataset!r}: remove it from [data]")
+    if not spec.perpendicular_scale > 0:
+        raise ValueError(f"perpendicular_scale must be > 0, got {spec.perpendicular_scale}")
+    mask = torch.ones(x.shape[1], dtype=torch.bool)
+    mask[list(informative)] = False
+    out = x.clone()
+    out[:, mask] /= spec.perpendicular_scale
+    return out
 
 
 def load_task(spec: DataSpec, dtype: torch.dtype = torch.float64) -> Task:

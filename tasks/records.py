@@ -15,6 +15,15 @@ STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled",
                 "zero_gradient")
 
 
+def _empty() -> np.ndarray:
+    return np.zeros(0)
+
+
+KERNEL_PCA_COLUMNS = tuple(f"kpca_{quantity}_{when}" for quantity in
+                           ("eigenvalues", "label_projection", "mutual_information")
+                           for when in ("initial", "final"))
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Observables at one (log-spaced) checkpoint of the flow."""
@@ -36,6 +45,7 @@ class Measurement:
     weight_change: float           # ||theta - theta_0||
     gradient_norm: float           # ||grad L~||
     ntk_change: float = float("nan")  # only when measured at checkpoints
+    weight_alignment: float = float("nan")  # Λ = W∥/W⊥ (tasks.alignment); nan: no ∥ directions
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,13 @@ class CellResult:
     test_outputs: np.ndarray = field(repr=False)     # f(x_test), shape [test_size]
     test_labels: np.ndarray = field(repr=False)      # y_test in {-1, +1}
     h0_eigenvalues: np.ndarray = field(repr=False)   # non-zero spectrum of H0 (may be empty)
+    # kernel PCA of Θ₀ / Θ_end on the kernel set (tasks.kernel_pca), top ranks; empty if off
+    kpca_eigenvalues_initial: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_eigenvalues_final: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_label_projection_initial: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_label_projection_final: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_mutual_information_initial: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_mutual_information_final: np.ndarray = field(repr=False, default_factory=_empty)
 
 
 @dataclass(frozen=True)

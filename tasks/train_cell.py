@@ -9,6 +9,7 @@ gradient), plus one host sync for N_Δ; observables only at log-spaced checkpoin
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -19,8 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tasks.alignment import weight_alignment_at
 from tasks.data import Task, load_task
 from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
+from tasks.kernel_pca import kernel_pca_columns
 from tasks.losses import (AlphaObjective, has_kink, loss_derivative, loss_function,
                           unsatisfied_margins)
 from tasks.models import build_from_spec, count_parameters
@@ -28,6 +31,7 @@ from tasks.observables import (chunked_outputs, h0_eigenvalues, margin_statistic
                                measurement, next_checkpoint, ntk_at)
 from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
+from tasks.synthetic import informative_directions
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -238,9 +242,12 @@ def _measure(cell: Cell, state: FlowState, train_outputs: Tensor,
     if cell.spec.observables.ntk_at_checkpoints and cell.ntk_initial is not None:
         ntk_change = _relative_change(cell.ntk_initial, ntk_at(cell.model, state.theta,
                                                                cell.task.x_kernel))
-    return measurement(state, margin_statistics(train_outputs, cell.task.y_train, loss),
-                       margin_statistics(test, cell.task.y_test, loss), cell.theta0,
-                       cell.n_params, wall_seconds, ntk_change)
+    record = measurement(state, margin_statistics(train_outputs, cell.task.y_train, loss),
+                         margin_statistics(test, cell.task.y_test, loss), cell.theta0,
+                         cell.n_params, wall_seconds, ntk_change)
+    alignment = weight_alignment_at(cell.model, state.theta,
+                                    informative_directions(cell.spec.data))
+    return dataclasses.replace(record, weight_alignment=alignment)
 
 
 def _relative_change(before: Tensor, after: Tensor) -> float:
@@ -252,6 +259,7 @@ def _result(cell: Cell, state: FlowState, reason: str, last: Measurement,
     """The CellResult: summary (from the final Measurement), NTK change, test outputs, H₀."""
     obs, task = cell.spec.observables, cell.task
     ntk_change = norm0 = norm1 = math.nan
+    ntk_final = None
     if cell.ntk_initial is not None:
         ntk_final = ntk_at(cell.model, state.theta, task.x_kernel)
         ntk_change = _relative_change(cell.ntk_initial, ntk_final)
@@ -267,4 +275,5 @@ def _result(cell: Cell, state: FlowState, reason: str, last: Measurement,
         n_unsatisfied=last.n_unsatisfied, test_loss=last.test_loss, test_error=last.test_error,
         ntk_change=ntk_change, ntk_norm_initial=norm0, ntk_norm_final=norm1,
         test_outputs=test_outputs.cpu().numpy(), test_labels=task.y_test.cpu().numpy(),
-        h0_eigenvalues=h0)
+        h0_eigenvalues=h0, **kernel_pca_columns(cell.ntk_initial, ntk_final, task.y_kernel,
+                                                obs.kernel_pca_rank))
