@@ -46,7 +46,9 @@ def cell_parameters(spec: CellSpec) -> dict:
     """cell_id, the grid columns and the fixed settings of a cell (manifest and cells)."""
     data, model, flow = spec.data, spec.model, spec.flow
     return {"cell_id": spec.cell_id, **grid_values(spec),
-            "dataset": data.dataset, "dimension": data.dimension, "test_size": data.test_size,
+            "dataset": data.dataset, "dimension": data.dimension, "pca": data.pca,
+            "perpendicular_scale": data.perpendicular_scale,
+            "parallel_dimension": data.parallel_dimension, "test_size": data.test_size,
             "kernel_size": data.kernel_size, "train_seed": data.train_seed,
             "test_seed": data.test_seed, "kernel_seed": data.kernel_seed, "arch": model.arch,
             "activation": model.activation, "activation_beta": model.activation_beta,

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from pipeline import grid
 from pipeline.grid import AXES
+from pipeline.spec_data_rules import data_problems
 from pipeline.spec_errors import Problem, SpecError, problem, show, translate
 from pipeline.spec_schema import (AXIS_HOMES, REFINE_LEVELS, CampaignModel, Refinement,
                                    RefineSection, Resources)
@@ -98,13 +99,19 @@ class CampaignSpec:
         """The resolved spec as TOML-shaped, JSON-able data (unset options left out)."""
         swept = set(self.swept)
         return {"name": self.name, "description": self.description,
-                "data": _set_fields(self.data, {"train_size"} & swept),
+                "data": _set_fields(self.data, {"train_size"} & swept
+                                    | ({"dimension"} if _raw_pixels(self.data) else set())),
                 "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
                 "loss": _set_fields(self.loss), "flow": _set_fields(self.flow),
                 "observables": _set_fields(self.observables),
                 "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
                 "resources": _set_fields(self.resources),
                 **({"refine": _set_fields(self.refine)} if self.refine else {})}
+
+
+def _raw_pixels(data: Any) -> bool:
+    """Image data read as raw pixels ([data] pca = false)."""
+    return data.dataset in IMAGE_PIXELS and not data.pca
 
 
 def _set_fields(spec: Any, drop: set[str] = frozenset()) -> dict[str, Any]:
@@ -148,6 +155,7 @@ def parse_campaign(data: Mapping[str, Any], source: str = "<spec>", *,
         problems += [translate(e, source) for e in err.errors(include_url=False)]
         raise SpecError(problems, source) from None
     problems += _grid_size_problems(model, source) + _refine_problems(model, source)
+    problems += data_problems(model, source)
     if problems:
         raise SpecError(problems, source)
     return _build(model, base_dir)
@@ -219,6 +227,8 @@ def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
             for a in AXES}
     data = model.data.model_dump()
     data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
+    if _raw_pixels(model.data):          # the input dimension is the pixel count
+        data["dimension"] = IMAGE_PIXELS[data["dataset"]]
     arch = model.model.model_dump()
     if arch["arch"] == "one-hidden":
         arch["depth"] = 1

@@ -42,8 +42,17 @@ GRID = [
 
 SETTINGS = [
     _field("dataset", STR, "Dataset name (mnist, fashion-mnist, cifar10, stripe, sphere, "
-           "random-labels)."),
-    _field("dimension", I64, "d: PCA components (images) or input dimension (synthetic)."),
+           "cylinder, random-labels)."),
+    _field("dimension", I64, "d: PCA components (images), the pixel count C·H·W (images with "
+           "pca = false) or input dimension (synthetic)."),
+    _field("pca", BOOL, "Images projected on `dimension` principal components (true) or raw "
+           "pixels, centred and rescaled to norm √D (false); true for synthetic data. Null in "
+           "files written before this column existed (they all had true)."),
+    _field("perpendicular_scale", F64, "Factor dividing the uninformative coordinates of "
+           "stripe/cylinder data (the compressed-data control of Fig. 9 right; 1 = none). "
+           "Null in files written before this column existed (they all had 1)."),
+    _field("parallel_dimension", I64, "d∥ of the cylinder: its labels depend on |x∥| of the "
+           "first d∥ coordinates (unused by other datasets)."),
     _field("test_size", I64, "Number of test points."),
     _field("kernel_size", I64, "P_K: points on which the NTK is measured."),
     _field("train_seed", I64, "Seed of the training-set draw."),

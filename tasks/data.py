@@ -21,12 +21,14 @@ import torch
 
 from tasks.data_files import (HOW_TO_GET, IMAGE_DATASETS, DataLocation, DatasetNotFoundError,
                               locate, read_labels, read_pool)
-from tasks.preprocess import balanced_split, binary_labels, preprocess_images, role_generator
+from tasks.preprocess import (balanced_split, binary_labels, centre_and_normalise,
+                              preprocess_images, role_generator)
 from tasks.specs import DATASETS, DataSpec
 from tasks.synthetic import SYNTHETIC_DATASETS, informative_directions, synthetic_set
 
 __all__ = ["Task", "DatasetInfo", "DatasetNotFoundError", "DatasetTooSmallError", "load_task",
-           "dataset_size", "locate_dataset", "available_datasets", "IMAGE_DATASETS"]
+           "dataset_size", "locate_dataset", "available_datasets", "IMAGE_DATASETS",
+           "IMAGE_SHAPES", "input_shape"]
 
 
 class DatasetTooSmallError(ValueError):
@@ -103,11 +105,26 @@ def available_datasets(data_dir: str | None = None) -> list[DatasetInfo]:
     return infos
 
 
+# [C, H, W] of each image dataset's pixel rows (CIFAR-10 rows are channel-major R, G, B)
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def input_shape(spec: DataSpec) -> tuple[int, ...]:
+    """Shape of one input: (C, H, W) for raw pixels (``pca = false``), else (dimension,).
+    Rows of `Task`'s x are always flat: [n, prod(shape)]; the CNN reshapes them."""
+    if spec.dataset in IMAGE_SHAPES and not spec.pca:
+        return IMAGE_SHAPES[spec.dataset]
+    return (spec.dimension,)
+
+
 @functools.lru_cache(maxsize=4)
-def _preprocessed_pool(location: DataLocation, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [N, d] float64 after preprocess_images, classes [N] long. Cached: do not mutate."""
+def _preprocessed_pool(location: DataLocation, d: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [N, d] float64 after preprocess_images (d None: raw pixels [N, D], centred and
+    rescaled to norm √D only), classes [N] long. Cached: do not mutate."""
     pixels, classes = read_pool(location)
-    return preprocess_images(torch.from_numpy(pixels), d), torch.from_numpy(classes)
+    x = torch.from_numpy(pixels)
+    x = centre_and_normalise(x) if d is None else preprocess_images(x, d)
+    return x, torch.from_numpy(classes)
 
 
 def _check_sizes(spec: DataSpec, available: int | None, source: str) -> None:
@@ -129,7 +146,7 @@ def _check_sizes(spec: DataSpec, available: int | None, source: str) -> None:
 def _image_sets(spec: DataSpec) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
     location = locate(spec.dataset, spec.data_dir)
     _check_sizes(spec, _usable_count(location), location.source)
-    x, classes = _preprocessed_pool(location, spec.dimension)
+    x, classes = _preprocessed_pool(location, spec.dimension if spec.pca else None)
     sizes = (spec.test_size, spec.kernel_size, spec.train_size)
     generators = [role_generator(spec.test_seed, "test"), role_generator(spec.kernel_seed, "kernel"),
                   role_generator(spec.train_seed, "train")]

@@ -30,12 +30,14 @@ device idle, always (not measured here: no GPU was available).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from tasks.batched_fc import BatchedFC
+from tasks.data import input_shape
 from tasks.losses import LossFn
 from tasks.specs import CellSpec
 
@@ -82,7 +84,7 @@ def training_plan(specs: Sequence[CellSpec], device: str | torch.device
     first = specs[0] if specs else None
     if len(specs) > 1 and can_batch(specs) and bundle_pays(
             device, first.data.train_size, first.model.width, _depth(first), len(specs),
-            first.data.dimension):
+            math.prod(input_shape(first.data))):
         return [list(specs)], []
     return ([[s] for s in specs if bundle_key(s) is not None],
             [s for s in specs if bundle_key(s) is None])

@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "stripe", "sphere", "cylinder",
-            "random-labels")
+SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")   # generated in code
+DATASETS = ("mnist", "fashion-mnist", "cifar10", *SYNTHETIC_DATASETS)
 ARCHITECTURES = ("fc", "cnn", "one-hidden")
 ACTIVATIONS = ("relu", "softplus", "tanh", "swish")
 LOSSES = ("hinge", "quadhinge", "softhinge", "logistic")

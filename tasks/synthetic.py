@@ -31,9 +31,11 @@ import functools
 import torch
 
 from tasks.preprocess import class_counts, round_robin_order
-from tasks.specs import DataSpec
+from tasks.specs import SYNTHETIC_DATASETS, DataSpec
 
-SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")
+__all__ = ["SYNTHETIC_DATASETS", "STRIPE_INTERVAL", "cylinder_classes", "informative_directions",
+           "sphere_classes", "sphere_radius", "stripe_classes", "synthetic_set"]
+
 STRIPE_INTERVAL = (-0.3, 1.18549)
 CHUNK_ROWS = 1024          # Gaussian points drawn at a time
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from tasks.alignment import weight_alignment_at
-from tasks.data import Task, load_task
+from tasks.data import Task, input_shape, load_task
 from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
 from tasks.kernel_pca import kernel_pca_columns
 from tasks.losses import (AlphaObjective, has_kink, loss_derivative, loss_function,
@@ -78,8 +78,9 @@ def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
         raw = load_task(spec.data, dtype)
         fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
         task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
-    model = build_from_spec(spec.model, spec.data.dimension,
-                            derived_generator(spec.seed, "init"), dtype).to(device)
+    shape = input_shape(spec.data)
+    model = build_from_spec(spec.model, math.prod(shape), derived_generator(spec.seed, "init"),
+                            dtype, input_shape=shape).to(device)
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     with torch.no_grad():
         initial = [model(x) for x in (task.x_train, task.x_test, task.x_kernel)]
