@@ -7,7 +7,9 @@ Per grid point (width, alpha_tilde, train_size and every other grid / settings c
 constant or swept: GRID_AXES), over the done cells (seeds) s = 1..M with test outputs
 f_s(x) and labels y(x):
     ensemble_test_error = mean_x [ y(x)·⟨f⟩(x) <= 0 ],   ⟨f⟩ = (1/M) Σ_s f_s
+    ensemble_gain       = mean_test_error − ensemble_test_error  (~N^{-1/2}: ensemble_gain.py)
     fluctuation         = (1/M) Σ_s sqrt(mean_x (f_s(x) − ⟨f⟩(x))²)   (NaN if M < 2)
+    output_norm         = (1/M) Σ_s sqrt(mean_x f_s(x)²)   (‖f‖ on the test set)
     ntk_change          = exp(mean_s log ‖ΔΘ‖/‖Θ₀‖)  over seeds where it is finite.
 Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log.
 """
@@ -35,8 +37,8 @@ from results_schema.tables import SETTINGS
 # Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
 GRID_AXES = ("width", "alpha_tilde", "train_size", "depth", *(f.name for f in SETTINGS))
 ENSEMBLE_METRICS = ("n_seeds", "n_params", "fitted_fraction", "mean_test_error",
-                    "ensemble_test_error", "fluctuation", "ntk_change", "mean_train_loss",
-                    "mean_n_unsatisfied")
+                    "ensemble_test_error", "ensemble_gain", "fluctuation", "output_norm",
+                    "ntk_change", "mean_train_loss", "mean_n_unsatisfied")
 ENSEMBLE_VALUES = ("alpha", *ENSEMBLE_METRICS)     # the non-axis columns of ensembles
 LEARNING_CURVE_METRICS = ("ensemble_test_error", "mean_test_error")
 
@@ -71,11 +73,13 @@ def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.Data
     wrong = (points["mean_output"] * points["label"] <= 0).astype(float)
     p = p.join(points["mean_output"], on=["group", "test_index"])
     p["residual2"] = (p["test_output"] - p["mean_output"]) ** 2
-    rms = p.groupby(["group", "cell_id"])["residual2"].mean() ** 0.5      # per seed
-    per_group = rms.groupby("group")
-    fluctuation = per_group.mean().where(per_group.size() >= 2)
+    p["output2"] = p["test_output"] ** 2
+    per_seed = p.groupby(["group", "cell_id"])[["residual2", "output2"]].mean() ** 0.5
+    per_group = per_seed.groupby("group")
+    fluctuation = per_group["residual2"].mean().where(per_group.size() >= 2)
     return pd.DataFrame({"ensemble_test_error": wrong.groupby("group").mean(),
-                         "fluctuation": fluctuation})
+                         "fluctuation": fluctuation,
+                         "output_norm": per_group["output2"].mean()})
 
 
 def ensemble_table(cells: pd.DataFrame, predictions: pd.DataFrame | None,
@@ -99,8 +103,10 @@ def ensemble_table(cells: pd.DataFrame, predictions: pd.DataFrame | None,
         mean_train_loss=grouped["train_loss"].mean(),
         mean_n_unsatisfied=grouped["n_unsatisfied"].mean())
     outputs = (_output_statistics(done, predictions) if predictions is not None
-               else pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float))
+               else pd.DataFrame(columns=["ensemble_test_error", "fluctuation", "output_norm"],
+                                 dtype=float))
     table = table.join(outputs, how="left")
+    table["ensemble_gain"] = table["mean_test_error"] - table["ensemble_test_error"]
     return table[axes + ["alpha", *ENSEMBLE_METRICS]].reset_index(drop=True)
 
 
@@ -236,6 +242,12 @@ class AggregateReport:
                 f"boundaries ({self.boundary_rows} rows)")
 
 
+def ensemble_gain_exponents(ensembles: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """pipeline.ensemble_gain's fit (imported here: it uses this module's fit_log_log)."""
+    from pipeline.ensemble_gain import ensemble_gain_exponents as fit
+    return fit(ensembles, axes)
+
+
 def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
                      measurements: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, boundaries) of a campaign's raw tables; learning-curve exponents
@@ -246,9 +258,10 @@ def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
     if done.empty:
         return ensembles, order_columns(pd.DataFrame())
     boundaries = boundaries_table(done, ensembles, axes, measurements)
-    exponents = learning_curve_exponents(ensembles, axes)
-    if not exponents.empty:
-        boundaries = order_columns(pd.concat([boundaries, exponents], ignore_index=True))
+    exponents = [e for e in (learning_curve_exponents(ensembles, axes),
+                             ensemble_gain_exponents(ensembles, axes)) if not e.empty]
+    if exponents:
+        boundaries = order_columns(pd.concat([boundaries, *exponents], ignore_index=True))
     return ensembles, boundaries
 
 
