@@ -30,6 +30,7 @@ from pipeline import grid
 from pipeline.grid import AXES
 from pipeline.spec_data_rules import data_problems
 from pipeline.spec_errors import Problem, SpecError, problem, show, translate
+from pipeline.spec_from_campaign import PerpendicularSource, resolve_perpendicular_scales
 from pipeline.spec_schema import (AXIS_HOMES, REFINE_LEVELS, CampaignModel, Refinement,
                                    RefineSection, Resources)
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
@@ -69,6 +70,10 @@ class CampaignSpec:
     description: str = ""
     source_path: str | None = None   # the TOML it came from, if any
     refine: Refinement | None = None  # [refine]: refine a boundary after the coarse grid
+    # [data] perpendicular_scale = {from_campaign = …}: where Λ(P) comes from, and the
+    # factors {P: Λ} once `load_campaign` resolved them (pipeline/spec_from_campaign.py)
+    perpendicular_source: PerpendicularSource | None = None
+    perpendicular_scales: tuple[tuple[int, float], ...] | None = None
 
     @property
     def swept(self) -> tuple[str, ...]:
@@ -88,19 +93,32 @@ class CampaignSpec:
     def cells(self) -> list[CellSpec]:
         """One CellSpec per point of width × α̃ × P × depth × seed (seed varies fastest)."""
         return [CellSpec(alpha_tilde=alpha_tilde, seed=seed,
-                         data=replace(self.data, train_size=train_size),
+                         data=replace(self.data, train_size=train_size,
+                                      perpendicular_scale=self._perpendicular_scale(train_size)),
                          model=replace(self.model, width=width, depth=depth),
                          loss=self.loss, flow=self.flow, observables=self.observables,
                          checkpoint_every_seconds=self.resources.checkpoint_every_seconds)
                 for width, alpha_tilde, train_size, depth, seed
                 in itertools.product(*self.axes.values())]
 
+    def _perpendicular_scale(self, train_size: int) -> float:
+        """The [data] factor, or the Λ(P) resolved from another campaign."""
+        if self.perpendicular_source is None:
+            return self.data.perpendicular_scale
+        if self.perpendicular_scales is None:
+            raise ValueError("perpendicular_scale comes from another campaign: read the spec "
+                             "with pipeline.spec.load_campaign, which resolves it")
+        return dict(self.perpendicular_scales)[train_size]
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as TOML-shaped, JSON-able data (unset options left out)."""
         swept = set(self.swept)
+        data = _set_fields(self.data, {"train_size"} & swept
+                           | ({"dimension"} if _raw_pixels(self.data) else set()))
+        if self.perpendicular_source is not None:
+            data["perpendicular_scale"] = self.perpendicular_source.to_dict()
         return {"name": self.name, "description": self.description,
-                "data": _set_fields(self.data, {"train_size"} & swept
-                                    | ({"dimension"} if _raw_pixels(self.data) else set())),
+                "data": data,
                 "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
                 "loss": _set_fields(self.loss), "flow": _set_fields(self.flow),
                 "observables": _set_fields(self.observables),
@@ -121,7 +139,8 @@ def _set_fields(spec: Any, drop: set[str] = frozenset()) -> dict[str, Any]:
 def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
     """Read and validate a campaign TOML; with `check_data`, also `check_against_data`.
 
-    Raises SpecError naming every problem. Reads the file; writes nothing."""
+    Raises SpecError naming every problem. Reads the file (and, for a perpendicular_scale
+    taken from another campaign, that campaign's tables); writes nothing."""
     source = str(path)
     try:
         with open(path, "rb") as file:
@@ -133,7 +152,7 @@ def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
         raise SpecError([problem("", f"not valid TOML: {err}; fix the syntax",
                                  source)], source) from None
     spec = parse_campaign(raw, source, base_dir=Path(path).parent)
-    spec = replace(spec, source_path=source)
+    spec = resolve_perpendicular_scales(replace(spec, source_path=source))
     if check_data:
         check_against_data(spec)
     return spec
@@ -227,6 +246,11 @@ def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
             for a in AXES}
     data = model.data.model_dump()
     data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
+    source = None
+    if isinstance(data["perpendicular_scale"], dict):   # {from_campaign = …}: resolved later
+        source = data.pop("perpendicular_scale")
+        source = PerpendicularSource(**{**source, "from_campaign": _resolve_dir(
+            source["from_campaign"], base_dir)})
     if _raw_pixels(model.data):          # the input dimension is the pixel count
         data["dimension"] = IMAGE_PIXELS[data["dataset"]]
     arch = model.model.model_dump()
@@ -238,7 +262,7 @@ def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
         flow=FlowSpec(**model.flow.model_dump()),
         observables=ObservableSpec(**model.observables.model_dump()),
         grid=Grid(**axes), resources=Resources(**model.resources.model_dump()),
-        refine=_refinement(model.refine))
+        refine=_refinement(model.refine), perpendicular_source=source)
 
 
 def _refinement(section: RefineSection | None) -> Refinement | None:

@@ -76,6 +76,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FromCampaignSection(Section):
+    """perpendicular_scale = {from_campaign = "…", at = "fitted"} (pipeline/spec_from_campaign.py)."""
+
+    from_campaign: Directory
+    at: one_of(("fitted", "end")) = "fitted"
+    alpha_tilde: PositiveNumber | None = None
+
+
 class DataSection(Section):
     dataset: one_of(DATASETS)
     dimension: PositiveInt = _DATA.dimension
@@ -87,7 +95,7 @@ class DataSection(Section):
     kernel_seed: NonNegativeInt = _DATA.kernel_seed
     data_dir: Directory | None = _DATA.data_dir
     pca: Flag = _DATA.pca
-    perpendicular_scale: PositiveNumber = _DATA.perpendicular_scale
+    perpendicular_scale: PositiveNumber | FromCampaignSection = _DATA.perpendicular_scale
     parallel_dimension: PositiveInt = _DATA.parallel_dimension
 
 
