@@ -51,7 +51,8 @@ def load_campaign_data(campaign: str) -> CampaignData | None:
         ensembles, boundaries = campaign_aggregates(campaign, done)
     kernels = read_table(campaign, "kernels", ["cell_id", "h0_eigenvalues", *KPCA_FIGURE_COLUMNS])
     measurements = read_table(campaign, "measurements", ["cell_id", "flow_time", "weight_alignment"])
-    return CampaignData(done, ensembles, boundaries, kernels, measurements)
+    weights = read_table(campaign, "weights")
+    return CampaignData(done, ensembles, boundaries, kernels, measurements, weights)
 
 
 def save_figure(fig: Figure, campaign: str, name: str, formats: Sequence[str]) -> tuple[str, ...]:

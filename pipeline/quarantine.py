@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 QUARANTINE = "_quarantine"
 PLAN, REPORT = "plan.json", "report.json"
-PER_CELL = ("cells", "measurements", "predictions", "kernels")   # <table>/<cell_id>.parquet
+PER_CELL = ("cells", "measurements", "predictions", "kernels", "weights")  # <table>/<id>.parquet
 AGGREGATES = ("ensembles", "boundaries")                         # rebuilt by `aggregate`
 MANIFEST = "manifest.parquet"
 READ_THREADS = 8          # file checks are I/O bound (object stores: one request each)

@@ -19,7 +19,8 @@ import results_schema as rs
 from pipeline.quarantine import read_reporting_corrupt
 from pipeline.store import ParquetStore
 
-STORED_TABLES = ("cells", "measurements", "predictions", "kernels", "ensembles", "boundaries")
+STORED_TABLES = ("cells", "measurements", "predictions", "kernels", "weights", "ensembles",
+                 "boundaries")
 
 
 def _empty() -> pd.DataFrame:
@@ -37,6 +38,7 @@ class Results:
     measurements: pd.DataFrame = field(default_factory=_empty, repr=False)
     predictions: pd.DataFrame = field(default_factory=_empty, repr=False)
     kernels: pd.DataFrame = field(default_factory=_empty, repr=False)
+    weights: pd.DataFrame = field(default_factory=_empty, repr=False)
     ensembles: pd.DataFrame = field(default_factory=_empty, repr=False)
     boundaries: pd.DataFrame = field(default_factory=_empty, repr=False)
     manifest: pd.DataFrame = field(default_factory=_empty, repr=False)

@@ -76,7 +76,8 @@ def measurements_table(spec: CellSpec, measurements: list[Measurement]) -> pa.Ta
 
 
 def _result_values(result: CellResult) -> dict:
-    arrays = ("test_outputs", "test_labels", "h0_eigenvalues", *KERNEL_PCA_COLUMNS)
+    arrays = ("test_outputs", "test_labels", "h0_eigenvalues", *KERNEL_PCA_COLUMNS,
+              "weights_initial", "weights_final")
     return {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
             if f.name not in arrays}
 
@@ -126,13 +127,33 @@ def kernels_table(spec: CellSpec, result: CellResult) -> pa.Table:
     return pa.Table.from_pylist([row], schema=rs.KERNELS)
 
 
+def weights_table(spec: CellSpec, result: CellResult,
+                  measurements: list[Measurement]) -> pa.Table:
+    """Rows (checkpoint, neuron) of W₁[i, :] and W₂[:, i] at start and end (Fig. 9 left)."""
+    rows = []
+    ends = (("initial", result.weights_initial, 0, 0.0),
+            ("final", result.weights_final, result.steps, result.flow_time))
+    for checkpoint, weights, step, flow_time in ends:
+        if weights is None:
+            continue
+        first, outgoing = weights                              # [h, d], [n_out, h]
+        rows += [{"cell_id": spec.cell_id, **grid_values(spec), "checkpoint": checkpoint,
+                  "step": step, "flow_time": flow_time, "neuron": i,
+                  "first_layer_weights": first[i].tolist(),
+                  "output_weights": outgoing[:, i].tolist()} for i in range(first.shape[0])]
+    return pa.Table.from_pylist(rows, schema=rs.WEIGHTS)
+
+
 def done_tables(spec: CellSpec, result: CellResult, measurements: list[Measurement],
                 run: Provenance) -> dict[str, pa.Table]:
-    """All tables of a done cell, keyed by table name, each validated."""
+    """All tables of a done cell, keyed by table name, each validated (`weights` only
+    when the cell recorded them)."""
     tables = {"measurements": measurements_table(spec, measurements),
               "predictions": predictions_table(spec, result),
-              "kernels": kernels_table(spec, result),
-              "cells": done_cell_table(spec, result, run)}
+              "kernels": kernels_table(spec, result)}
+    if result.weights_initial is not None or result.weights_final is not None:
+        tables["weights"] = weights_table(spec, result, measurements)
+    tables["cells"] = done_cell_table(spec, result, run)
     for name, table in tables.items():
         rs.validate(name, table)
     return tables

@@ -141,6 +141,7 @@ class ObservablesSection(Section):
     dtype: one_of(DTYPES) = _OBSERVE.dtype
     device: one_of(DEVICES) = _OBSERVE.device
     kernel_pca_rank: NonNegativeInt = _OBSERVE.kernel_pca_rank
+    weights: Flag = _OBSERVE.weights
 
 
 class GridSection(Section):

@@ -32,7 +32,7 @@ import results_schema as rs
 from pipeline.faults import kill_point
 from pipeline.storage import TEMP_SUFFIX, Location
 
-CELL_TABLES = ("measurements", "predictions", "kernels", "cells")  # commit order: cells last
+CELL_TABLES = ("measurements", "predictions", "kernels", "weights", "cells")  # cells last
 PENDING, LIVE, COMMIT = "_pending", "_live", "COMMIT"
 MANIFEST_FILE = "manifest.parquet"
 LIVE_STALE_SECONDS = 60.0   # a live attempt unseen for longer is not "running"

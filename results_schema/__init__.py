@@ -8,9 +8,9 @@ here and add it to `registry.TABLES`.
 from results_schema.aggregates import BOUNDARIES, ENSEMBLES
 from results_schema.registry import TABLES
 from results_schema.tables import (CELLS, KERNELS, MANIFEST, MEASUREMENTS, PREDICTIONS,
-                                   SCHEMA_VERSION, VERSION_KEY)
+                                   SCHEMA_VERSION, VERSION_KEY, WEIGHTS)
 from results_schema.validate import SchemaError, schema_of, validate
 
 __all__ = ["SCHEMA_VERSION", "VERSION_KEY", "TABLES", "CELLS", "MEASUREMENTS", "PREDICTIONS",
-           "KERNELS", "MANIFEST", "ENSEMBLES", "BOUNDARIES", "SchemaError", "schema_of",
+           "KERNELS", "WEIGHTS", "MANIFEST", "ENSEMBLES", "BOUNDARIES", "SchemaError", "schema_of",
            "validate"]

@@ -174,6 +174,22 @@ KERNELS = _schema("kernels", "NTK summaries and the H₀ spectrum of a done cell
            "at the end (those of the NTK restricted to the unsatisfied points, Fig. 7C)."),
     *KERNEL_PCA,
 ])
+WEIGHTS = _schema("weights", "First-layer weight vectors and output weights of a done "
+                  "fully-connected cell at the start and the end of training, one row per "
+                  "(checkpoint, neuron), for the scatter of Fig. 9 left; written only with "
+                  "[observables] weights = true.", [
+    CELL_ID, *GRID,
+    _field("checkpoint", STR, "initial (θ₀) or final (the end of the flow).", nullable=False),
+    _field("step", I64, "Accepted flow steps at this checkpoint (0 for initial)."),
+    _field("flow_time", F64, "Flow time at this checkpoint (paper units)."),
+    _field("neuron", I64, "Index i of the first-hidden-layer unit (0..h−1).", nullable=False),
+    _field("first_layer_weights", pa.list_(F64), "W₁[i, :]: the unit's d input weights, in the "
+           "N(0,1) parametrisation (the forward pass divides by √d); for stripe/cylinder data "
+           "the informative coordinates come first."),
+    _field("output_weights", pa.list_(F64), "W₂[:, i]: the weights leaving the unit (one "
+           "value for the one-hidden-layer net: its readout β_i; h values for deeper nets). "
+           "weight_alignment weights unit i by their norm."),
+])
 MANIFEST = _schema("manifest", "Every cell ever requested of the campaign (manifest.parquet).", [
     CELL_ID, *GRID, *SETTINGS,
     _field("config", STR, "The resolved CellSpec as JSON (CellSpec.to_dict()): what resume "
@@ -183,4 +199,4 @@ MANIFEST = _schema("manifest", "Every cell ever requested of the campaign (manif
 
 TABLES: dict[str, pa.Schema] = {"cells": CELLS, "measurements": MEASUREMENTS,
                                 "predictions": PREDICTIONS, "kernels": KERNELS,
-                                "manifest": MANIFEST}
+                                "weights": WEIGHTS, "manifest": MANIFEST}

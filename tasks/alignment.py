@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -46,14 +47,31 @@ def weight_alignment(first: Tensor, outgoing: Tensor, informative: Sequence[int]
     return math.sqrt(float(along / across))
 
 
-def weight_alignment_at(model: nn.Module, theta: Tensor,
-                        informative: Sequence[int] | None) -> float:
-    """Λ of a `FullyConnected` net at the flat parameters θ [N] (its order: W₁, W₂, …);
-    NaN when there are no informative directions (image data) or for other architectures."""
-    if informative is None or not isinstance(model, FullyConnected):
-        return math.nan
+def layer_weights(model: nn.Module, theta: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(W₁ [h, d], W₂ [n_out, h]) of a `FullyConnected` net at the flat parameters θ [N]
+    (its order: W₁, W₂, …, then biases), as views of θ; None for other architectures."""
+    if not isinstance(model, FullyConnected):
+        return None
     first, second = (tuple(w.shape) for w in list(model.weights)[:2])
     n_first = first[0] * first[1]
-    w1 = theta[:n_first].view(first)
-    w2 = theta[n_first:n_first + second[0] * second[1]].view(second)
-    return weight_alignment(w1, w2, informative)
+    return (theta[:n_first].view(first),
+            theta[n_first:n_first + second[0] * second[1]].view(second))
+
+
+def layer_weights_on_host(model: nn.Module, theta: Tensor,
+                          wanted: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """`layer_weights` copied to numpy float64 when ``wanted`` (else None)."""
+    weights = layer_weights(model, theta) if wanted else None
+    if weights is None:
+        return None
+    return tuple(w.detach().to(torch.float64).cpu().numpy().copy() for w in weights)
+
+
+def weight_alignment_at(model: nn.Module, theta: Tensor,
+                        informative: Sequence[int] | None) -> float:
+    """Λ of a `FullyConnected` net at the flat parameters θ [N];
+    NaN when there are no informative directions (image data) or for other architectures."""
+    weights = layer_weights(model, theta) if informative is not None else None
+    if weights is None:
+        return math.nan
+    return weight_alignment(*weights, informative)

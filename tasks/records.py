@@ -77,6 +77,10 @@ class CellResult:
     kpca_label_projection_final: np.ndarray = field(repr=False, default_factory=_empty)
     kpca_mutual_information_initial: np.ndarray = field(repr=False, default_factory=_empty)
     kpca_mutual_information_final: np.ndarray = field(repr=False, default_factory=_empty)
+    # first-layer weights W₁ [h, d] and output weights W₂ [n_out, h] at start and end of an FC
+    # net ([observables] weights = true; tasks.alignment.layer_weights), else None
+    weights_initial: tuple[np.ndarray, np.ndarray] | None = field(repr=False, default=None)
+    weights_final: tuple[np.ndarray, np.ndarray] | None = field(repr=False, default=None)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class ObservableSpec:
     dtype: str = "float64"              # float64 | float32
     device: str = "cpu"                 # cpu | cuda | auto
     kernel_pca_rank: int = 100          # top eigenvectors of Θ₀, Θ_end analysed (0 = none)
+    weights: bool = False               # first-layer weights at start and end (`weights` table)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class CellSpec:
 # of the hash while at that value, so existing campaigns keep their cell ids (section, key).
 _LATER_FIELDS: dict[tuple[str, str], object] = {
     ("observables", "kernel_pca_rank"): ObservableSpec.kernel_pca_rank,
+    ("observables", "weights"): ObservableSpec.weights,
     ("data", "pca"): DataSpec.pca,
     ("data", "perpendicular_scale"): DataSpec.perpendicular_scale,
     ("data", "parallel_dimension"): DataSpec.parallel_dimension,

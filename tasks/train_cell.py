@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tasks.alignment import weight_alignment_at
+from tasks.alignment import layer_weights_on_host, weight_alignment_at
 from tasks.data import Task, input_shape, load_task
 from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
 from tasks.kernel_pca import kernel_pca_columns
@@ -277,4 +277,6 @@ def _result(cell: Cell, state: FlowState, reason: str, last: Measurement,
         ntk_change=ntk_change, ntk_norm_initial=norm0, ntk_norm_final=norm1,
         test_outputs=test_outputs.cpu().numpy(), test_labels=task.y_test.cpu().numpy(),
         h0_eigenvalues=h0, **kernel_pca_columns(cell.ntk_initial, ntk_final, task.y_kernel,
-                                                obs.kernel_pca_rank))
+                                                obs.kernel_pca_rank),
+        weights_initial=layer_weights_on_host(cell.model, cell.theta0, obs.weights),
+        weights_final=layer_weights_on_host(cell.model, state.theta, obs.weights))

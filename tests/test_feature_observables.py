@@ -10,11 +10,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from pipeline.plots import plot_campaign
 from pipeline.rows import Provenance, done_tables, utc_now
 from pipeline.store import ParquetStore
 from tasks.records import KERNEL_PCA_COLUMNS, CellResult, Measurement
-from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec
+from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
 from tasks.train_bundle import train_bundle
 
 FEATURE, LAZY = 1e-2, 1e3          # α̃ deep in each regime (ntk_change ≈ 360 vs ≈ 1e-3)
@@ -27,7 +29,8 @@ def _spec(alpha_tilde: float) -> CellSpec:
                                   kernel_size=KERNEL_SIZE),
                     model=ModelSpec(arch="one-hidden", width=32, activation="softplus",
                                     activation_beta=1.0),
-                    loss=LossSpec("softhinge", 20.0), flow=FlowSpec(max_steps=1000))
+                    loss=LossSpec("softhinge", 20.0), flow=FlowSpec(max_steps=1000),
+                    observables=ObservableSpec(weights=alpha_tilde == FEATURE))
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,35 @@ def test_new_columns_reach_the_store_and_read_with_pandas_and_duckdb(trained, tm
     aligned = duckdb.sql(f"select max(weight_alignment) from "
                          f"'{campaign}/measurements/*.parquet'").fetchall()[0][0]
     assert aligned == pytest.approx(_alignment(trained[FEATURE][1]).max())
+    drawn = {o.name: o for o in plot_campaign(str(campaign), formats=("png",))}
+    for name in ("feature_alignment", "kernel_pca", "weight_scatter"):
+        assert drawn[name].skipped is None, drawn[name].summary()
+        assert (campaign / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_weights_table_holds_the_first_layer_at_start_and_end(trained, tmp_path):
+    spec, measurements, result = trained[FEATURE]
+    assert trained[LAZY][2].weights_initial is None          # off by default
+    first0, out0 = result.weights_initial
+    first1, out1 = result.weights_final
+    assert first0.shape == first1.shape == (32, 5) and out0.shape == out1.shape == (1, 32)
+    from tasks.alignment import weight_alignment
+    # the stored weights give back the measured Λ at both ends
+    assert weight_alignment(torch.from_numpy(first0), torch.from_numpy(out0), [0]) == \
+        pytest.approx(measurements[0].weight_alignment, rel=1e-12)
+    assert weight_alignment(torch.from_numpy(first1), torch.from_numpy(out1), [0]) == \
+        pytest.approx(measurements[-1].weight_alignment, rel=1e-12)
+    store = ParquetStore.open(str(tmp_path / "c"), create=True)
+    run = Provenance("a", 1, "host", "cpu", "test", utc_now(), utc_now())
+    tables = done_tables(spec, result, measurements, run)
+    lazy_spec, lazy_measured, lazy_result = trained[LAZY]
+    assert "weights" not in done_tables(lazy_spec, lazy_result, lazy_measured, run)
+    store.commit(spec.cell_id, tables)
+    rows = pd.read_parquet(tmp_path / "c" / "weights")
+    assert len(rows) == 2 * 32 and set(rows.checkpoint) == {"initial", "final"}
+    final = rows[rows.checkpoint == "final"].sort_values("neuron")
+    np.testing.assert_array_equal(np.stack(final.first_layer_weights.to_numpy()), first1)
+    assert final.step.iloc[0] == result.steps
+    n = duckdb.sql(f"select count(*) from '{tmp_path}/c/weights/*.parquet' "
+                   "where checkpoint = 'initial'").fetchall()[0][0]
+    assert n == 32

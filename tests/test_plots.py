@@ -57,6 +57,18 @@ def synthetic_cell(rng, labels, width, alpha, p, seed):
     return cell, outputs, dict(cell_id=cid, ntk_change=ntk, h0_eigenvalues=spectrum, **kpca)
 
 
+def synthetic_weights(cell, rng) -> pd.DataFrame:
+    """64 units at init (isotropic) and at the end (stretched along x₁)."""
+    rows = []
+    for checkpoint, stretch in (("initial", 1.0), ("final", 5.0)):
+        for i in range(64):
+            w = rng.normal(size=5) * np.array([stretch, 1, 1, 1, 1])
+            rows.append(dict(cell_id=cell["cell_id"], width=cell["width"],
+                             alpha_tilde=cell["alpha_tilde"], checkpoint=checkpoint, neuron=i,
+                             first_layer_weights=w, output_weights=[rng.normal()]))
+    return pd.DataFrame(rows)
+
+
 def synthetic_measurements(cell) -> pd.DataFrame:
     """Λ(t): from 1 towards 1 + 10/(1 + α̃) (feature learning at small α̃)."""
     t = np.geomspace(0.1, 1e3, 12)
@@ -89,6 +101,8 @@ def synthetic_campaign(root, train_sizes=(128, 512, 2048), seeds=3, with_outputs
     write_table(root, "cells", pd.DataFrame(cells))
     write_table(root, "measurements",
                 pd.concat([synthetic_measurements(c) for c in cells], ignore_index=True))
+    if with_outputs:
+        write_table(root, "weights", synthetic_weights(cells[0], rng))
     if with_outputs:
         write_table(root, "predictions", pd.concat(predictions, ignore_index=True))
         write_table(root, "kernels", pd.DataFrame(kernels))
@@ -170,7 +184,7 @@ def test_figures_without_their_data_are_skipped_with_a_reason(tmp_path):
     outcomes = {o.name: o for o in plot_campaign(str(tmp_path), formats=("png",))}
     skipped = {name for name, o in outcomes.items() if o.skipped}
     assert skipped == {"phase_diagram", "fluctuations", "h0_spectrum", "regimes",
-                       "learning_curves", "kernel_pca"}
+                       "learning_curves", "kernel_pca", "weight_scatter"}
     assert "kpca_" in outcomes["kernel_pca"].skipped
     assert "predictions" in outcomes["phase_diagram"].skipped
     assert "train_size" in outcomes["learning_curves"].skipped

@@ -88,7 +88,8 @@ def test_minimum_columns_of_the_issue_and_record_fields_are_in_the_schemas():
                    + " ".join(KERNEL_PCA_COLUMNS)}
     for table, columns in minimum.items():
         assert set(columns.split()) <= set(rs.schema_of(table).names), table
-    arrays = {"test_outputs", "test_labels", "h0_eigenvalues", *KERNEL_PCA_COLUMNS}
+    arrays = {"test_outputs", "test_labels", "h0_eigenvalues", *KERNEL_PCA_COLUMNS,
+              "weights_initial", "weights_final"}
     result_fields = {f.name for f in dataclasses.fields(CellResult)} - arrays
     assert result_fields <= set(rs.CELLS.names)
     assert {f.name for f in dataclasses.fields(Measurement)} <= set(rs.MEASUREMENTS.names)

@@ -12,13 +12,15 @@ from pipeline.figures.style import Slice, SkipFigure, main_slice
 @dataclass(frozen=True)
 class CampaignData:
     """Done cells, `ensembles`, `boundaries` and (optionally) `kernels` and the
-    `measurements` columns the figures use (cell_id, flow_time, weight_alignment)."""
+    `measurements` columns the figures use (cell_id, flow_time, weight_alignment), and the
+    `weights` table."""
 
     cells: pd.DataFrame
     ensembles: pd.DataFrame
     boundaries: pd.DataFrame
     kernels: pd.DataFrame | None = None
     measurements: pd.DataFrame | None = None
+    weights: pd.DataFrame | None = None
 
     def slice(self) -> Slice:
         if self.ensembles.empty:

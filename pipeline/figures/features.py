@@ -80,3 +80,34 @@ def kernel_pca(data: CampaignData) -> Figure:
     outside_legend(axes[-1])
     axes[0].set_title("kernel PCA of the NTK" + (f"\n{where.title}" if where.title else ""))
     return fig
+
+
+def weight_scatter(data: CampaignData) -> Figure:
+    """Fig. 9 left: first-layer weight vectors W₁[i] scaled by the norm of their output
+    weights, in the plane (x∥ = first coordinate, x⊥ = second), at init (grey) and at the end
+    (colour), each checkpoint scaled to unit rms (feature-regime weights grow by orders of
+    magnitude), for the smallest α̃ with a weights table (one seed)."""
+    weights = data.weights
+    if weights is None or weights.empty:
+        raise SkipFigure("weight_scatter needs the weights table ([observables] weights = true)")
+    rows = weights.merge(data.cells[["cell_id", "dataset"]], on="cell_id")
+    rows = rows.loc[rows["first_layer_weights"].map(lambda v: v is not None and len(v) >= 2)]
+    if rows.empty:
+        raise SkipFigure("weight_scatter needs weights of inputs with at least two coordinates")
+    alpha = rows["alpha_tilde"].min()
+    cell = rows.loc[rows["alpha_tilde"] == alpha, "cell_id"].iloc[0]
+    fig, (ax,) = new_figure(width=4.8, height=4.4)
+    for checkpoint, colour in (("initial", "lightgrey"), ("final", line_colours(1)[0])):
+        at = rows.loc[(rows["cell_id"] == cell) & (rows["checkpoint"] == checkpoint)]
+        first = np.stack(at["first_layer_weights"].to_numpy())            # [h, d]
+        scale = np.array([np.linalg.norm(v) for v in at["output_weights"]])  # [h]
+        points = scale[:, None] * first[:, :2]
+        points /= np.sqrt(np.mean(points**2)) or 1.0     # shapes compare across the growth
+        ax.scatter(points[:, 0], points[:, 1], s=8, color=colour, label=checkpoint)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.legend(loc="best")
+    ax.set(xlabel=r"$|W_2|\,W_{1,\parallel}$ (first coordinate)",
+           ylabel=r"$|W_2|\,W_{1,\perp}$ (second coordinate)",
+           title=rf"first-layer weights (unit rms), $\tilde\alpha = {fmt(alpha)}$")
+    return fig
