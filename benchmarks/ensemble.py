@@ -21,6 +21,7 @@ task cells, then the bundle, then the other half (a drift of load hits both side
 Throughput:
 cells·steps/s = Σ accepted steps / wall seconds; ratio = bundled / one per task.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,10 +36,13 @@ from tasks.train_cell import resolve_device, train_cell
 SIZES = (("small", 256, 5, 32, 100), ("medium", 1000, 10, 128, 30), ("paper", 5000, 10, 256, 3))
 # On a GPU a step takes milliseconds: more steps, so that preparing the cells (data drawn
 # on the CPU) does not dominate either side.
-GPU_SIZES = (("small", 256, 5, 32, 500), ("medium", 1000, 10, 128, 300),
-             ("paper", 5000, 10, 256, 200))
+GPU_SIZES = (
+    ("small", 256, 5, 32, 500),
+    ("medium", 1000, 10, 128, 300),
+    ("paper", 5000, 10, 256, 200),
+)
 QUICK_SIZES = (("tiny", 32, 3, 8, 5),)
-TARGETS = {"small": 2.5}           # CPU; elsewhere: never slower (ratio ≥ 1)
+TARGETS = {"small": 2.5}  # CPU; elsewhere: never slower (ratio ≥ 1)
 GPU_TARGETS = {"paper": 10.0}
 
 
@@ -57,8 +61,9 @@ def bundler() -> tuple[Callable | None, Callable | None, str]:
     return train_bundle, training_plan, ""
 
 
-def _task(specs: Sequence[CellSpec], train_bundle: Callable,
-          training_plan: Callable | None) -> tuple[int, str]:
+def _task(
+    specs: Sequence[CellSpec], train_bundle: Callable, training_plan: Callable | None
+) -> tuple[int, str]:
     """Train the cells as one task would; (Σ accepted steps, how they were trained)."""
     if training_plan is None:
         groups, alone = [list(specs)], []
@@ -76,8 +81,11 @@ def _task(specs: Sequence[CellSpec], train_bundle: Callable,
     if finished != len(specs):
         raise RuntimeError(f"the task finished {finished} of {len(specs)} cells")
     batched = [len(g) for g in groups if len(g) > 1]
-    how = (f"batched {'+'.join(map(str, batched))}" if batched else
-           f"{len(groups)} fast path" + (f", {len(alone)} train_cell" if alone else ""))
+    how = (
+        f"batched {'+'.join(map(str, batched))}"
+        if batched
+        else f"{len(groups)} fast path" + (f", {len(alone)} train_cell" if alone else "")
+    )
     return steps, how
 
 
@@ -91,16 +99,20 @@ def run(members: int = 16, sizes=SIZES, device: str = "cpu") -> list[Row]:
     """One row per size: bundled vs one-per-task throughput (cells·steps/s) and the ratio."""
     train_bundle, training_plan, why = bundler()
     if train_bundle is None:
-        return [unavailable("ensemble", f"{name} P={P} d={d} h={h} M={members}", why)
-                for name, P, d, h, _ in sizes]
-    warm = [stripe_spec(16, 2, 4, seed=s, max_steps=2, test_size=8, device=device)
-            for s in range(2)]
+        return [
+            unavailable("ensemble", f"{name} P={P} d={d} h={h} M={members}", why)
+            for name, P, d, h, _ in sizes
+        ]
+    warm = [
+        stripe_spec(16, 2, 4, seed=s, max_steps=2, test_size=8, device=device) for s in range(2)
+    ]
     _task(warm, train_bundle, training_plan), _task(warm[:1], train_bundle, training_plan)
     targets = GPU_TARGETS if device.startswith("cuda") else TARGETS
     rows = []
     for name, P, d, h, steps in sizes:
-        specs = [stripe_spec(P, d, h, seed=s, max_steps=steps, device=device)
-                 for s in range(members)]
+        specs = [
+            stripe_spec(P, d, h, seed=s, max_steps=steps, device=device) for s in range(members)
+        ]
         # Order: half the one-per-task cells, the bundle, the other half, so that a drift
         # of the machine's load over the row weighs on both sides alike.
         half = members // 2
@@ -110,13 +122,31 @@ def run(members: int = 16, sizes=SIZES, device: str = "cpu") -> list[Row]:
         one_seconds, one_steps = sum(a[0] for a in alone), sum(a[1] for a in alone)
         ours, base = bun_steps / bun_seconds, one_steps / one_seconds
         same = how == f"{members} fast path" and alone[0][2] == "1 fast path"
-        rows.append(Row("ensemble", f"{name} P={P} d={d} h={h} M={members}", ours, base,
-                        "one per task (seq.)", "cells·steps/s", ours / base,
-                        targets.get(name, 1.0),
-                        f"{steps} steps/cell; bundle: {how}; alone: {alone[0][2]}"
-                        + ("; same code on both sides (the cost model does not batch): "
-                           "ratio = 1 ± noise" if same else ""),
-                        {"members": members, "steps": steps, "bundled_seconds": bun_seconds,
-                         "one_per_task_seconds": one_seconds, "bundled_steps": bun_steps,
-                         "one_per_task_steps": one_steps, "plan": how}))
+        rows.append(
+            Row(
+                "ensemble",
+                f"{name} P={P} d={d} h={h} M={members}",
+                ours,
+                base,
+                "one per task (seq.)",
+                "cells·steps/s",
+                ours / base,
+                targets.get(name, 1.0),
+                f"{steps} steps/cell; bundle: {how}; alone: {alone[0][2]}"
+                + (
+                    "; same code on both sides (the cost model does not batch): ratio = 1 ± noise"
+                    if same
+                    else ""
+                ),
+                {
+                    "members": members,
+                    "steps": steps,
+                    "bundled_seconds": bun_seconds,
+                    "one_per_task_seconds": one_seconds,
+                    "bundled_steps": bun_steps,
+                    "one_per_task_steps": one_steps,
+                    "plan": how,
+                },
+            )
+        )
     return rows

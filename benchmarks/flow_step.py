@@ -18,14 +18,14 @@ the L pre-activations [P, h], timed alone: through autograd for train_cell, as t
 silu/silu_backward kernels for the fast path) and the fixed per-step cost (a step of a tiny
 net, P=16 h=4, timed the same way): what is left is Python/autograd work.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import torch
 
-from benchmarks.common import (Row, best_seconds, fc_parameters, steps_for, stripe_spec,
-                               synchronizer)
+from benchmarks.common import Row, best_seconds, fc_parameters, steps_for, stripe_spec, synchronizer
 from tasks.activations import activation, unit_backward, unit_forward
 from tasks.records import Measurement
 from tasks.specs import CellSpec
@@ -50,21 +50,41 @@ def engines() -> dict[str, Callable[[CellSpec], Iterator]]:
     return found
 
 
-def step_seconds(P: int, d: int, h: int, steps: int, device: str = "cpu",
-                 depth: int = DEPTH, repeats: int = 1,
-                 trainer: Callable[[CellSpec], Iterator] = train_cell) -> tuple[float, float]:
+def step_seconds(
+    P: int,
+    d: int,
+    h: int,
+    steps: int,
+    device: str = "cpu",
+    depth: int = DEPTH,
+    repeats: int = 1,
+    trainer: Callable[[CellSpec], Iterator] = train_cell,
+) -> tuple[float, float]:
     """(seconds per step, forward+backward passes per step) of a trainer's flow: the
     fastest of `repeats` runs of `steps` steps (on a shared machine the minimum is the
     least disturbed)."""
-    spec = stripe_spec(P, d, h, max_steps=steps_for(device, steps), depth=depth,
-                       test_size=16, device=device, checkpoints_per_decade=1)
+    spec = stripe_spec(
+        P,
+        d,
+        h,
+        max_steps=steps_for(device, steps),
+        depth=depth,
+        test_size=16,
+        device=device,
+        checkpoints_per_decade=1,
+    )
     best = (float("inf"), 1.0)
     for _ in range(repeats):
         marks = [m for m in trainer(spec) if isinstance(m, Measurement)]
         first, last = marks[0], marks[-1]
         n = max(last.step - first.step, 1)
-        best = min(best, ((last.wall_seconds - first.wall_seconds) / n,
-                          (last.gradient_evaluations - first.gradient_evaluations) / n))
+        best = min(
+            best,
+            (
+                (last.wall_seconds - first.wall_seconds) / n,
+                (last.gradient_evaluations - first.gradient_evaluations) / n,
+            ),
+        )
     return best
 
 
@@ -78,8 +98,9 @@ def matmul_flops(P: int, h: int, device: str = "cpu", repeats: int = 10) -> floa
     return 2.0 * P * h * h / best_seconds(lambda: torch.matmul(a, b), repeats, sync)
 
 
-def activation_seconds(P: int, h: int, device: str = "cpu", depth: int = DEPTH,
-                       fused: bool = False) -> float:
+def activation_seconds(
+    P: int, h: int, device: str = "cpu", depth: int = DEPTH, fused: bool = False
+) -> float:
     """Seconds of the swish forward and backward on `depth` tensors [P, h]: through
     autograd on the normalised activation (what train_cell runs), or, `fused`, the two
     fused kernels silu and silu_backward (close to what a hand-written step runs)."""
@@ -93,19 +114,22 @@ def activation_seconds(P: int, h: int, device: str = "cpu", depth: int = DEPTH,
                 unit_backward("swish", ones, x, unit_forward("swish", x))
             else:
                 torch.autograd.grad(act(x), x, ones)
+
     both()
     return best_seconds(both, 3, synchronizer(device))
 
 
-def _interleaved(P: int, d: int, h: int, steps: int, device: str, trainer, fused: bool,
-                 rounds: int = 3) -> tuple[float, float, float, float]:
+def _interleaved(
+    P: int, d: int, h: int, steps: int, device: str, trainer, fused: bool, rounds: int = 3
+) -> tuple[float, float, float, float]:
     """(seconds per step, passes per step, matmul FLOP/s, swish seconds per step): step,
     matmul and swish timed in turn, `rounds` times, the best of each kept, so that a burst
     of load on the shared machine does not hit one side of the ratio only."""
     seconds, passes, peak, elementwise = float("inf"), 1.0, 0.0, float("inf")
     for _ in range(rounds):
-        seconds, passes = min((seconds, passes),
-                              step_seconds(P, d, h, steps, device, trainer=trainer))
+        seconds, passes = min(
+            (seconds, passes), step_seconds(P, d, h, steps, device, trainer=trainer)
+        )
         peak = max(peak, matmul_flops(P, h, device, repeats=4))
         elementwise = min(elementwise, activation_seconds(P, h, device, fused=fused))
     return seconds, passes, peak, elementwise * passes
@@ -123,17 +147,31 @@ def run(sizes=SIZES, device: str = "cpu") -> list[Row]:
     the matmul peak)."""
     rows = []
     for engine, trainer in engines().items():
-        step_seconds(16, 2, 4, 3, device, trainer=trainer)            # one-time costs out
+        step_seconds(16, 2, 4, 3, device, trainer=trainer)  # one-time costs out
         fixed, _ = step_seconds(16, 2, 4, 30, device, repeats=3, trainer=trainer)
         for P, d, h, steps in sizes:
-            seconds, passes, peak, elementwise = _interleaved(P, d, h, steps, device, trainer,
-                                                             engine != "train_cell")
+            seconds, passes, peak, elementwise = _interleaved(
+                P, d, h, steps, device, trainer, engine != "train_cell"
+            )
             flops = 6.0 * P * fc_parameters(d, h, DEPTH) * passes / seconds
-            rows.append(Row("flow-step", f"P={P} d={d} h={h} L={DEPTH} {engine}", flops / 1e9,
-                            peak / 1e9, f"matmul [{P},{h}]@[{h},{h}]", "GFLOP/s", flops / peak,
-                            TARGET if h >= TARGET_FROM_WIDTH else None,
-                            _note(seconds, seconds * flops / peak, elementwise, fixed * passes),
-                            {"engine": engine, "seconds_per_step": seconds,
-                             "passes_per_step": passes, "fixed_seconds": fixed,
-                             "activation_seconds": elementwise}))
+            rows.append(
+                Row(
+                    "flow-step",
+                    f"P={P} d={d} h={h} L={DEPTH} {engine}",
+                    flops / 1e9,
+                    peak / 1e9,
+                    f"matmul [{P},{h}]@[{h},{h}]",
+                    "GFLOP/s",
+                    flops / peak,
+                    TARGET if h >= TARGET_FROM_WIDTH else None,
+                    _note(seconds, seconds * flops / peak, elementwise, fixed * passes),
+                    {
+                        "engine": engine,
+                        "seconds_per_step": seconds,
+                        "passes_per_step": passes,
+                        "fixed_seconds": fixed,
+                        "activation_seconds": elementwise,
+                    },
+                )
+            )
     return rows

@@ -20,6 +20,7 @@ a fresh process that imports the same code and starts and stops embedded Ray, an
 is the cells run by `train_cell` in a plain loop in this process (the work itself).
 Ray is imported only inside the functions: the rest of the suite must run without it.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,11 +68,13 @@ def write_spec(directory: Path, cells: int) -> Path:
 
 def _cells(spec_path: Path) -> list:
     from pipeline.spec import load_campaign
+
     return load_campaign(spec_path).cells()
 
 
 def _train(spec) -> list:
     from tasks.train_cell import train_cell
+
     return list(train_cell(spec))
 
 
@@ -79,6 +82,7 @@ def startup() -> None:
     """Import what the other ways import, start and stop embedded Ray."""
     import tasks.train_cell  # noqa: F401
     from pipeline.ray_setup import start_ray
+
     start_ray().close()
 
 
@@ -86,6 +90,7 @@ def bare(spec_path: Path) -> None:
     """Every cell as one bare Ray task; wait for all results."""
     import ray
     from pipeline.ray_setup import start_ray
+
     cells = _cells(spec_path)
     session = start_ray()
     task = ray.remote(num_cpus=1, max_retries=0)(_train)
@@ -100,6 +105,7 @@ def tune_grid(spec_path: Path, storage: Path, reuse_actors: bool = True) -> None
     from ray import tune
     from pipeline.ray_setup import start_ray
     from tasks.specs import CellSpec
+
     cells = _cells(spec_path)
     session = start_ray()
 
@@ -107,11 +113,12 @@ def tune_grid(spec_path: Path, storage: Path, reuse_actors: bool = True) -> None
         result = _train(CellSpec.from_dict(config["cell"]))[-1]
         tune.report({"test_error": result.test_error, "steps": result.steps})
 
-    tuner = tune.Tuner(trainable,
-                       tune_config=tune.TuneConfig(reuse_actors=reuse_actors),
-                       param_space={"cell": tune.grid_search([c.to_dict() for c in cells])},
-                       run_config=tune.RunConfig(storage_path=str(storage), name="bench",
-                                                 verbose=0))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(reuse_actors=reuse_actors),
+        param_space={"cell": tune.grid_search([c.to_dict() for c in cells])},
+        run_config=tune.RunConfig(storage_path=str(storage), name="bench", verbose=0),
+    )
     results = tuner.fit()
     session.close()
     assert len(results) == len(cells) and not results.errors, results.errors
@@ -129,8 +136,9 @@ def _timed(argv: list[str]) -> tuple[float, str]:
 
 def _tune_importable() -> str:
     """'' if ray.tune imports in this environment, else the error."""
-    probe = subprocess.run([sys.executable, "-c", "import ray.tune"], capture_output=True,
-                           text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ray.tune"], capture_output=True, text=True
+    )
     return "" if probe.returncode == 0 else probe.stderr.strip().splitlines()[-1]
 
 
@@ -146,12 +154,17 @@ def run(cells: int = CELLS, reuse_actors: bool = True) -> list[Row]:
         for cell in _cells(spec):
             _train(cell)
         loop = time.perf_counter() - loop
-        walls = {"startup": _timed(me + ["startup"]),
-                 "phasegrid": _timed([phasegrid, "run", str(spec), "--store", str(tmp / "s")]),
-                 "bare": _timed(me + ["bare", str(spec)])}
+        walls = {
+            "startup": _timed(me + ["startup"]),
+            "phasegrid": _timed([phasegrid, "run", str(spec), "--store", str(tmp / "s")]),
+            "bare": _timed(me + ["bare", str(spec)]),
+        }
         why_not = _tune_importable()
-        walls["tune"] = (float("nan"), why_not) if why_not else \
-            _timed(me + ["tune", str(spec), str(tmp / "tune"), str(reuse_actors)])
+        walls["tune"] = (
+            (float("nan"), why_not)
+            if why_not
+            else _timed(me + ["tune", str(spec), str(tmp / "tune"), str(reuse_actors)])
+        )
     return _rows(walls, loop, cells, reuse_actors)
 
 
@@ -166,29 +179,66 @@ def _rows(walls: dict, loop: float, cells: int, reuse_actors: bool = True) -> li
         return 1e3 * (walls[way][0] - start - loop / slots) / cells
 
     ours, bare_wall = walls["phasegrid"][0], walls["bare"][0]
-    details = {"cells": cells, "loop_seconds": loop, "ray_startup_seconds": start,
-               **{f"{w}_seconds": s for w, (s, _) in walls.items()}}
-    note = (f"{cells} cells; overhead/cell: phasegrid {overhead('phasegrid'):.1f} ms, "
-            f"bare {overhead('bare'):.1f} ms; Ray start-up {start:.1f} s, loop {loop:.1f} s")
-    rows = [Row("orchestration", "phasegrid run vs bare Ray tasks", ours, bare_wall,
-                "bare Ray tasks", "s (wall)", bare_wall / ours, 0.5, note, details)]
+    details = {
+        "cells": cells,
+        "loop_seconds": loop,
+        "ray_startup_seconds": start,
+        **{f"{w}_seconds": s for w, (s, _) in walls.items()},
+    }
+    note = (
+        f"{cells} cells; overhead/cell: phasegrid {overhead('phasegrid'):.1f} ms, "
+        f"bare {overhead('bare'):.1f} ms; Ray start-up {start:.1f} s, loop {loop:.1f} s"
+    )
+    rows = [
+        Row(
+            "orchestration",
+            "phasegrid run vs bare Ray tasks",
+            ours,
+            bare_wall,
+            "bare Ray tasks",
+            "s (wall)",
+            bare_wall / ours,
+            0.5,
+            note,
+            details,
+        )
+    ]
     tune_wall, failure = walls["tune"]
     if failure:
-        rows.append(unavailable("orchestration", "phasegrid run vs Ray Tune grid",
-                                f"Ray Tune not run: {failure.splitlines()[-1][:200]}"))
+        rows.append(
+            unavailable(
+                "orchestration",
+                "phasegrid run vs Ray Tune grid",
+                f"Ray Tune not run: {failure.splitlines()[-1][:200]}",
+            )
+        )
     else:
         workers = "reused" if reuse_actors else "fresh per trial"
-        rows.append(Row("orchestration", "phasegrid run vs Ray Tune grid", ours, tune_wall,
-                        "Ray Tune grid", "s (wall)", tune_wall / ours, 5.0,
-                        f"overhead/cell: Ray Tune {overhead('tune'):.1f} ms (reuse_actors: "
-                        f"workers {workers})", {**details, "tune_reuse_actors": reuse_actors}))
+        rows.append(
+            Row(
+                "orchestration",
+                "phasegrid run vs Ray Tune grid",
+                ours,
+                tune_wall,
+                "Ray Tune grid",
+                "s (wall)",
+                tune_wall / ours,
+                5.0,
+                f"overhead/cell: Ray Tune {overhead('tune'):.1f} ms (reuse_actors: "
+                f"workers {workers})",
+                {**details, "tune_reuse_actors": reuse_actors},
+            )
+        )
     return rows
 
 
 def main(argv: list[str]) -> None:
     way, *args = argv
-    {"startup": startup, "bare": lambda p: bare(Path(p)),
-     "tune": lambda p, s, reuse: tune_grid(Path(p), Path(s), reuse == "True")}[way](*args)
+    {
+        "startup": startup,
+        "bare": lambda p: bare(Path(p)),
+        "tune": lambda p, s, reuse: tune_grid(Path(p), Path(s), reuse == "True"),
+    }[way](*args)
 
 
 if __name__ == "__main__":

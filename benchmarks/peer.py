@@ -15,6 +15,7 @@ The baseline is a RECORDED CONSTANT, not re-measured here: the paper's reference
 ran this cell at 5.2 ms per step on this machine, measured earlier. The ratio is
 5.2 ms / ours.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,7 +25,7 @@ from tasks.records import CellResult
 from tasks.specs import CellSpec
 from tasks.train_cell import train_cell
 
-REFERENCE_MS_PER_STEP = 5.2     # recorded with the reference code on this machine
+REFERENCE_MS_PER_STEP = 5.2  # recorded with the reference code on this machine
 STEPS = 2000
 TARGET = 10.0
 
@@ -42,25 +43,36 @@ def _ms_per_step(spec: CellSpec, trainer=train_cell) -> tuple[float, int, str]:
     """(wall ms per accepted step of trainer(spec), steps, stop reason)."""
     start = time.perf_counter()
     result = [item for item in trainer(spec) if isinstance(item, CellResult)][0]
-    return 1e3 * (time.perf_counter() - start) / max(result.steps, 1), result.steps, \
-        result.stop_reason
+    return (
+        1e3 * (time.perf_counter() - start) / max(result.steps, 1),
+        result.steps,
+        result.stop_reason,
+    )
 
 
 def run(steps: int = STEPS, device: str = "cpu") -> list[Row]:
     """Our ms/step on the reference's cell vs the recorded 5.2 ms/step: through
     train_cell, and through the single-net fast path if it exists."""
     warm = stripe_spec(32, 5, 8, max_steps=5, test_size=32, observables=True, device=device)
-    spec = stripe_spec(256, 5, 32, max_steps=steps, test_size=1024, observables=True,
-                       device=device)
+    spec = stripe_spec(256, 5, 32, max_steps=steps, test_size=1024, observables=True, device=device)
     rows = []
     for name, trainer in (("train_cell", train_cell), ("train_bundle([cell])", _fast_path)):
         if trainer(warm) is None:
             continue
-        _ms_per_step(warm, trainer)                           # one-time costs out
+        _ms_per_step(warm, trainer)  # one-time costs out
         ms, done, reason = _ms_per_step(spec, trainer)
-        rows.append(Row("peer", f"stripe d=5 P=256 h=32 L=2 {name}", ms,
-                        REFERENCE_MS_PER_STEP, "reference (recorded)", "ms/step",
-                        REFERENCE_MS_PER_STEP / ms, TARGET,
-                        f"baseline: recorded constant; {done} steps, stop: {reason}",
-                        {"steps": done, "stop_reason": reason, "trainer": name}))
+        rows.append(
+            Row(
+                "peer",
+                f"stripe d=5 P=256 h=32 L=2 {name}",
+                ms,
+                REFERENCE_MS_PER_STEP,
+                "reference (recorded)",
+                "ms/step",
+                REFERENCE_MS_PER_STEP / ms,
+                TARGET,
+                f"baseline: recorded constant; {done} steps, stop: {reason}",
+                {"steps": done, "stop_reason": reason, "trainer": name},
+            )
+        )
     return rows

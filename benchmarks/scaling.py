@@ -12,6 +12,7 @@ best of 3 calls of `tasks.ntk.ntk_gram` on a float64 swish net. Exponents below 
 value mean that terms of lower order (elementwise work ∝ P·h, fixed per-call costs)
 still weigh at these sizes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,20 +25,24 @@ from tasks.ntk import ntk_gram
 
 DIM, DEPTH = 10, 2
 # (what, varied axis, fixed value, values of the varied axis, expected exponent)
-SERIES = (("step", "P", 256, (500, 1000, 2000), 1.0),
-          ("step", "h", 1000, (128, 256, 512), 2.0),
-          ("ntk", "P", 256, (1000, 2000, 4000), 2.0),
-          ("ntk", "h", 2000, (256, 512, 1024), 1.0))
+SERIES = (
+    ("step", "P", 256, (500, 1000, 2000), 1.0),
+    ("step", "h", 1000, (128, 256, 512), 2.0),
+    ("ntk", "P", 256, (1000, 2000, 4000), 2.0),
+    ("ntk", "h", 2000, (256, 512, 1024), 1.0),
+)
 QUICK_SERIES = (("step", "P", 8, (16, 32), 1.0), ("ntk", "P", 8, (16, 32), 2.0))
 STEPS = 4
 
 
 def ntk_seconds(P: int, h: int, device: str = "cpu") -> float:
     """Best of 3 wall seconds of ntk_gram on P points for a swish net of width h, L=2."""
-    model = build_model(DIM, h, DEPTH, "swish", 10.0,
-                        generator=torch.Generator().manual_seed(0)).to(device)
-    x = torch.randn(P, DIM, generator=torch.Generator().manual_seed(1),
-                    dtype=torch.float64).to(device)
+    model = build_model(
+        DIM, h, DEPTH, "swish", 10.0, generator=torch.Generator().manual_seed(0)
+    ).to(device)
+    x = torch.randn(P, DIM, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(
+        device
+    )
     ntk_gram(model, x[:2])
     return best_seconds(lambda: ntk_gram(model, x), 3, synchronizer(device))
 
@@ -53,7 +58,7 @@ def run(series=SERIES, device: str = "cpu") -> list[Row]:
     """One row per series: the fitted exponent vs the expected one (ratio fitted/expected).
     Steps run on the engine a campaign uses for a lone FC cell (the fast path if present)."""
     engine, trainer = list(engines().items())[-1]
-    step_seconds(16, 2, 4, 3, device, trainer=trainer)         # one-time costs out
+    step_seconds(16, 2, 4, 3, device, trainer=trainer)  # one-time costs out
     rows = []
     for what, axis, fixed, values, expected in series:
         sizes = [(v, fixed) if axis == "P" else (fixed, v) for v in values]
@@ -62,8 +67,18 @@ def run(series=SERIES, device: str = "cpu") -> list[Row]:
         other = "h" if axis == "P" else "P"
         listed = ", ".join(f"{1e3 * t:.3g}" for t in times)
         unit = f"ms per pass ({engine})" if what == "step" else "ms per NTK"
-        rows.append(Row("scaling", f"{what} vs {axis}={values} ({other}={fixed})", slope,
-                        expected, "expected exponent", "exponent", slope / expected, None,
-                        f"{unit}: {listed}",
-                        {"values": list(values), "seconds": times, "fixed": fixed}))
+        rows.append(
+            Row(
+                "scaling",
+                f"{what} vs {axis}={values} ({other}={fixed})",
+                slope,
+                expected,
+                "expected exponent",
+                "exponent",
+                slope / expected,
+                None,
+                f"{unit}: {listed}",
+                {"values": list(values), "seconds": times, "fixed": fixed},
+            )
+        )
     return rows

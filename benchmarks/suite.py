@@ -1,6 +1,7 @@
 """The benchmark rows, by name, at full or quick (`--quick`: tiny, for the smoke test)
 sizes, on a CPU or a CUDA device. Modules are imported when their row runs, so that a
 machine without Ray (the GPU machine) runs every row but orchestration."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,42 +11,52 @@ from benchmarks.common import Row, best_seconds, synchronizer, unavailable
 ROWS = ("ensemble", "peer", "flow-step", "ntk", "orchestration", "scaling")
 NTK_SIZE = {"points": 1000, "width": 512, "depth": 2, "dim": 10}
 NTK_QUICK = {"points": 20, "width": 16, "depth": 2, "dim": 3}
-NTK_TARGET = 20.0               # issue 2: ≥ 20× faster and ≥ 20× less memory
+NTK_TARGET = 20.0  # issue 2: ≥ 20× faster and ≥ 20× less memory
 
 
 def ensemble(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import ensemble as bench
+
     if quick:
         return bench.run(members=2, sizes=bench.QUICK_SIZES, device=device)
-    return bench.run(device=device,
-                     sizes=bench.GPU_SIZES if device.startswith("cuda") else bench.SIZES)
+    return bench.run(
+        device=device, sizes=bench.GPU_SIZES if device.startswith("cuda") else bench.SIZES
+    )
 
 
 def peer(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import peer as bench
+
     return bench.run(steps=20 if quick else bench.STEPS, device=device)
 
 
 def flow_step(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import flow_step as bench
+
     return bench.run(bench.QUICK_SIZES if quick else bench.SIZES, device=device)
 
 
 def scaling(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import scaling as bench
+
     return bench.run(bench.QUICK_SERIES if quick else bench.SERIES, device=device)
 
 
-def orchestration(quick: bool, device: str, tune_fresh_workers: bool = False,
-                  **_) -> list[Row]:
+def orchestration(quick: bool, device: str, tune_fresh_workers: bool = False, **_) -> list[Row]:
     if device != "cpu":
-        return [unavailable("orchestration", "phasegrid vs Ray", f"skipped on {device}: "
-                            "the GPU machine has no Ray; run it on a CPU machine")]
+        return [
+            unavailable(
+                "orchestration",
+                "phasegrid vs Ray",
+                f"skipped on {device}: the GPU machine has no Ray; run it on a CPU machine",
+            )
+        ]
     try:
         import ray  # noqa: F401
     except ImportError:
         return [unavailable("orchestration", "phasegrid vs Ray", "skipped: ray not installed")]
     from benchmarks import orchestration as bench
+
     return bench.run(5 if quick else bench.CELLS, reuse_actors=not tune_fresh_workers)
 
 
@@ -58,30 +69,58 @@ def ntk(quick: bool, device: str, **_) -> list[Row]:
         fast, ref = _ntk_cuda(device, **size)
     else:
         from benchmarks.ntk import run
+
         fast, ref = run(**size, fresh_processes=not quick)
     case = f"P={size['points']} h={size['width']} L={size['depth']} d={size['dim']}"
     note = f"relative difference of the two Θ {fast['relative_difference']:.1e}"
-    return [Row("ntk", f"time, {case}", fast["seconds"], ref["seconds"], "torch.func Jacobian",
-                "s", ref["seconds"] / fast["seconds"], NTK_TARGET, note, _plain(fast, ref)),
-            Row("ntk", f"peak memory, {case}", fast["peak_mib"], ref["peak_mib"],
-                "torch.func Jacobian", "MiB", ref["peak_mib"] / fast["peak_mib"], NTK_TARGET,
-                "CPU: resident-set peak" if not device.startswith("cuda") else
-                "CUDA: max_memory_allocated", _plain(fast, ref))]
+    return [
+        Row(
+            "ntk",
+            f"time, {case}",
+            fast["seconds"],
+            ref["seconds"],
+            "torch.func Jacobian",
+            "s",
+            ref["seconds"] / fast["seconds"],
+            NTK_TARGET,
+            note,
+            _plain(fast, ref),
+        ),
+        Row(
+            "ntk",
+            f"peak memory, {case}",
+            fast["peak_mib"],
+            ref["peak_mib"],
+            "torch.func Jacobian",
+            "MiB",
+            ref["peak_mib"] / fast["peak_mib"],
+            NTK_TARGET,
+            "CPU: resident-set peak"
+            if not device.startswith("cuda")
+            else "CUDA: max_memory_allocated",
+            _plain(fast, ref),
+        ),
+    ]
 
 
 def _plain(fast: dict, ref: dict) -> dict:
-    return {"fast": {k: v for k, v in fast.items() if k != "theta"},
-            "jacobian": {k: v for k, v in ref.items() if k != "theta"}}
+    return {
+        "fast": {k: v for k, v in fast.items() if k != "theta"},
+        "jacobian": {k: v for k, v in ref.items() if k != "theta"},
+    }
 
 
 def _ntk_cuda(device: str, points: int, width: int, depth: int, dim: int) -> tuple[dict, dict]:
     import torch
     from tasks.models import build_model
     from tasks.ntk import ntk_gram, ntk_gram_jacobian
-    model = build_model(dim, width, depth, "swish", 10.0,
-                        generator=torch.Generator().manual_seed(0)).to(device)
-    x = torch.randn(points, dim, generator=torch.Generator().manual_seed(1),
-                    dtype=torch.float64).to(device)
+
+    model = build_model(
+        dim, width, depth, "swish", 10.0, generator=torch.Generator().manual_seed(0)
+    ).to(device)
+    x = torch.randn(
+        points, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    ).to(device)
     out = []
     for fn in (ntk_gram, ntk_gram_jacobian):
         fn(model, x[:2])
@@ -91,8 +130,9 @@ def _ntk_cuda(device: str, points: int, width: int, depth: int, dim: int) -> tup
         theta = fn(model, x)
         peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         out.append({"seconds": seconds, "peak_mib": peak, "theta": theta})
-    difference = float(torch.linalg.norm(out[0]["theta"] - out[1]["theta"])
-                       / torch.linalg.norm(out[1]["theta"]))
+    difference = float(
+        torch.linalg.norm(out[0]["theta"] - out[1]["theta"]) / torch.linalg.norm(out[1]["theta"])
+    )
     for row in out:
         row["relative_difference"] = difference
         del row["theta"]
@@ -100,5 +140,10 @@ def _ntk_cuda(device: str, points: int, width: int, depth: int, dim: int) -> tup
 
 
 BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
-    "ensemble": ensemble, "peer": peer, "flow-step": flow_step, "ntk": ntk,
-    "orchestration": orchestration, "scaling": scaling}
+    "ensemble": ensemble,
+    "peer": peer,
+    "flow-step": flow_step,
+    "ntk": ntk,
+    "orchestration": orchestration,
+    "scaling": scaling,
+}

@@ -3,6 +3,7 @@
 `load_results(campaign)` is the Python entry point to a campaign's tables. It is
 imported lazily so that `import pipeline.spec` (and the CLI's --help) stay light.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -16,5 +17,6 @@ __all__ = ["Results", "load_results"]
 def __getattr__(name: str) -> Any:
     if name in __all__:
         from pipeline import results
+
         return getattr(results, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

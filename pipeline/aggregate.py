@@ -13,6 +13,7 @@ f_s(x) and labels y(x):
     ntk_change          = exp(mean_s log ‖ΔΘ‖/‖Θ₀‖)  over seeds where it is finite.
 Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,10 +37,20 @@ from results_schema.tables import SETTINGS
 
 # Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
 GRID_AXES = ("width", "alpha_tilde", "train_size", "depth", *(f.name for f in SETTINGS))
-ENSEMBLE_METRICS = ("n_seeds", "n_params", "fitted_fraction", "mean_test_error",
-                    "ensemble_test_error", "ensemble_gain", "fluctuation", "output_norm",
-                    "ntk_change", "mean_train_loss", "mean_n_unsatisfied")
-ENSEMBLE_VALUES = ("alpha", *ENSEMBLE_METRICS)     # the non-axis columns of ensembles
+ENSEMBLE_METRICS = (
+    "n_seeds",
+    "n_params",
+    "fitted_fraction",
+    "mean_test_error",
+    "ensemble_test_error",
+    "ensemble_gain",
+    "fluctuation",
+    "output_norm",
+    "ntk_change",
+    "mean_train_loss",
+    "mean_n_unsatisfied",
+)
+ENSEMBLE_VALUES = ("alpha", *ENSEMBLE_METRICS)  # the non-axis columns of ensembles
 LEARNING_CURVE_METRICS = ("ensemble_test_error", "mean_test_error")
 
 
@@ -67,9 +78,11 @@ def geometric_mean(values: Sequence[float]) -> float:
 def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """Per group id: ensemble_test_error and fluctuation from the long predictions."""
     p = predictions[["cell_id", "test_index", "test_output", "test_label"]].merge(
-        done[["cell_id", "group"]], on="cell_id")
+        done[["cell_id", "group"]], on="cell_id"
+    )
     points = p.groupby(["group", "test_index"]).agg(
-        mean_output=("test_output", "mean"), label=("test_label", "first"))
+        mean_output=("test_output", "mean"), label=("test_label", "first")
+    )
     wrong = (points["mean_output"] * points["label"] <= 0).astype(float)
     p = p.join(points["mean_output"], on=["group", "test_index"])
     p["residual2"] = (p["test_output"] - p["mean_output"]) ** 2
@@ -77,34 +90,47 @@ def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.Data
     per_seed = p.groupby(["group", "cell_id"])[["residual2", "output2"]].mean() ** 0.5
     per_group = per_seed.groupby("group")
     fluctuation = per_group["residual2"].mean().where(per_group.size() >= 2)
-    return pd.DataFrame({"ensemble_test_error": wrong.groupby("group").mean(),
-                         "fluctuation": fluctuation,
-                         "output_norm": per_group["output2"].mean()})
+    return pd.DataFrame(
+        {
+            "ensemble_test_error": wrong.groupby("group").mean(),
+            "fluctuation": fluctuation,
+            "output_norm": per_group["output2"].mean(),
+        }
+    )
 
 
-def ensemble_table(cells: pd.DataFrame, predictions: pd.DataFrame | None,
-                   axes: Sequence[str] | None = None) -> pd.DataFrame:
+def ensemble_table(
+    cells: pd.DataFrame, predictions: pd.DataFrame | None, axes: Sequence[str] | None = None
+) -> pd.DataFrame:
     """One row per grid point over the done cells' seeds: axes, alpha, ENSEMBLE_METRICS.
 
     Cells without predictions rows contribute to every column except
     ensemble_test_error and fluctuation (NaN when no seed has predictions)."""
     done = done_cells(cells)
     axes = list(axes) if axes is not None else grid_axes(done)
-    done = done.assign(group=done.groupby(axes, dropna=False, sort=True).ngroup(),
-                       fitted=done["fitted"].astype(float))
+    done = done.assign(
+        group=done.groupby(axes, dropna=False, sort=True).ngroup(),
+        fitted=done["fitted"].astype(float),
+    )
     grouped = done.groupby("group")
     table = grouped[axes].first()
     table = table.assign(
         alpha=grouped["alpha"].first() if "alpha" in done else np.nan,
-        n_seeds=grouped.size(), n_params=grouped["n_params"].first(),
+        n_seeds=grouped.size(),
+        n_params=grouped["n_params"].first(),
         fitted_fraction=grouped["fitted"].mean(),
         mean_test_error=grouped["test_error"].mean(),
         ntk_change=grouped["ntk_change"].agg(geometric_mean),
         mean_train_loss=grouped["train_loss"].mean(),
-        mean_n_unsatisfied=grouped["n_unsatisfied"].mean())
-    outputs = (_output_statistics(done, predictions) if predictions is not None
-               else pd.DataFrame(columns=["ensemble_test_error", "fluctuation", "output_norm"],
-                                 dtype=float))
+        mean_n_unsatisfied=grouped["n_unsatisfied"].mean(),
+    )
+    outputs = (
+        _output_statistics(done, predictions)
+        if predictions is not None
+        else pd.DataFrame(
+            columns=["ensemble_test_error", "fluctuation", "output_norm"], dtype=float
+        )
+    )
     table = table.join(outputs, how="left")
     table["ensemble_gain"] = table["mean_test_error"] - table["ensemble_test_error"]
     return table[axes + ["alpha", *ENSEMBLE_METRICS]].reset_index(drop=True)
@@ -130,12 +156,14 @@ def fit_log_log(x: Sequence[float], y: Sequence[float]) -> LogLogFit:
     if n < 2 or np.ptp(x) == 0:
         return LogLogFit(math.nan, math.nan, math.nan, n)
     fit = stats.linregress(x, y)
-    return LogLogFit(float(fit.slope), float(fit.stderr) if n > 2 else math.nan,
-                     float(fit.intercept), n)
+    return LogLogFit(
+        float(fit.slope), float(fit.stderr) if n > 2 else math.nan, float(fit.intercept), n
+    )
 
 
-def learning_curve_exponents(ensembles: pd.DataFrame, axes: Sequence[str],
-                             metrics: Sequence[str] = LEARNING_CURVE_METRICS) -> pd.DataFrame:
+def learning_curve_exponents(
+    ensembles: pd.DataFrame, axes: Sequence[str], metrics: Sequence[str] = LEARNING_CURVE_METRICS
+) -> pd.DataFrame:
     """Rows (boundary="learning_curve") of β with ε(P) ~ P^{-β}, per grid point of
     the other axes (the regime is α̃) and per metric; empty unless P is swept.
     value = β, value_error = its standard error, lower/upper = the P range fitted.
@@ -150,17 +178,29 @@ def learning_curve_exponents(ensembles: pd.DataFrame, axes: Sequence[str],
             fit = fit_log_log(sub["train_size"], sub[metric])
             used = sub.loc[sub[metric] > 0, "train_size"]
             status = {0: "too_few_points", 1: "too_few_points", 2: "two_points"}.get(
-                fit.n_points, "fitted")
-            rows.append({"boundary": "learning_curve", "quantity": metric, "level": math.nan,
-                         "budget_steps": math.nan, "along": "train_size",
-                         "value": -fit.slope, "value_error": fit.slope_error,
-                         "lower": float(used.min()) if len(used) else math.nan,
-                         "upper": float(used.max()) if len(used) else math.nan,
-                         "status": status, "n_points": fit.n_points, **coords})
+                fit.n_points, "fitted"
+            )
+            rows.append(
+                {
+                    "boundary": "learning_curve",
+                    "quantity": metric,
+                    "level": math.nan,
+                    "budget_steps": math.nan,
+                    "along": "train_size",
+                    "value": -fit.slope,
+                    "value_error": fit.slope_error,
+                    "lower": float(used.min()) if len(used) else math.nan,
+                    "upper": float(used.max()) if len(used) else math.nan,
+                    "status": status,
+                    "n_points": fit.n_points,
+                    **coords,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # --- campaign I/O -------------------------------------------------------------------------
+
 
 def campaign_path(campaign: str, name: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path of `name` inside the campaign) for a local path or a URI, as the
@@ -169,7 +209,9 @@ def campaign_path(campaign: str, name: str) -> tuple[pafs.FileSystem, str]:
     return location.fs, location.path(name)
 
 
-def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+def read_table(
+    campaign: str, table: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame | None:
     """A campaign table (a directory of Parquet files, or a single .parquet file) as a
     DataFrame read with its results_schema schema (files written before a column
     existed read it as null), or None if the table does not exist yet."""
@@ -183,9 +225,11 @@ def read_table(campaign: str, table: str, columns: Sequence[str] | None = None) 
     except (pa.ArrowException, OSError):
         if table not in rs.TABLES:
             raise
-        from pipeline.quarantine import read_readable_files    # an unreadable file: warn, skip
-        return read_readable_files(Location.open(campaign), table,
-                                   list(columns) if columns else None).to_pandas()
+        from pipeline.quarantine import read_readable_files  # an unreadable file: warn, skip
+
+        return read_readable_files(
+            Location.open(campaign), table, list(columns) if columns else None
+        ).to_pandas()
 
 
 def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
@@ -210,8 +254,10 @@ def require_campaign(campaign: str) -> None:
         fs, path = campaign_path(campaign, name)
         if fs.get_file_info(path).type != pafs.FileType.NotFound:
             return
-    raise CampaignNotFoundError(f"no campaign at {campaign} (no manifest.parquet or cells/); "
-                                f"start one with `phasegrid run SPEC.toml --store DIR`")
+    raise CampaignNotFoundError(
+        f"no campaign at {campaign} (no manifest.parquet or cells/); "
+        f"start one with `phasegrid run SPEC.toml --store DIR`"
+    )
 
 
 def pending_cells(campaign: str, cells: pd.DataFrame) -> int:
@@ -236,20 +282,24 @@ class AggregateReport:
     tables_written: tuple[str, ...]
 
     def summary(self) -> str:
-        return (f"{self.campaign}: used {self.cells_used} done cells "
-                f"(skipped {self.cells_failed} failed, {self.cells_pending} pending); "
-                f"wrote ensembles ({self.ensemble_rows} rows), "
-                f"boundaries ({self.boundary_rows} rows)")
+        return (
+            f"{self.campaign}: used {self.cells_used} done cells "
+            f"(skipped {self.cells_failed} failed, {self.cells_pending} pending); "
+            f"wrote ensembles ({self.ensemble_rows} rows), "
+            f"boundaries ({self.boundary_rows} rows)"
+        )
 
 
 def ensemble_gain_exponents(ensembles: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     """pipeline.ensemble_gain's fit (imported here: it uses this module's fit_log_log)."""
     from pipeline.ensemble_gain import ensemble_gain_exponents as fit
+
     return fit(ensembles, axes)
 
 
-def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
-                     measurements: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def aggregate_tables(
+    cells: pd.DataFrame, predictions: pd.DataFrame | None, measurements: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, boundaries) of a campaign's raw tables; learning-curve exponents
     are rows of boundaries (boundary == "learning_curve")."""
     done = done_cells(cells)
@@ -258,8 +308,14 @@ def aggregate_tables(cells: pd.DataFrame, predictions: pd.DataFrame | None,
     if done.empty:
         return ensembles, order_columns(pd.DataFrame())
     boundaries = boundaries_table(done, ensembles, axes, measurements)
-    exponents = [e for e in (learning_curve_exponents(ensembles, axes),
-                             ensemble_gain_exponents(ensembles, axes)) if not e.empty]
+    exponents = [
+        e
+        for e in (
+            learning_curve_exponents(ensembles, axes),
+            ensemble_gain_exponents(ensembles, axes),
+        )
+        if not e.empty
+    ]
     if exponents:
         boundaries = order_columns(pd.concat([boundaries, *exponents], ignore_index=True))
     return ensembles, boundaries
@@ -269,9 +325,10 @@ def campaign_aggregates(campaign: str, done: pd.DataFrame) -> tuple[pd.DataFrame
     """(ensembles, boundaries) of the done cells `done`, reading only the columns of
     predictions and measurements that aggregation needs."""
     ids = set(done["cell_id"])
-    keep = (lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)])
-    predictions = keep(read_table(campaign, "predictions",
-                                  ["cell_id", "test_index", "test_output", "test_label"]))
+    keep = lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)]
+    predictions = keep(
+        read_table(campaign, "predictions", ["cell_id", "test_index", "test_output", "test_label"])
+    )
     measurements = keep(read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"]))
     return aggregate_tables(done, predictions, measurements)
 
@@ -290,7 +347,10 @@ def aggregate_campaign(campaign: str) -> AggregateReport:
     if done.empty:
         return AggregateReport(campaign, 0, failed, pending, 0, 0, ())
     ensembles, boundaries = campaign_aggregates(campaign, done)
-    written = (write_table(campaign, "ensembles", ensembles),
-               write_table(campaign, "boundaries", boundaries))
-    return AggregateReport(campaign, len(done), failed, pending, len(ensembles),
-                           len(boundaries), written)
+    written = (
+        write_table(campaign, "ensembles", ensembles),
+        write_table(campaign, "boundaries", boundaries),
+    )
+    return AggregateReport(
+        campaign, len(done), failed, pending, len(ensembles), len(boundaries), written
+    )

@@ -15,6 +15,7 @@ Rows are long format (`BOUNDARY_COLUMNS` plus the fixed grid coordinates):
 `along` names the axis the value lies on, the fixed coordinates are the other
 axes' columns (the `along` axis column itself is absent or NaN on that row).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,12 +25,23 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-BOUNDARY_COLUMNS = ("boundary", "quantity", "level", "budget_steps", "along", "value",
-                    "value_error", "lower", "upper", "status", "n_points")
+BOUNDARY_COLUMNS = (
+    "boundary",
+    "quantity",
+    "level",
+    "budget_steps",
+    "along",
+    "value",
+    "value_error",
+    "lower",
+    "upper",
+    "status",
+    "n_points",
+)
 BUDGET_AXES = ("max_steps", "max_time", "max_wall_seconds")
 JAMMING_LEVEL = 0.5
 CROSSOVER_LEVELS = (0.01, 0.1, 1.0, 10.0)
-BUDGET_FRACTIONS = (0.01, 0.1, 1.0)      # step budgets as fractions of the campaign's
+BUDGET_FRACTIONS = (0.01, 0.1, 1.0)  # step budgets as fractions of the campaign's
 TERMINAL_STOPS = ("nan", "stalled", "zero_gradient")  # trajectories that will never fit later
 
 
@@ -46,9 +58,15 @@ class Crossing:
     status: str
 
 
-def locate_crossing(x: Sequence[float], y: Sequence[float], level: float, *,
-                    increasing: bool = True, log_x: bool = True,
-                    log_y: bool = False) -> Crossing:
+def locate_crossing(
+    x: Sequence[float],
+    y: Sequence[float],
+    level: float,
+    *,
+    increasing: bool = True,
+    log_x: bool = True,
+    log_y: bool = False,
+) -> Crossing:
     """Crossing of `level` by y(x), expected increasing (or decreasing) in x.
 
     Interpolates linearly in (log x if log_x, log y if log_y) between the bracketing
@@ -60,7 +78,7 @@ def locate_crossing(x: Sequence[float], y: Sequence[float], level: float, *,
     nan = math.nan
     if len(x) == 0:
         return Crossing(nan, nan, nan, "no_data")
-    past = (y >= level) if increasing else (y <= level)   # beyond the boundary
+    past = (y >= level) if increasing else (y <= level)  # beyond the boundary
     steps = np.diff(past.astype(int))
     ups, downs = np.flatnonzero(steps == 1), np.flatnonzero(steps == -1)
     if len(ups) == 0 and len(downs) == 0:
@@ -78,12 +96,30 @@ def locate_crossing(x: Sequence[float], y: Sequence[float], level: float, *,
     return Crossing(float(np.exp(u) if log_x else u), float(x[i]), float(x[i + 1]), status)
 
 
-def _row(kind: str, quantity: str, level: float, along: str, crossing: Crossing,
-         n_points: int, coords: dict, budget_steps: float = math.nan) -> dict:
-    return {"boundary": kind, "quantity": quantity, "level": level,
-            "budget_steps": budget_steps, "along": along, "value": crossing.value,
-            "value_error": math.nan, "lower": crossing.lower, "upper": crossing.upper,
-            "status": crossing.status, "n_points": n_points, **coords}
+def _row(
+    kind: str,
+    quantity: str,
+    level: float,
+    along: str,
+    crossing: Crossing,
+    n_points: int,
+    coords: dict,
+    budget_steps: float = math.nan,
+) -> dict:
+    return {
+        "boundary": kind,
+        "quantity": quantity,
+        "level": level,
+        "budget_steps": budget_steps,
+        "along": along,
+        "value": crossing.value,
+        "value_error": math.nan,
+        "lower": crossing.lower,
+        "upper": crossing.upper,
+        "status": crossing.status,
+        "n_points": n_points,
+        **coords,
+    }
 
 
 def groups_by(frame: pd.DataFrame, keys: list[str]):
@@ -97,13 +133,17 @@ def groups_by(frame: pd.DataFrame, keys: list[str]):
 
 # --- jamming --------------------------------------------------------------------------
 
+
 def first_fit_step(cells: pd.DataFrame, measurements: pd.DataFrame | None = None) -> pd.Series:
     """Per cell_id, the first step at which N_Δ = 0 (inf if never).
 
     A fitted cell stops when N_Δ hits 0, so its `steps` is that step; checkpoints
     with n_unsatisfied == 0 in `measurements` are also taken into account."""
-    steps = pd.Series(np.where(cells["fitted"].astype(bool), cells["steps"], np.inf),
-                      index=cells["cell_id"].to_numpy(), dtype=float)
+    steps = pd.Series(
+        np.where(cells["fitted"].astype(bool), cells["steps"], np.inf),
+        index=cells["cell_id"].to_numpy(),
+        dtype=float,
+    )
     if measurements is not None and len(measurements):
         zero = measurements.loc[measurements["n_unsatisfied"] == 0]
         seen = zero.groupby("cell_id")["step"].min()
@@ -117,8 +157,11 @@ def fitted_within(cells: pd.DataFrame, first_fit: pd.Series, budget: float) -> n
     unknown (it stopped earlier on a time or wall-clock budget)."""
     fit_step = first_fit.reindex(cells["cell_id"]).to_numpy()
     ran_past = cells["steps"].to_numpy(float) >= budget
-    terminal = cells["stop_reason"].isin(TERMINAL_STOPS).to_numpy() \
-        if "stop_reason" in cells else np.zeros(len(cells), bool)
+    terminal = (
+        cells["stop_reason"].isin(TERMINAL_STOPS).to_numpy()
+        if "stop_reason" in cells
+        else np.zeros(len(cells), bool)
+    )
     out = np.where(ran_past | terminal, 0.0, np.nan)
     return np.where(fit_step <= budget, 1.0, out)
 
@@ -127,7 +170,11 @@ def step_budgets(cells: pd.DataFrame, fractions: Sequence[float] = BUDGET_FRACTI
     """Step budgets at which to draw jamming lines: fractions of the campaign's
     largest `max_steps` (or of the most steps any cell ran), plus every distinct
     `max_steps` when cells had different budgets."""
-    caps = cells["max_steps"].dropna().astype(float) if "max_steps" in cells else pd.Series([], dtype=float)
+    caps = (
+        cells["max_steps"].dropna().astype(float)
+        if "max_steps" in cells
+        else pd.Series([], dtype=float)
+    )
     top = caps.max() if len(caps) else float(cells["steps"].max())
     if not np.isfinite(top) or top <= 0:
         return []
@@ -141,14 +188,27 @@ def _jamming_rows(known: pd.DataFrame, fixed: list[str], budget: float) -> list[
     for coords, sub in groups_by(known, fixed):
         frac = sub.groupby("width")["fit"].mean()
         crossing = locate_crossing(frac.index, frac.to_numpy(), JAMMING_LEVEL, log_x=True)
-        rows.append(_row("jamming", "fitted_fraction", JAMMING_LEVEL, "width", crossing,
-                         len(frac), coords, budget))
+        rows.append(
+            _row(
+                "jamming",
+                "fitted_fraction",
+                JAMMING_LEVEL,
+                "width",
+                crossing,
+                len(frac),
+                coords,
+                budget,
+            )
+        )
     return rows
 
 
-def jamming_line(cells: pd.DataFrame, axes: Sequence[str],
-                 measurements: pd.DataFrame | None = None,
-                 fractions: Sequence[float] = BUDGET_FRACTIONS) -> pd.DataFrame:
+def jamming_line(
+    cells: pd.DataFrame,
+    axes: Sequence[str],
+    measurements: pd.DataFrame | None = None,
+    fractions: Sequence[float] = BUDGET_FRACTIONS,
+) -> pd.DataFrame:
     """Rows of h*(fixed axes, budget): the width where the fraction of done cells
     fitted within the budget crosses 1/2 (log h). `cells` must hold done cells only.
 
@@ -197,15 +257,27 @@ def n_star(jamming: pd.DataFrame, cells: pd.DataFrame, axes: Sequence[str]) -> p
             t = math.log(row["value"] / row["lower"]) / math.log(row["upper"] / row["lower"])
             value = math.exp(math.log(lo) + t * math.log(hi / lo))
         crossing = Crossing(value, lo, hi, row["status"])
-        rows.append(_row("n_star", "fitted_fraction", JAMMING_LEVEL, "n_params", crossing,
-                         int(row["n_points"]), coords, row["budget_steps"]))
+        rows.append(
+            _row(
+                "n_star",
+                "fitted_fraction",
+                JAMMING_LEVEL,
+                "n_params",
+                crossing,
+                int(row["n_points"]),
+                coords,
+                row["budget_steps"],
+            )
+        )
     return pd.DataFrame(rows)
 
 
 # --- lazy / feature crossover -----------------------------------------------------------
 
-def crossover_line(ensembles: pd.DataFrame, axes: Sequence[str],
-                   levels: Sequence[float] = CROSSOVER_LEVELS) -> pd.DataFrame:
+
+def crossover_line(
+    ensembles: pd.DataFrame, axes: Sequence[str], levels: Sequence[float] = CROSSOVER_LEVELS
+) -> pd.DataFrame:
     """Rows of α̃*(fixed axes, c): where the geometric-mean ntk_change, decreasing
     in α̃, crosses c (log-log)."""
     fixed = [a for a in axes if a != "alpha_tilde"]
@@ -213,15 +285,26 @@ def crossover_line(ensembles: pd.DataFrame, axes: Sequence[str],
     for coords, sub in groups_by(ensembles, fixed):
         n_points = int(np.isfinite(sub["ntk_change"].to_numpy(float)).sum())
         for level in levels:
-            crossing = locate_crossing(sub["alpha_tilde"], sub["ntk_change"], level,
-                                       increasing=False, log_x=True, log_y=True)
-            rows.append(_row("crossover", "ntk_change", level, "alpha_tilde", crossing,
-                             n_points, coords))
+            crossing = locate_crossing(
+                sub["alpha_tilde"],
+                sub["ntk_change"],
+                level,
+                increasing=False,
+                log_x=True,
+                log_y=True,
+            )
+            rows.append(
+                _row("crossover", "ntk_change", level, "alpha_tilde", crossing, n_points, coords)
+            )
     return pd.DataFrame(rows)
 
 
-def boundaries_table(cells: pd.DataFrame, ensembles: pd.DataFrame, axes: Sequence[str],
-                     measurements: pd.DataFrame | None = None) -> pd.DataFrame:
+def boundaries_table(
+    cells: pd.DataFrame,
+    ensembles: pd.DataFrame,
+    axes: Sequence[str],
+    measurements: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Jamming lines, N*(P) and crossover lines of a campaign, long format.
     `cells`: done cells only; `axes`: the grouping axes of `ensembles`."""
     jamming = jamming_line(cells, axes, measurements)
@@ -234,7 +317,8 @@ def order_columns(table: pd.DataFrame) -> pd.DataFrame:
     """BOUNDARY_COLUMNS first (created empty if missing), then the coordinates."""
     for column in BOUNDARY_COLUMNS:
         if column not in table:
-            table[column] = pd.Series(dtype=object if column in ("boundary", "quantity",
-                                                                 "along", "status") else float)
+            table[column] = pd.Series(
+                dtype=object if column in ("boundary", "quantity", "along", "status") else float
+            )
     rest = [c for c in table.columns if c not in BOUNDARY_COLUMNS]
     return table[list(BOUNDARY_COLUMNS) + rest]

@@ -15,6 +15,7 @@ are columns, measurements a list of structs. Nothing is pickled: loading a snaps
 can never run code. A snapshot that does not read back, or does not check out, is moved
 to `_quarantine/` with a warning and the cell starts from zero: time lost, nothing else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,18 +35,26 @@ from tasks.records import Measurement, TrainingState
 SNAPSHOTS = "_checkpoints"
 FORMAT = "phasegrid-training-state/1"
 FLOAT_DTYPES = ("float32", "float64")
-SCALARS = {"step": pa.int64(), "flow_time": pa.float64(), "dt": pa.float64(),
-           "gradient_norm": pa.float64(), "evaluations": pa.int64(), "rejections": pa.int64(),
-           "wall_seconds": pa.float64()}
+SCALARS = {
+    "step": pa.int64(),
+    "flow_time": pa.float64(),
+    "dt": pa.float64(),
+    "gradient_norm": pa.float64(),
+    "evaluations": pa.int64(),
+    "rejections": pa.int64(),
+    "wall_seconds": pa.float64(),
+}
 ARRAYS = ("theta", "gradient", "outputs", "batch", "batch_generator_state")
 _MEASURED = [f.name for f in dataclasses.fields(Measurement)]
-MEASUREMENT_TYPE = pa.struct([pa.field(name, rs.MEASUREMENTS.field(name).type)
-                              for name in _MEASURED])
+MEASUREMENT_TYPE = pa.struct(
+    [pa.field(name, rs.MEASUREMENTS.field(name).type) for name in _MEASURED]
+)
 SCHEMA = pa.schema(
     [("format", pa.string()), ("cell_id", pa.string()), ("dtype", pa.string())]
     + list(SCALARS.items())
     + [(name, pa.large_binary()) for name in ARRAYS]
-    + [("sha256", pa.string()), ("measurements", pa.list_(MEASUREMENT_TYPE))])
+    + [("sha256", pa.string()), ("measurements", pa.list_(MEASUREMENT_TYPE))]
+)
 
 
 class SnapshotError(ValueError):
@@ -84,11 +93,15 @@ def snapshot_table(cell_id: str, snapshot: Snapshot) -> pa.Table:
     if str(state.theta.dtype) not in FLOAT_DTYPES:
         raise SnapshotError(f"theta has dtype {state.theta.dtype}, not one of {FLOAT_DTYPES}")
     arrays = [getattr(state, name) for name in ARRAYS]
-    row = {"format": FORMAT, "cell_id": cell_id, "dtype": str(state.theta.dtype),
-           **{name: getattr(state, name) for name in SCALARS},
-           **{name: _raw(array) for name, array in zip(ARRAYS, arrays)},
-           "sha256": _digest(arrays),
-           "measurements": [dataclasses.asdict(m) for m in snapshot.measurements]}
+    row = {
+        "format": FORMAT,
+        "cell_id": cell_id,
+        "dtype": str(state.theta.dtype),
+        **{name: getattr(state, name) for name in SCALARS},
+        **{name: _raw(array) for name, array in zip(ARRAYS, arrays)},
+        "sha256": _digest(arrays),
+        "measurements": [dataclasses.asdict(m) for m in snapshot.measurements],
+    }
     return pa.Table.from_pylist([row], schema=SCHEMA)
 
 
@@ -105,15 +118,23 @@ def snapshot_from_table(table: pa.Table, cell_id: str) -> Snapshot:
     """The Snapshot of a table written by `snapshot_table`; raises SnapshotError if it is
     not one of `cell_id` or its arrays do not match their checksum."""
     if table.num_rows != 1 or not set(SCHEMA.names) <= set(table.column_names):
-        raise SnapshotError(f"not a snapshot table ({table.num_rows} rows, columns "
-                            f"{table.column_names})")
+        raise SnapshotError(
+            f"not a snapshot table ({table.num_rows} rows, columns {table.column_names})"
+        )
     row = table.to_pylist()[0]
     if row["format"] != FORMAT or row["cell_id"] != cell_id or row["dtype"] not in FLOAT_DTYPES:
-        raise SnapshotError(f"format {row['format']!r}, cell {row['cell_id']!r}, dtype "
-                            f"{row['dtype']!r}; expected {FORMAT!r}, {cell_id!r}, one of "
-                            f"{FLOAT_DTYPES}")
-    dtypes = {"theta": row["dtype"], "gradient": row["dtype"], "outputs": row["dtype"],
-              "batch": "int64", "batch_generator_state": "uint8"}
+        raise SnapshotError(
+            f"format {row['format']!r}, cell {row['cell_id']!r}, dtype "
+            f"{row['dtype']!r}; expected {FORMAT!r}, {cell_id!r}, one of "
+            f"{FLOAT_DTYPES}"
+        )
+    dtypes = {
+        "theta": row["dtype"],
+        "gradient": row["dtype"],
+        "outputs": row["dtype"],
+        "batch": "int64",
+        "batch_generator_state": "uint8",
+    }
     arrays = {name: _array(row[name], dtypes[name], name) for name in ARRAYS}
     if _digest(list(arrays.values())) != row["sha256"]:
         raise SnapshotError("its arrays do not match their SHA-256: the file is damaged")
@@ -121,16 +142,19 @@ def snapshot_from_table(table: pa.Table, cell_id: str) -> Snapshot:
         raise SnapshotError("batch_generator_state is missing")
     measurements = tuple(Measurement(**m) for m in row["measurements"])
     last = measurements[-1] if measurements else None
-    return Snapshot(TrainingState(**{name: row[name] for name in SCALARS}, **arrays,
-                                  last_measurement=last), measurements)
+    return Snapshot(
+        TrainingState(**{name: row[name] for name in SCALARS}, **arrays, last_measurement=last),
+        measurements,
+    )
 
 
 def save_snapshot(store: ParquetStore, cell_id: str, snapshot: Snapshot) -> None:
     """Store (atomically replace) the cell's snapshot. `snapshot.measurements` must end
     with the state's last measurement (the resumed attempt continues after it)."""
     last = snapshot.state.last_measurement
-    if (last is None) != (not snapshot.measurements) or \
-            (last is not None and snapshot.measurements[-1].step != last.step):
+    if (last is None) != (not snapshot.measurements) or (
+        last is not None and snapshot.measurements[-1].step != last.step
+    ):
         raise SnapshotError("the measurements must end with the state's last measurement")
     store.location.write_parquet(snapshot_path(cell_id), snapshot_table(cell_id, snapshot))
     kill_point("snapshot")
@@ -147,9 +171,13 @@ def load_snapshot(store: ParquetStore, cell_id: str) -> Snapshot | None:
     except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as error:
         problem = CorruptFile(rel, "snapshot", None, f"{type(error).__name__}: {error}")
         moved = quarantine(store, [problem])
-        warnings.warn(CorruptFileWarning(
-            f"{problem.describe(store.uri)}; moved to {store.uri}/{moved[0]['to']}, the cell "
-            "starts from zero"), stacklevel=2)
+        warnings.warn(
+            CorruptFileWarning(
+                f"{problem.describe(store.uri)}; moved to {store.uri}/{moved[0]['to']}, the cell "
+                "starts from zero"
+            ),
+            stacklevel=2,
+        )
         return None
 
 
@@ -161,6 +189,7 @@ def clean_up(store: ParquetStore) -> None:
     """What a killed driver may have left: temp files of snapshot writes, and snapshots of
     cells it committed but had no time to delete. Call only while holding the campaign."""
     from pipeline.storage import TEMP_SUFFIX
+
     done = {cell for cell, (status, _) in store.cell_states().items() if status == "done"}
     for entry in store.location.listdir(SNAPSHOTS):
         if entry.name.endswith(TEMP_SUFFIX) or entry.name.removesuffix(".parquet") in done:

@@ -6,6 +6,7 @@ campaigns it needs (None when a campaign was not run) and returns a `Claim` whos
 The rules are written down before looking at the data and are deliberately simple, so that
 a reader can check them against the tables; docs/reproduction.md quotes them.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,14 @@ class Claim:
 
 
 def not_run(key: str, title: str, paper: str, rule: str, missing: str) -> Claim:
-    return Claim(key, title, paper, f"not measured: {missing} not in the store "
-                 "(run `python -m pipeline.reproduce`)", NOT_RUN, rule)
+    return Claim(
+        key,
+        title,
+        paper,
+        f"not measured: {missing} not in the store (run `python -m pipeline.reproduce`)",
+        NOT_RUN,
+        rule,
+    )
 
 
 def g(value: float, digits: int = 2) -> str:
@@ -44,6 +51,7 @@ def g(value: float, digits: int = 2) -> str:
 
 
 # --- shared readings -------------------------------------------------------------------
+
 
 def largest_budget(rows: pd.DataFrame) -> pd.DataFrame:
     """Jamming / n_star rows at the campaign's own (largest) step budget."""
@@ -65,7 +73,7 @@ def narrowest_jamming(data: CampaignData) -> float:
     The lines of slow-fitting α̃ (tiny α̃, or huge α̃ near jamming) have their h* pushed
     out by the step budget; "past jamming" is measured from the line that fits first."""
     rows = jamming_widths(data)
-    if (rows["status"] == "below_grid").any():   # some line fits at every width
+    if (rows["status"] == "below_grid").any():  # some line fits at every width
         return 0.0
     located = rows["value"].dropna()
     return float(located.min()) if len(located) else 0.0
@@ -79,15 +87,19 @@ def monotone_within(values: np.ndarray, tolerance: float) -> bool:
 
 # --- 1. crossover ----------------------------------------------------------------------
 
-CROSSOVER_PAPER = ("The cross-over between the lazy and feature regimes occurs when α√h = O(1): "
-                   "for α√h ≪ 1, ‖ΔΘ‖/‖Θ‖ ≫ 1, the opposite for α√h ≫ 1 (Sec. 4 (i)); "
-                   "asymptotically a flat line in the (h, α̃) plane of Fig. 4, bending up "
-                   "near jamming.")
-CROSSOVER_RULE = ("At every width h ≥ 2 h* (h* the narrowest jamming width over α̃), "
-                  "‖ΔΘ‖/‖Θ₀‖ = 1 must be crossed inside the α̃ grid at some α̃* in [0.1, 100], "
-                  "and log α̃* against log h must have a slope within ±0.2 (a crossover at "
-                  "fixed α instead of fixed α̃ gives +0.5): reproduced. Bracketed with a "
-                  "slope within ±0.35: partly. Otherwise: not reproduced.")
+CROSSOVER_PAPER = (
+    "The cross-over between the lazy and feature regimes occurs when α√h = O(1): "
+    "for α√h ≪ 1, ‖ΔΘ‖/‖Θ‖ ≫ 1, the opposite for α√h ≫ 1 (Sec. 4 (i)); "
+    "asymptotically a flat line in the (h, α̃) plane of Fig. 4, bending up "
+    "near jamming."
+)
+CROSSOVER_RULE = (
+    "At every width h ≥ 2 h* (h* the narrowest jamming width over α̃), "
+    "‖ΔΘ‖/‖Θ₀‖ = 1 must be crossed inside the α̃ grid at some α̃* in [0.1, 100], "
+    "and log α̃* against log h must have a slope within ±0.2 (a crossover at "
+    "fixed α instead of fixed α̃ gives +0.5): reproduced. Bracketed with a "
+    "slope within ±0.35: partly. Otherwise: not reproduced."
+)
 
 
 def crossover_points(data: CampaignData, past_jamming: float = 2.0) -> pd.DataFrame:
@@ -113,16 +125,33 @@ def crossover(datasets: dict[str, CampaignData | None]) -> Claim:
         slope = fit_log_log(located["width"], located["value"]).slope
         inside = len(located) == len(points) and len(points) > 0
         in_range = bool(((located["value"] >= 0.1) & (located["value"] <= 100)).all())
-        verdicts.append(REPRODUCED if inside and in_range and abs(slope) <= 0.2 else
-                        PARTLY if inside and abs(slope) <= 0.35 else NOT)
-        numbers[label] = {"widths": points["width"].tolist(), "slope": slope,
-                          "alpha_star": points["value"].tolist(),
-                          "status": points["status"].tolist()}
+        verdicts.append(
+            REPRODUCED
+            if inside and in_range and abs(slope) <= 0.2
+            else PARTLY
+            if inside and abs(slope) <= 0.35
+            else NOT
+        )
+        numbers[label] = {
+            "widths": points["width"].tolist(),
+            "slope": slope,
+            "alpha_star": points["value"].tolist(),
+            "status": points["status"].tolist(),
+        }
         stars = ", ".join(f"h = {w}: {g(v)}" for w, v in zip(points["width"], points["value"]))
-        lines.append(f"{label}: α̃* = {stars or 'none located'}; slope of log α̃* vs log h = "
-                     f"{g(slope)} ({len(located)}/{len(points)} widths bracketed)")
-    return Claim("crossover", title, CROSSOVER_PAPER, "<br>".join(lines),
-                 combine(verdicts), CROSSOVER_RULE, numbers)
+        lines.append(
+            f"{label}: α̃* = {stars or 'none located'}; slope of log α̃* vs log h = "
+            f"{g(slope)} ({len(located)}/{len(points)} widths bracketed)"
+        )
+    return Claim(
+        "crossover",
+        title,
+        CROSSOVER_PAPER,
+        "<br>".join(lines),
+        combine(verdicts),
+        CROSSOVER_RULE,
+        numbers,
+    )
 
 
 def combine(verdicts: list[str]) -> str:
@@ -136,17 +165,21 @@ def combine(verdicts: list[str]) -> str:
 
 # --- 5. lazy vs feature on images ------------------------------------------------------
 
-REGIMES_PAPER = ("For fully-connected nets, the NTK (lazy, large α̃) tends to outperform the "
-                 "feature-learning regime (small α̃), for MNIST, Fashion-MNIST, CIFAR10 … "
-                 "except MNIST 10 PCA, whose best performance is in the cross-over region "
-                 "α̃ ~ 1 (Sec. 4 (ii), Fig. 8 left).")
-REGIMES_RULE = ("At the widest width, compare the ensemble test error ε(⟨f⟩) at the largest "
-                "α̃ (lazy) and at the smallest (feature), against the noise s = √(2ε(1−ε)/n_test) "
-                "of the difference. Per data set: lazy < feature − s is the paper's general "
-                "case (reproduced), |lazy − feature| ≤ s a tie (partly), lazy worse not "
-                "reproduced; the data sets are then combined (all reproduced: reproduced; "
-                "all not: not; otherwise partly). The paper itself names MNIST 10 PCA an "
-                "exception, with its best error near α̃ ~ 1.")
+REGIMES_PAPER = (
+    "For fully-connected nets, the NTK (lazy, large α̃) tends to outperform the "
+    "feature-learning regime (small α̃), for MNIST, Fashion-MNIST, CIFAR10 … "
+    "except MNIST 10 PCA, whose best performance is in the cross-over region "
+    "α̃ ~ 1 (Sec. 4 (ii), Fig. 8 left)."
+)
+REGIMES_RULE = (
+    "At the widest width, compare the ensemble test error ε(⟨f⟩) at the largest "
+    "α̃ (lazy) and at the smallest (feature), against the noise s = √(2ε(1−ε)/n_test) "
+    "of the difference. Per data set: lazy < feature − s is the paper's general "
+    "case (reproduced), |lazy − feature| ≤ s a tie (partly), lazy worse not "
+    "reproduced; the data sets are then combined (all reproduced: reproduced; "
+    "all not: not; otherwise partly). The paper itself names MNIST 10 PCA an "
+    "exception, with its best error near α̃ ~ 1."
+)
 
 
 def regime_errors(data: CampaignData) -> dict:
@@ -158,15 +191,23 @@ def regime_errors(data: CampaignData) -> dict:
     n_test = float(data.cells["test_size"].iloc[0])
     mid = float(np.nanmean(error))
     rows = data.boundaries
-    star = rows.loc[(rows["boundary"] == "crossover") & np.isclose(rows["level"], 1.0)
-                    & (rows["width"] == line["width"].iloc[0]), "value"]
-    return {"width": int(line["width"].iloc[0]), "alpha_tilde": line["alpha_tilde"].tolist(),
-            "ensemble_test_error": error.tolist(),
-            "mean_test_error": line["mean_test_error"].tolist(),
-            "feature": error[0], "lazy": error[-1],
-            "best_alpha": float(line["alpha_tilde"].iloc[int(np.nanargmin(error))]),
-            "noise": math.sqrt(2 * mid * (1 - mid) / n_test),
-            "alpha_star": float(star.iloc[0]) if len(star) else math.nan}
+    star = rows.loc[
+        (rows["boundary"] == "crossover")
+        & np.isclose(rows["level"], 1.0)
+        & (rows["width"] == line["width"].iloc[0]),
+        "value",
+    ]
+    return {
+        "width": int(line["width"].iloc[0]),
+        "alpha_tilde": line["alpha_tilde"].tolist(),
+        "ensemble_test_error": error.tolist(),
+        "mean_test_error": line["mean_test_error"].tolist(),
+        "feature": error[0],
+        "lazy": error[-1],
+        "best_alpha": float(line["alpha_tilde"].iloc[int(np.nanargmin(error))]),
+        "noise": math.sqrt(2 * mid * (1 - mid) / n_test),
+        "alpha_star": float(star.iloc[0]) if len(star) else math.nan,
+    }
 
 
 def regimes(images: dict[str, CampaignData | None]) -> Claim:
@@ -179,26 +220,45 @@ def regimes(images: dict[str, CampaignData | None]) -> Claim:
     for label, data in present.items():
         r = regime_errors(data)
         numbers[label] = r
-        verdicts.append(REPRODUCED if r["lazy"] < r["feature"] - r["noise"] else
-                        PARTLY if r["lazy"] <= r["feature"] + r["noise"] else NOT)
-        curve = ", ".join(f"{g(a)}: {g(e)}"
-                          for a, e in zip(r["alpha_tilde"], r["ensemble_test_error"]))
-        lines.append(f"{label}, h = {r['width']}: ε(⟨f⟩) by α̃ = {curve}; lazy {g(r['lazy'])} vs "
-                     f"feature {g(r['feature'])} (noise ±{g(r['noise'])}); best α̃ = "
-                     f"{g(r['best_alpha'])}, crossover α̃* = {g(r['alpha_star'])}")
-    return Claim("regimes", title, REGIMES_PAPER, "<br>".join(lines), combine(verdicts),
-                 REGIMES_RULE, numbers)
+        verdicts.append(
+            REPRODUCED
+            if r["lazy"] < r["feature"] - r["noise"]
+            else PARTLY
+            if r["lazy"] <= r["feature"] + r["noise"]
+            else NOT
+        )
+        curve = ", ".join(
+            f"{g(a)}: {g(e)}" for a, e in zip(r["alpha_tilde"], r["ensemble_test_error"])
+        )
+        lines.append(
+            f"{label}, h = {r['width']}: ε(⟨f⟩) by α̃ = {curve}; lazy {g(r['lazy'])} vs "
+            f"feature {g(r['feature'])} (noise ±{g(r['noise'])}); best α̃ = "
+            f"{g(r['best_alpha'])}, crossover α̃* = {g(r['alpha_star'])}"
+        )
+    return Claim(
+        "regimes",
+        title,
+        REGIMES_PAPER,
+        "<br>".join(lines),
+        combine(verdicts),
+        REGIMES_RULE,
+        numbers,
+    )
 
 
 # --- 6. stripe learning curves ---------------------------------------------------------
 
-STRIPE_PAPER = ("Stripe model with the hinge loss: ε(P) ~ P^{-β} with β_lazy = d/(3d−2) and "
-                "β_feature = (d + d⊥/2)/(3d−2); feature learning performs better, the neurons "
-                "aligning with the informative direction (Sec. 5, Fig. 9).")
-STRIPE_RULE = ("Fit ε ∝ P^{-β} through the mean single-net test error ⟨ε(f)⟩ at each α̃: "
-               "reproduced if feature (smallest α̃) beats lazy (largest α̃) at every P, "
-               "β_feature > β_lazy, and each β is within max(0.1, 2 s.e.) of its prediction; "
-               "partly if feature beats lazy at every P but the exponents miss; otherwise not.")
+STRIPE_PAPER = (
+    "Stripe model with the hinge loss: ε(P) ~ P^{-β} with β_lazy = d/(3d−2) and "
+    "β_feature = (d + d⊥/2)/(3d−2); feature learning performs better, the neurons "
+    "aligning with the informative direction (Sec. 5, Fig. 9)."
+)
+STRIPE_RULE = (
+    "Fit ε ∝ P^{-β} through the mean single-net test error ⟨ε(f)⟩ at each α̃: "
+    "reproduced if feature (smallest α̃) beats lazy (largest α̃) at every P, "
+    "β_feature > β_lazy, and each β is within max(0.1, 2 s.e.) of its prediction; "
+    "partly if feature beats lazy at every P but the exponents miss; otherwise not."
+)
 
 
 def stripe_exponents(data: CampaignData) -> dict:
@@ -211,13 +271,16 @@ def stripe_exponents(data: CampaignData) -> dict:
     for regime, alpha in (("feature", alphas[0]), ("lazy", alphas[-1])):
         at = rows.loc[rows["alpha_tilde"] == alpha].set_index("quantity")
         curve = data.ensembles.loc[data.ensembles["alpha_tilde"] == alpha].sort_values("train_size")
-        out[regime] = {"alpha_tilde": alpha, "beta": float(at.loc["mean_test_error", "value"]),
-                       "beta_error": float(at.loc["mean_test_error", "value_error"]),
-                       "beta_ensemble": float(at.loc["ensemble_test_error", "value"]),
-                       "train_size": curve["train_size"].tolist(),
-                       "mean_test_error": curve["mean_test_error"].tolist(),
-                       "ntk_change": curve["ntk_change"].tolist(),
-                       "fitted_fraction": curve["fitted_fraction"].tolist()}
+        out[regime] = {
+            "alpha_tilde": alpha,
+            "beta": float(at.loc["mean_test_error", "value"]),
+            "beta_error": float(at.loc["mean_test_error", "value_error"]),
+            "beta_ensemble": float(at.loc["ensemble_test_error", "value"]),
+            "train_size": curve["train_size"].tolist(),
+            "mean_test_error": curve["mean_test_error"].tolist(),
+            "ntk_change": curve["ntk_change"].tolist(),
+            "fitted_fraction": curve["fitted_fraction"].tolist(),
+        }
     return out
 
 
@@ -228,18 +291,30 @@ def stripe(data: CampaignData | None, label: str) -> Claim:
     r = stripe_exponents(data)
     lazy, feature, theory = r["lazy"], r["feature"], r["theory"]
     better = bool(np.all(np.array(feature["mean_test_error"]) < np.array(lazy["mean_test_error"])))
-    close = all(abs(r[k]["beta"] - theory[k]) <= max(0.1, 2 * np.nan_to_num(r[k]["beta_error"]))
-                for k in ("lazy", "feature"))
-    verdict = (REPRODUCED if better and close and feature["beta"] > lazy["beta"] else
-               PARTLY if better else NOT)
-    lines = [f"d = {r['dimension']}, {r['loss']} loss: theory β_lazy = {g(theory['lazy'])}, "
-             f"β_feature = {g(theory['feature'])}"]
+    close = all(
+        abs(r[k]["beta"] - theory[k]) <= max(0.1, 2 * np.nan_to_num(r[k]["beta_error"]))
+        for k in ("lazy", "feature")
+    )
+    verdict = (
+        REPRODUCED
+        if better and close and feature["beta"] > lazy["beta"]
+        else PARTLY
+        if better
+        else NOT
+    )
+    lines = [
+        f"d = {r['dimension']}, {r['loss']} loss: theory β_lazy = {g(theory['lazy'])}, "
+        f"β_feature = {g(theory['feature'])}"
+    ]
     for k in ("lazy", "feature"):
         x = r[k]
-        curve = ", ".join(f"{int(p)}: {g(e)}"
-                          for p, e in zip(x["train_size"], x["mean_test_error"]))
-        lines.append(f"{k} (α̃ = {g(x['alpha_tilde'])}, ‖ΔΘ‖/‖Θ₀‖ = {g(min(x['ntk_change']))} … "
-                     f"{g(max(x['ntk_change']))}): β = {g(x['beta'])} ± {g(x['beta_error'])} "
-                     f"(ensemble {g(x['beta_ensemble'])}); ⟨ε(f)⟩ by P = {curve}; fitted "
-                     f"fraction {g(min(x['fitted_fraction']))} … {g(max(x['fitted_fraction']))}")
+        curve = ", ".join(
+            f"{int(p)}: {g(e)}" for p, e in zip(x["train_size"], x["mean_test_error"])
+        )
+        lines.append(
+            f"{k} (α̃ = {g(x['alpha_tilde'])}, ‖ΔΘ‖/‖Θ₀‖ = {g(min(x['ntk_change']))} … "
+            f"{g(max(x['ntk_change']))}): β = {g(x['beta'])} ± {g(x['beta_error'])} "
+            f"(ensemble {g(x['beta_ensemble'])}); ⟨ε(f)⟩ by P = {curve}; fitted "
+            f"fraction {g(min(x['fitted_fraction']))} … {g(max(x['fitted_fraction']))}"
+        )
     return Claim("stripe", title, STRIPE_PAPER, "<br>".join(lines), verdict, STRIPE_RULE, r)

@@ -6,6 +6,7 @@ Exit codes: 0 success (failed cells are results too: recorded, shown by `status`
 by `resume`), 1 runtime failure (Ray, store, lock), 2 bad input (invalid spec,
 no campaign at the path, unknown dataset), 130 interrupted.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -14,15 +15,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Phase-diagram campaigns for deep learning: run a grid of trainings on "
-                       "Ray, store them in Parquet, resume, inspect.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Phase-diagram campaigns for deep learning: run a grid of trainings on "
+    "Ray, store them in Parquet, resume, inspect.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: which are here, where, download.")
 app.add_typer(data_app, name="data")
 out, err = Console(), Console(stderr=True)
 
-Address = Annotated[Optional[str], typer.Option(
-    "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray here).")]
+Address = Annotated[
+    Optional[str],
+    typer.Option(
+        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray here)."
+    ),
+]
 Campaign = Annotated[str, typer.Argument(help="Campaign directory or URI, e.g. results/demo.")]
 
 
@@ -38,6 +47,7 @@ def _run_guarded(title: str, action, again: str = "phasegrid resume <campaign>")
     from pipeline.ray_setup import RayConnectError
     from pipeline.spec import SpecError
     from pipeline.store import CampaignLockedError, CampaignNotFoundError
+
     try:
         with CellProgress(title, console=err) as progress:
             summary = action(progress)
@@ -48,22 +58,37 @@ def _run_guarded(title: str, action, again: str = "phasegrid resume <campaign>")
     except KeyboardInterrupt:
         fail(f"interrupted: finished cells are stored; continue with `{again}`", 130)
     out.print(summary.describe(), markup=False, highlight=False)
-    out.print(f"tables: {summary.campaign}/{{cells,measurements,predictions,kernels}} "
-              f"(pipeline.load_results({summary.campaign!r}))", markup=False, highlight=False)
+    out.print(
+        f"tables: {summary.campaign}/{{cells,measurements,predictions,kernels}} "
+        f"(pipeline.load_results({summary.campaign!r}))",
+        markup=False,
+        highlight=False,
+    )
     if summary.failed:
-        out.print(f"{summary.failed} cells failed: `phasegrid status {summary.campaign}` "
-                  f"shows why, `phasegrid resume {summary.campaign}` re-runs them",
-                  markup=False, highlight=False)
+        out.print(
+            f"{summary.failed} cells failed: `phasegrid status {summary.campaign}` "
+            f"shows why, `phasegrid resume {summary.campaign}` re-runs them",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
-def run(spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
-        store: Annotated[str, typer.Option("--store", help="Where campaigns live (a directory "
-                                           "or URI); the campaign is STORE/<name>.")] = "results",
-        address: Address = None) -> None:
+def run(
+    spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            help="Where campaigns live (a directory or URI); the campaign is STORE/<name>.",
+        ),
+    ] = "results",
+    address: Address = None,
+) -> None:
     r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
     new cells); then, if SPEC has a \[refine] section, refine that boundary."""
     from pipeline.refine import run_and_refine
+
     _run_guarded("cells", lambda progress: run_and_refine(spec, store, address, progress))
 
 
@@ -71,17 +96,26 @@ def run(spec: Annotated[str, typer.Argument(help="Campaign spec (TOML).")],
 def resume(campaign: Campaign, address: Address = None) -> None:
     """Re-run the failed, interrupted and missing cells of a stored campaign."""
     from pipeline.campaign import resume_campaign
+
     _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress))
 
 
 @app.command()
-def status(campaign: Campaign,
-           live: Annotated[Optional[str], typer.Option(
-               "--live", help="Show the measurements streamed so far by this running cell "
-                              "(a cell_id or its prefix).")] = None) -> None:
+def status(
+    campaign: Campaign,
+    live: Annotated[
+        Optional[str],
+        typer.Option(
+            "--live",
+            help="Show the measurements streamed so far by this running cell "
+            "(a cell_id or its prefix).",
+        ),
+    ] = None,
+) -> None:
     """Done / failed / running / pending cells, and why cells failed."""
     from pipeline.status import campaign_status
     from pipeline.store import CampaignNotFoundError
+
     try:
         state = campaign_status(campaign)
     except CampaignNotFoundError as error:
@@ -89,8 +123,9 @@ def status(campaign: Campaign,
     counts = Table(title=campaign)
     for column in ("cells", "done", "failed", "running", "pending"):
         counts.add_column(column, justify="right")
-    counts.add_row(*(str(v) for v in (state.total, state.done, state.failed, state.running,
-                                      state.pending)))
+    counts.add_row(
+        *(str(v) for v in (state.total, state.done, state.failed, state.running, state.pending))
+    )
     out.print(counts)
     if len(state.failures):
         failures = Table(title="failed cells")
@@ -116,14 +151,18 @@ def _print_health(campaign: str, state) -> None:
     for bad in state.corrupt:
         err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
     if state.corrupt:
-        err.print(f"{len(state.corrupt)} unreadable files: `phasegrid resume {campaign}` moves "
-                  f"them to {campaign}/_quarantine/ and runs their cells again",
-                  markup=False, highlight=False)
+        err.print(
+            f"{len(state.corrupt)} unreadable files: `phasegrid resume {campaign}` moves "
+            f"them to {campaign}/_quarantine/ and runs their cells again",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _print_brackets(campaign: str) -> None:
     """Per boundary point: its bracket and whether it is resolved (pipeline.refine_status)."""
     from pipeline.refine_status import bracket_table, campaign_brackets
+
     rows = bracket_table(campaign_brackets(campaign))
     if len(rows):
         table = Table(title="boundary brackets")
@@ -136,11 +175,15 @@ def _print_brackets(campaign: str) -> None:
 
 def _print_live(campaign: str, cell: str) -> None:
     from pipeline.store import ParquetStore
+
     rows = ParquetStore.open(campaign).read_live().to_pandas()
     rows = rows.loc[rows.cell_id.str.startswith(cell)]
     if rows.empty:
-        fail(f"no live measurements for cell {cell!r}: it is not running (done cells are in "
-             f"{campaign}/measurements)", 1)
+        fail(
+            f"no live measurements for cell {cell!r}: it is not running (done cells are in "
+            f"{campaign}/measurements)",
+            1,
+        )
     table = Table(title=f"live: cell {rows.cell_id.iloc[0]}, attempt {rows.attempt_id.iloc[0]}")
     columns = ["step", "flow_time", "train_loss", "n_unsatisfied", "test_error", "wall_seconds"]
     for column in columns:
@@ -151,26 +194,38 @@ def _print_live(campaign: str, cell: str) -> None:
 
 
 @data_app.command("list")
-def data_list(data_dir: Annotated[Optional[str], typer.Option(
-        "--data-dir", help="Look here first (else $PHASEGRID_DATA, the cache, system dirs).")]
-              = None) -> None:
+def data_list(
+    data_dir: Annotated[
+        Optional[str],
+        typer.Option(
+            "--data-dir", help="Look here first (else $PHASEGRID_DATA, the cache, system dirs)."
+        ),
+    ] = None,
+) -> None:
     """Which datasets are available here, from where, and how to get the others."""
     from tasks.data import available_datasets
+
     table = Table(title="datasets")
     for column in ("name", "available", "source", "examples", "how to get it"):
         table.add_column(column)
     for info in available_datasets(data_dir):
-        table.add_row(info.name, "yes" if info.available else "no", info.source,
-                      "unlimited" if info.n_examples is None else str(info.n_examples),
-                      info.how_to_get)
+        table.add_row(
+            info.name,
+            "yes" if info.available else "no",
+            info.source,
+            "unlimited" if info.n_examples is None else str(info.n_examples),
+            info.how_to_get,
+        )
     out.print(table)
 
 
 @data_app.command("locate")
-def data_locate(name: str, data_dir: Annotated[Optional[str], typer.Option("--data-dir")]
-                = None) -> None:
+def data_locate(
+    name: str, data_dir: Annotated[Optional[str], typer.Option("--data-dir")] = None
+) -> None:
     """Where dataset NAME would be read from."""
     from tasks.data import DatasetNotFoundError, locate_dataset
+
     try:
         out.print(locate_dataset(name, data_dir), markup=False, highlight=False)
     except (DatasetNotFoundError, ValueError) as error:
@@ -178,20 +233,31 @@ def data_locate(name: str, data_dir: Annotated[Optional[str], typer.Option("--da
 
 
 @data_app.command("download")
-def data_download(name: str, dest: Annotated[Optional[str], typer.Option(
-        "--dest", help="Directory to download into (default: the phasegrid cache dir).")]
-                  = None) -> None:
+def data_download(
+    name: str,
+    dest: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dest", help="Directory to download into (default: the phasegrid cache dir)."
+        ),
+    ] = None,
+) -> None:
     """Download dataset NAME's canonical files (checksums verified) where phasegrid looks."""
     from pipeline.download import download_dataset
     from tasks.data_files import cache_dir
+
     try:
         report = download_dataset(name, dest or cache_dir())
     except ValueError as error:
         fail(f"error: {error}", 2)
     except OSError as error:
         fail(f"error: download of {name} failed ({error}); are you online?", 1)
-    out.print(f"{name}: {report.directory} (downloaded {len(report.downloaded)}, "
-              f"already there {len(report.present)})", markup=False, highlight=False)
+    out.print(
+        f"{name}: {report.directory} (downloaded {len(report.downloaded)}, "
+        f"already there {len(report.present)})",
+        markup=False,
+        highlight=False,
+    )
 
 
 # Commands of other modules register here, e.g. `app.command("aggregate")(aggregate_command)`.
@@ -203,6 +269,7 @@ def aggregate(campaign: Campaign) -> None:
     while the campaign runs; failed cells are left out and counted)."""
     from pipeline.aggregate import aggregate_campaign
     from pipeline.store import CampaignNotFoundError
+
     try:
         report = aggregate_campaign(campaign)
     except CampaignNotFoundError as error:
@@ -213,15 +280,22 @@ def aggregate(campaign: Campaign) -> None:
 
 
 @app.command()
-def plot(campaign: Campaign,
-         formats: Annotated[Optional[list[str]], typer.Option(
-             "--format", help="File format, repeatable (default: png and pdf).")] = None,
-         figures: Annotated[Optional[list[str]], typer.Option(
-             "--figure", help="Only this figure, repeatable (default: all).")] = None) -> None:
+def plot(
+    campaign: Campaign,
+    formats: Annotated[
+        Optional[list[str]],
+        typer.Option("--format", help="File format, repeatable (default: png and pdf)."),
+    ] = None,
+    figures: Annotated[
+        Optional[list[str]],
+        typer.Option("--figure", help="Only this figure, repeatable (default: all)."),
+    ] = None,
+) -> None:
     """Draw the paper's figures into CAMPAIGN/figures/; a figure whose data the campaign
     lacks is skipped with the reason."""
     from pipeline.plots import plot_campaign
     from pipeline.store import CampaignNotFoundError
+
     try:
         outcomes = plot_campaign(campaign, tuple(formats or ("png", "pdf")), figures)
     except (CampaignNotFoundError, ValueError) as error:
@@ -231,28 +305,51 @@ def plot(campaign: Campaign,
 
 
 @app.command()
-def refine(campaign: Campaign,
-           boundary: Annotated[Optional[str], typer.Option(
-               "--boundary", help="crossover (ntk_change = c, bisecting log alpha_tilde at each "
-                                  "width) or jamming (fitted fraction = 1/2, bisecting log h at "
-                                  "each alpha_tilde). Default: the spec's [refine].")] = None,
-           level: Annotated[Optional[float], typer.Option(
-               "--level", help="c of the crossover (default 1), or the jamming fraction "
-                               "(default 0.5).")] = None,
-           tolerance: Annotated[Optional[float], typer.Option(
-               "--tolerance", help="Stop when each boundary point is bracketed within this "
-                                   "factor (default 1.25; jamming also stops at adjacent "
-                                   "widths).")] = None,
-           max_cells: Annotated[Optional[int], typer.Option(
-               "--max-cells", help="Cap on the campaign's cells, coarse grid included.")] = None,
-           address: Address = None) -> None:
+def refine(
+    campaign: Campaign,
+    boundary: Annotated[
+        Optional[str],
+        typer.Option(
+            "--boundary",
+            help="crossover (ntk_change = c, bisecting log alpha_tilde at each "
+            "width) or jamming (fitted fraction = 1/2, bisecting log h at "
+            "each alpha_tilde). Default: the spec's [refine].",
+        ),
+    ] = None,
+    level: Annotated[
+        Optional[float],
+        typer.Option(
+            "--level", help="c of the crossover (default 1), or the jamming fraction (default 0.5)."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        Optional[float],
+        typer.Option(
+            "--tolerance",
+            help="Stop when each boundary point is bracketed within this "
+            "factor (default 1.25; jamming also stops at adjacent "
+            "widths).",
+        ),
+    ] = None,
+    max_cells: Annotated[
+        Optional[int],
+        typer.Option("--max-cells", help="Cap on the campaign's cells, coarse grid included."),
+    ] = None,
+    address: Address = None,
+) -> None:
     """Add grid points (all seeds each) where a phase boundary lies, round by round, until
     each of its points is bracketed within the tolerance or --max-cells is reached. Run it
     again to continue after an interrupt."""
     from pipeline.refine import RefineTargetError, refine_on_ray
+
     again = f"phasegrid refine {campaign}" + (f" --boundary {boundary}" if boundary else "")
     try:
-        _run_guarded("refine", lambda progress: refine_on_ray(
-            campaign, boundary, level, tolerance, max_cells, address, progress), again)
+        _run_guarded(
+            "refine",
+            lambda progress: refine_on_ray(
+                campaign, boundary, level, tolerance, max_cells, address, progress
+            ),
+            again,
+        )
     except RefineTargetError as error:
         fail(f"error: {error}", 2)

@@ -7,6 +7,7 @@ the axes other than width (the regime α̃, the train size P, …): rows of `bou
 boundary = "ensemble_gain", value = γ, value_error its standard error, lower/upper the N
 range fitted. Points with gain ≤ 0 (ensembling did not help, or one seed) are left out of
 the log-log fit, and their count shows in n_points; nothing is extrapolated."""
+
 from __future__ import annotations
 
 import math
@@ -31,11 +32,20 @@ def ensemble_gain_exponents(ensembles: pd.DataFrame, axes: Sequence[str]) -> pd.
         coords = dict(zip(fixed, key if isinstance(key, tuple) else (key,)))
         fit = fit_log_log(sub["n_params"], sub["ensemble_gain"])
         used = sub.loc[sub["ensemble_gain"] > 0, "n_params"]
-        rows.append({"boundary": "ensemble_gain", "quantity": "ensemble_gain",
-                     "level": math.nan, "budget_steps": math.nan, "along": "n_params",
-                     "value": -fit.slope, "value_error": fit.slope_error,
-                     "lower": float(used.min()) if len(used) else math.nan,
-                     "upper": float(used.max()) if len(used) else math.nan,
-                     "status": STATUS.get(fit.n_points, "fitted"), "n_points": fit.n_points,
-                     **coords})
+        rows.append(
+            {
+                "boundary": "ensemble_gain",
+                "quantity": "ensemble_gain",
+                "level": math.nan,
+                "budget_steps": math.nan,
+                "along": "n_params",
+                "value": -fit.slope,
+                "value_error": fit.slope_error,
+                "lower": float(used.min()) if len(used) else math.nan,
+                "upper": float(used.max()) if len(used) else math.nan,
+                "status": STATUS.get(fit.n_points, "fitted"),
+                "n_points": fit.n_points,
+                **coords,
+            }
+        )
     return pd.DataFrame(rows)

@@ -16,6 +16,7 @@ normal use) a kill point is one dictionary lookup. Events, in the order a commit
     recover   one interrupted commit finished or discarded by `recover`
     quarantine one file moved to _quarantine/
 """
+
 from __future__ import annotations
 
 import os
@@ -23,19 +24,31 @@ import signal
 from collections import Counter
 
 ENV = "PHASEGRID_FAULT_KILL_AT"
-EVENTS = ("write", "started", "live", "snapshot", "pending", "commit", "move", "committed",
-          "recover", "quarantine")
+EVENTS = (
+    "write",
+    "started",
+    "live",
+    "snapshot",
+    "pending",
+    "commit",
+    "move",
+    "committed",
+    "recover",
+    "quarantine",
+)
 _reached: Counter[str] = Counter()
 
 
 def parse_kill_at(text: str) -> dict[str, int]:
-    """"commit:2,move:1" -> {"commit": 2, "move": 1}; raises ValueError naming the fix."""
+    """ "commit:2,move:1" -> {"commit": 2, "move": 1}; raises ValueError naming the fix."""
     points = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         event, _, count = item.partition(":")
         if event not in EVENTS or not count.isdigit() or int(count) < 1:
-            raise ValueError(f"{ENV}={text!r}: each item is <event>:<n> with n ≥ 1 and event "
-                             f"one of {', '.join(EVENTS)}, got {item!r}")
+            raise ValueError(
+                f"{ENV}={text!r}: each item is <event>:<n> with n ≥ 1 and event "
+                f"one of {', '.join(EVENTS)}, got {item!r}"
+            )
         points[event] = int(count)
     return points
 

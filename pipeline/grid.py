@@ -13,6 +13,7 @@ point at the form that was meant. Sizes are known without expanding, so a huge g
 refused before any list is built. Generated floats are rounded to 12 significant digits so
 that cell ids do not depend on the last bit of a platform's `pow`.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,21 +21,32 @@ import reprlib
 import typing
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Strict, Tag,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 AXES = ("width", "alpha_tilde", "train_size", "depth", "seed")  # order of the cartesian product
-TAG = "~"               # prefix of the discriminator tags; error locations drop these parts
+TAG = "~"  # prefix of the discriminator tags; error locations drop these parts
 SIGNIFICANT_DIGITS = 12
-MAX_EXPONENT = 300      # 10**±300 stays a finite, non-zero float
+MAX_EXPONENT = 300  # 10**±300 stays a finite, non-zero float
 MAX_GEOMSPACE_END = 1e300
 
 T = TypeVar("T")
 Count = Annotated[int, Strict(), Field(gt=0, description="a positive integer")]
 EXPONENT_RULE = f"a base-10 exponent in [-{MAX_EXPONENT}, {MAX_EXPONENT}]"
-Exponent = Annotated[float, Strict(), Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT,
-                                            allow_inf_nan=False, description=EXPONENT_RULE)]
+Exponent = Annotated[
+    float,
+    Strict(),
+    Field(ge=-MAX_EXPONENT, le=MAX_EXPONENT, allow_inf_nan=False, description=EXPONENT_RULE),
+]
 
 
 def describe(annotation: Any) -> str | None:
@@ -58,8 +70,8 @@ class Form(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     key: ClassVar[str]
-    syntax: ClassVar[str]                # what a correct one looks like, for error messages
-    members: ClassVar[tuple[str, ...]]   # names of the parameters, for error messages
+    syntax: ClassVar[str]  # what a correct one looks like, for error messages
+    members: ClassVar[tuple[str, ...]]  # names of the parameters, for error messages
 
     def size(self) -> int:
         raise NotImplementedError
@@ -70,8 +82,10 @@ class Form(BaseModel):
 
 class Logspace(Form):
     key: ClassVar[str] = "logspace"
-    syntax: ClassVar[str] = ("{logspace = [start_exp, stop_exp, n]}: n values from 10**start_exp "
-                             "to 10**stop_exp, log-spaced, with n a positive integer")
+    syntax: ClassVar[str] = (
+        "{logspace = [start_exp, stop_exp, n]}: n values from 10**start_exp "
+        "to 10**stop_exp, log-spaced, with n a positive integer"
+    )
     members: ClassVar[tuple[str, ...]] = ("start_exp", "stop_exp", "n")
     logspace: tuple[Exponent, Exponent, Count]
 
@@ -86,8 +100,10 @@ class Logspace(Form):
 
 class Range(Form, Generic[T]):
     key: ClassVar[str] = "range"
-    syntax: ClassVar[str] = ("{range = [start, stop]}: the integers start, start+1, …, stop-1 "
-                             "(stop is exclusive, like Python's range)")
+    syntax: ClassVar[str] = (
+        "{range = [start, stop]}: the integers start, start+1, …, stop-1 "
+        "(stop is exclusive, like Python's range)"
+    )
     members: ClassVar[tuple[str, ...]] = ("start", "stop")
     range: tuple[T, Annotated[int, Strict(), Field(description="an integer")]]
 
@@ -95,9 +111,11 @@ class Range(Form, Generic[T]):
     def _not_empty(self) -> "Range":
         start, stop = self.range
         if stop <= start:
-            raise ValueError(f"range {reprlib.repr([start, stop])} is empty: stop must be greater "
-                             "than start, as it is exclusive like Python's range ([3, 4] is the "
-                             "single value 3)")
+            raise ValueError(
+                f"range {reprlib.repr([start, stop])} is empty: stop must be greater "
+                "than start, as it is exclusive like Python's range ([3, 4] is the "
+                "single value 3)"
+            )
         return self
 
     def size(self) -> int:
@@ -109,8 +127,10 @@ class Range(Form, Generic[T]):
 
 class Geomspace(Form, Generic[T]):
     key: ClassVar[str] = "geomspace"
-    syntax: ClassVar[str] = ("{geomspace = [start, stop, n]}: n values from start to stop, "
-                             "geometrically spaced (on integer axes rounded, repeats dropped)")
+    syntax: ClassVar[str] = (
+        "{geomspace = [start, stop, n]}: n values from start to stop, "
+        "geometrically spaced (on integer axes rounded, repeats dropped)"
+    )
     members: ClassVar[tuple[str, ...]] = ("start", "stop", "n")
     geomspace: tuple[T, T, Count]
 
@@ -120,8 +140,10 @@ class Geomspace(Form, Generic[T]):
         if min(start, stop) <= 0:
             raise ValueError(f"geomspace ends must be positive, got {reprlib.repr([start, stop])}")
         if max(start, stop) > MAX_GEOMSPACE_END:
-            raise ValueError(f"geomspace ends must be at most {MAX_GEOMSPACE_END:g}, "
-                             f"got {reprlib.repr([start, stop])}")
+            raise ValueError(
+                f"geomspace ends must be at most {MAX_GEOMSPACE_END:g}, "
+                f"got {reprlib.repr([start, stop])}"
+            )
         return self
 
     def size(self) -> int:
@@ -148,8 +170,10 @@ def _no_repeats(values: list) -> list:
             repeated.append(v)
         seen.add(v)
     if repeated:
-        raise ValueError(f"repeated values {reprlib.repr(repeated)}, which would give the "
-                         "same cells twice; list each value once")
+        raise ValueError(
+            f"repeated values {reprlib.repr(repeated)}, which would give the "
+            "same cells twice; list each value once"
+        )
     return values
 
 
@@ -176,11 +200,15 @@ def axis(element: Any, integer: bool) -> Any:
             return next((TAG + key for key in forms if key in value), None)
         return None
 
-    return Annotated[Union[tuple(choices)],
-                     Discriminator(pick, custom_error_type="axis_form",
-                                   custom_error_message=f"a list such as {example} or one of "
-                                                        f"{spelled}{hint}"),
-                     Field(description=describe(element))]
+    return Annotated[
+        Union[tuple(choices)],
+        Discriminator(
+            pick,
+            custom_error_type="axis_form",
+            custom_error_message=f"a list such as {example} or one of {spelled}{hint}",
+        ),
+        Field(description=describe(element)),
+    ]
 
 
 def size(value: list | Form) -> int:

@@ -5,6 +5,7 @@ cell, and recompute them in memory otherwise (the campaign moved on since the la
 `aggregate`). A figure whose data is missing is skipped with a reason, never drawn
 empty. The figure functions themselves live in pipeline/figures/.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -14,8 +15,13 @@ from typing import Sequence
 import matplotlib
 from matplotlib.figure import Figure
 
-from pipeline.aggregate import (campaign_aggregates, campaign_path, done_cells, read_table,
-                                require_campaign)
+from pipeline.aggregate import (
+    campaign_aggregates,
+    campaign_path,
+    done_cells,
+    read_table,
+    require_campaign,
+)
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import RC
 from pipeline.storage import join_uri
@@ -30,12 +36,16 @@ class PlotOutcome:
     skipped: str | None = None
 
     def summary(self) -> str:
-        return f"{self.name}: " + (f"skipped ({self.skipped})" if self.skipped
-                                   else ", ".join(self.paths))
+        return f"{self.name}: " + (
+            f"skipped ({self.skipped})" if self.skipped else ", ".join(self.paths)
+        )
 
 
-KPCA_FIGURE_COLUMNS = tuple(f"kpca_{q}_{w}" for q in ("label_projection", "mutual_information")
-                            for w in ("initial", "final"))
+KPCA_FIGURE_COLUMNS = tuple(
+    f"kpca_{q}_{w}"
+    for q in ("label_projection", "mutual_information")
+    for w in ("initial", "final")
+)
 
 
 def load_campaign_data(campaign: str) -> CampaignData | None:
@@ -47,10 +57,12 @@ def load_campaign_data(campaign: str) -> CampaignData | None:
     ensembles = read_table(campaign, "ensembles")
     boundaries = read_table(campaign, "boundaries")
     stale = ensembles is None or boundaries is None or ensembles["n_seeds"].sum() != len(done)
-    if stale:                   # never aggregated, or cells finished since: recompute
+    if stale:  # never aggregated, or cells finished since: recompute
         ensembles, boundaries = campaign_aggregates(campaign, done)
     kernels = read_table(campaign, "kernels", ["cell_id", "h0_eigenvalues", *KPCA_FIGURE_COLUMNS])
-    measurements = read_table(campaign, "measurements", ["cell_id", "flow_time", "weight_alignment"])
+    measurements = read_table(
+        campaign, "measurements", ["cell_id", "flow_time", "weight_alignment"]
+    )
     weights = read_table(campaign, "weights")
     return CampaignData(done, ensembles, boundaries, kernels, measurements, weights)
 
@@ -65,12 +77,13 @@ def save_figure(fig: Figure, campaign: str, name: str, formats: Sequence[str]) -
         with fs.open_output_stream(temp) as stream:
             fig.savefig(stream, format=fmt, dpi=150)
         fs.move(temp, target)
-        paths.append(join_uri(campaign, f"figures/{name}.{fmt}"))   # as the user names it
+        paths.append(join_uri(campaign, f"figures/{name}.{fmt}"))  # as the user names it
     return tuple(paths)
 
 
-def plot_campaign(campaign: str, formats: Sequence[str] = ("png", "pdf"),
-                  names: Sequence[str] | None = None) -> list[PlotOutcome]:
+def plot_campaign(
+    campaign: str, formats: Sequence[str] = ("png", "pdf"), names: Sequence[str] | None = None
+) -> list[PlotOutcome]:
     """Draw the figures `names` (default: all of FIGURES) of a campaign. Raises
     ValueError for an unknown name, CampaignNotFoundError if `campaign` is not one."""
     unknown = set(names or ()) - set(FIGURES)

@@ -17,6 +17,7 @@ cell's `cells` file first, so a cell is never "done" with rows missing), then
 `report.json`. A driver killed half-way leaves the plan, which the next take-over
 finishes (`finish_interrupted`).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
 QUARANTINE = "_quarantine"
 PLAN, REPORT = "plan.json", "report.json"
 PER_CELL = ("cells", "measurements", "predictions", "kernels", "weights")  # <table>/<id>.parquet
-AGGREGATES = ("ensembles", "boundaries")                         # rebuilt by `aggregate`
+AGGREGATES = ("ensembles", "boundaries")  # rebuilt by `aggregate`
 MANIFEST = "manifest.parquet"
-READ_THREADS = 8          # file checks are I/O bound (object stores: one request each)
+READ_THREADS = 8  # file checks are I/O bound (object stores: one request each)
 
 
 class CorruptFileWarning(UserWarning):
@@ -54,8 +55,8 @@ class CorruptFile:
     """One unreadable file. `path` is relative to the campaign root."""
 
     path: str
-    table: str              # cells, measurements, ..., ensembles, boundaries, manifest
-    cell_id: str | None     # the cell whose file it is (per-cell tables)
+    table: str  # cells, measurements, ..., ensembles, boundaries, manifest
+    cell_id: str | None  # the cell whose file it is (per-cell tables)
     error: str
 
     def describe(self, campaign: str) -> str:
@@ -78,8 +79,10 @@ def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) ->
         return f"{type(error).__name__}: {error}"
     for field in found:
         if field.name not in schema.names or not field.type.equals(schema.field(field.name).type):
-            return (f"not a file of this table: column {field.name!r} ({field.type}) is not "
-                    f"in its schema")
+            return (
+                f"not a file of this table: column {field.name!r} ({field.type}) is not "
+                f"in its schema"
+            )
     return None
 
 
@@ -102,12 +105,14 @@ def find_corrupt(store: "ParquetStore", deep: bool = False) -> list[CorruptFile]
         rel, table, cell = item
         problem = file_problem(location, rel, rs.schema_of(table), deep)
         return None if problem is None else CorruptFile(rel, table, cell, problem)
+
     with ThreadPoolExecutor(READ_THREADS) as pool:
         return [c for c in pool.map(check, _candidates(location)) if c is not None]
 
 
-def read_readable_files(location: Location, table: str,
-                        columns: list[str] | None = None) -> pa.Table:
+def read_readable_files(
+    location: Location, table: str, columns: list[str] | None = None
+) -> pa.Table:
     """The table read file by file, skipping (with a CorruptFileWarning naming each) the
     files that cannot be read: what a reader does when the whole-table read failed."""
     schema = rs.schema_of(table)
@@ -120,18 +125,26 @@ def read_readable_files(location: Location, table: str,
             part = location.read_parquet(rel)
             parts.append(_conform(part, schema).select(columns or schema.names))
         except (pa.ArrowException, OSError, ValueError) as error:
-            warnings.warn(CorruptFileWarning(
-                f"{location.uri}/{rel} is unreadable and was skipped ({type(error).__name__}: "
-                f"{error}); `phasegrid resume {location.uri}` quarantines it and re-runs its "
-                "cell"), stacklevel=3)
+            warnings.warn(
+                CorruptFileWarning(
+                    f"{location.uri}/{rel} is unreadable and was skipped ({type(error).__name__}: "
+                    f"{error}); `phasegrid resume {location.uri}` quarantines it and re-runs its "
+                    "cell"
+                ),
+                stacklevel=3,
+            )
     return pa.concat_tables(parts)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with `schema`'s columns, in order: absent ones null (files written before a
     column was added), types cast exactly as a dataset read would."""
-    columns = [table[f.name].cast(f.type) if f.name in table.column_names
-               else pa.nulls(table.num_rows, f.type) for f in schema]
+    columns = [
+        table[f.name].cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -143,9 +156,13 @@ def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> di
     still moving its files (or cut short by a kill, until the next driver finishes it)."""
     corrupt = find_corrupt(store)
     for bad in corrupt:
-        warnings.warn(CorruptFileWarning(
-            f"{bad.describe(store.uri)}; it is left out. `phasegrid resume {store.uri}` "
-            "quarantines it and re-runs its cell"), stacklevel=3)
+        warnings.warn(
+            CorruptFileWarning(
+                f"{bad.describe(store.uri)}; it is left out. `phasegrid resume {store.uri}` "
+                "quarantines it and re-runs its cell"
+            ),
+            stacklevel=3,
+        )
     named = {bad.path for bad in corrupt}
     out = {}
     with warnings.catch_warnings(record=True) as seen:
@@ -153,14 +170,16 @@ def read_reporting_corrupt(store: "ParquetStore", tables: tuple[str, ...]) -> di
         for table in tables:
             read = store.read_table(table)
             dropped = [bad.cell_id for bad in corrupt if bad.table == table and bad.cell_id]
-            out[table] = read.filter(pc.invert(pc.is_in(
-                read["cell_id"], pa.array(dropped, pa.string())))) if dropped else read
+            out[table] = (
+                read.filter(pc.invert(pc.is_in(read["cell_id"], pa.array(dropped, pa.string()))))
+                if dropped
+                else read
+            )
         out["manifest"] = rs.MANIFEST.empty_table() if MANIFEST in named else store.manifest()
     if "cells" in out:
         for table in set(out) & set(PER_CELL[1:]):
-            out[table] = out[table].filter(pc.is_in(out[table]["cell_id"],
-                                                    out["cells"]["cell_id"]))
-    for warning in seen:              # the read's own warnings, for files not named above
+            out[table] = out[table].filter(pc.is_in(out[table]["cell_id"], out["cells"]["cell_id"]))
+    for warning in seen:  # the read's own warnings, for files not named above
         if not any(f"{store.uri}/{path} " in str(warning.message) for path in named):
             warnings.warn(warning.message, stacklevel=3)
     return out
@@ -176,14 +195,18 @@ def quarantine(store: "ParquetStore", corrupt: list[CorruptFile]) -> list[dict]:
     entries = []
     for cell in sorted({c.cell_id for c in corrupt if c.cell_id}):
         reason = "; ".join(c.describe(store.uri) for c in corrupt if c.cell_id == cell)
-        for table in PER_CELL:              # cells first: the cell stops being done first
+        for table in PER_CELL:  # cells first: the cell stops being done first
             rel = f"{table}/{cell}.parquet"
             if store.location.exists(rel):
-                entries.append({"from": rel, "to": f"{QUARANTINE}/{when}/{rel}",
-                                "reason": reason})
+                entries.append({"from": rel, "to": f"{QUARANTINE}/{when}/{rel}", "reason": reason})
     for bad in (c for c in corrupt if not c.cell_id):
-        entries.append({"from": bad.path, "to": f"{QUARANTINE}/{when}/{bad.path}",
-                        "reason": bad.describe(store.uri)})
+        entries.append(
+            {
+                "from": bad.path,
+                "to": f"{QUARANTINE}/{when}/{bad.path}",
+                "reason": bad.describe(store.uri),
+            }
+        )
     store.location.write_bytes(f"{QUARANTINE}/{when}/{PLAN}", json.dumps(entries).encode())
     _carry_out(store.location, f"{QUARANTINE}/{when}", entries)
     return entries
@@ -204,8 +227,11 @@ def finish_interrupted(store: "ParquetStore") -> int:
     finished = 0
     for entry in store.location.listdir(QUARANTINE):
         folder = f"{QUARANTINE}/{entry.name}"
-        if entry.is_dir and store.location.exists(f"{folder}/{PLAN}") \
-                and not store.location.exists(f"{folder}/{REPORT}"):
+        if (
+            entry.is_dir
+            and store.location.exists(f"{folder}/{PLAN}")
+            and not store.location.exists(f"{folder}/{REPORT}")
+        ):
             plan = json.loads(store.location.read_bytes(f"{folder}/{PLAN}"))
             _carry_out(store.location, folder, plan)
             finished += 1

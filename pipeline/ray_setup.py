@@ -26,6 +26,7 @@
   fresh worker process per task) and an explicit `num_cpus` (a GPU task otherwise also
   takes one CPU).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +55,7 @@ class RaySession:
     def close(self) -> None:
         if self.owned:
             import ray
+
             ray.shutdown()
 
 
@@ -71,11 +73,15 @@ def _enable_token_auth() -> None:
     if "RAY_AUTH_MODE" in os.environ:
         return
     try:
-        from ray._private.authentication.authentication_token_setup import \
-            maybe_enable_token_auth_if_token_available
-    except ImportError:   # another Ray version: the variable is all we can set
-        if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") \
-                or TOKEN_FILE.exists():
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: the variable is all we can set
+        if (
+            os.environ.get("RAY_AUTH_TOKEN")
+            or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or TOKEN_FILE.exists()
+        ):
             os.environ["RAY_AUTH_MODE"] = "token"
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
@@ -90,7 +96,8 @@ def connect_error(address: str, err: Exception) -> RayConnectError:
         "RAY_AUTH_MODE=token and make the cluster's token available (RAY_AUTH_TOKEN, or "
         f"copy the head node's ~/.ray/auth_token to {TOKEN_FILE}), or start the cluster "
         "with RAY_AUTH_MODE=disabled on a trusted network. Without --address, phasegrid "
-        "runs on embedded Ray on this machine.")
+        "runs on embedded Ray on this machine."
+    )
 
 
 def preflight_seconds() -> float:
@@ -112,7 +119,8 @@ def preflight_error(address: str, seconds: float, err: Exception) -> RayConnectE
         "its workers cannot send results back (InvalidAuthToken in their logs). Start the "
         "cluster with RAY_AUTH_MODE=token and the same token as this driver (RAY_AUTH_TOKEN "
         f"or {TOKEN_FILE}), or set RAY_AUTH_MODE=disabled on both, see cluster/README.md. "
-        f"(A busy cluster may just be slow: raise {PREFLIGHT_ENV}.)")
+        f"(A busy cluster may just be slow: raise {PREFLIGHT_ENV}.)"
+    )
 
 
 def _ping() -> Iterator[int]:
@@ -125,6 +133,7 @@ def _preflight(address: str, seconds: float) -> None:
     measured) and wait at most `seconds` for its item; on timeout or any Ray error,
     disconnect and raise RayConnectError."""
     import ray
+
     err: Exception = RuntimeError("the test task returned a wrong value")
     try:
         stream = ray.remote(num_cpus=0, max_retries=0, num_returns="streaming")(_ping).remote()
@@ -133,7 +142,7 @@ def _preflight(address: str, seconds: float) -> None:
             err = TimeoutError("no streamed item came back")
         elif ray.get(next(stream), timeout=seconds) == 1:
             return
-    except Exception as caught:   # GetTimeoutError, RayError, auth errors: all mean unusable
+    except Exception as caught:  # GetTimeoutError, RayError, auth errors: all mean unusable
         err = caught
     ray.shutdown()
     raise preflight_error(address, seconds, err) from None
@@ -146,6 +155,7 @@ def _loopback_only() -> Iterator[None]:
     off, a loopback node address is kept as given. Switched on the imported constant (so it
     works whenever ray was imported) and restored afterwards."""
     from ray._private import ray_constants
+
     before = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
@@ -162,19 +172,27 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
     if address is not None:
         _enable_token_auth()
     import ray
+
     if ray.is_initialized():
         return RaySession(ray.get_runtime_context().gcs_address, owned=False)
     seconds = preflight_seconds() if address is not None else 0.0
-    common = dict(log_to_driver=False, logging_level=logging.WARNING,
-                  configure_logging=True, include_dashboard=False)
+    common = dict(
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=True,
+        include_dashboard=False,
+    )
     if address is None:
         with _loopback_only():
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
-                     _node_ip_address="127.0.0.1", **common)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or os.cpu_count(),
+                _node_ip_address="127.0.0.1",
+                **common,
+            )
         return RaySession(ray.get_runtime_context().gcs_address, owned=True)
     try:
-        ray.init(address=address, **{k: v for k, v in common.items()
-                                     if k != "include_dashboard"})
+        ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise connect_error(address, err) from None
     _preflight(address, seconds)
@@ -184,6 +202,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> RaySes
 def task_capacity(cpus_per_task: float, gpus_per_task: float) -> int:
     """How many tasks of this shape the cluster can run at once (at least 1)."""
     import ray
+
     total = ray.cluster_resources()
     fits = [total.get("CPU", 0.0) / cpus_per_task] if cpus_per_task > 0 else []
     if gpus_per_task > 0:

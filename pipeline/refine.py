@@ -15,6 +15,7 @@ The budget `max_cells` counts every cell of the campaign's manifest, coarse grid
 (default: [refine] max_cells, else [resources] max_cells). The last target refined is
 kept in `<campaign>/refine.json`, so that `status` can show its brackets.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from pipeline.aggregate import aggregate_campaign, done_cells, ensemble_table
-from pipeline.refine_plan import (AXES, bracket_status, matching_rows, plan_refinement,
-                                  uniform_grid_cells)
+from pipeline.refine_plan import (
+    AXES,
+    bracket_status,
+    matching_rows,
+    plan_refinement,
+    uniform_grid_cells,
+)
 from pipeline.rows import cell_parameters, spec_from_config
 from pipeline.spec import CampaignSpec, load_campaign, parse_campaign
 from pipeline.spec_schema import REFINE_LEVELS, Refinement, Resources
@@ -37,7 +43,7 @@ from tasks.specs import CellSpec
 if TYPE_CHECKING:
     from pipeline.campaign import Progress, RunSummary
 
-RunCells = Callable[[list[CellSpec]], object]   # adds cells to the manifest and runs them
+RunCells = Callable[[list[CellSpec]], object]  # adds cells to the manifest and runs them
 TARGET_FILE = "refine.json"
 POINT_AXES = ("width", "alpha_tilde", "train_size", "depth")
 
@@ -58,22 +64,28 @@ class RefineReport:
     cells_added: int
     cells_total: int
     stop: str
-    failed: int                 # failed cells of the campaign (with the spec's settings)
-    uniform_cells: int          # a uniform grid at the same resolution over the same span
+    failed: int  # failed cells of the campaign (with the spec's settings)
+    uniform_cells: int  # a uniform grid at the same resolution over the same span
     brackets: pd.DataFrame = field(repr=False, compare=False)
 
     def describe(self) -> str:
         resolved = int(self.brackets["resolved"].sum()) if len(self.brackets) else 0
-        return (f"{self.campaign}: refined the {self.target.boundary} at level "
-                f"{self.target.level:g} in {self.rounds} rounds, +{self.cells_added} cells "
-                f"({self.cells_total} in all, against {self.uniform_cells} for a uniform grid "
-                f"as fine); {resolved}/{len(self.brackets)} boundary points bracketed within "
-                f"x{self.target.tolerance:g} (stopped: {self.stop})")
+        return (
+            f"{self.campaign}: refined the {self.target.boundary} at level "
+            f"{self.target.level:g} in {self.rounds} rounds, +{self.cells_added} cells "
+            f"({self.cells_total} in all, against {self.uniform_cells} for a uniform grid "
+            f"as fine); {resolved}/{len(self.brackets)} boundary points bracketed within "
+            f"x{self.target.tolerance:g} (stopped: {self.stop})"
+        )
 
 
-def default_target(boundary: str | None, level: float | None = None,
-                   tolerance: float | None = None, max_cells: int | None = None,
-                   base: Refinement | None = None) -> Refinement:
+def default_target(
+    boundary: str | None,
+    level: float | None = None,
+    tolerance: float | None = None,
+    max_cells: int | None = None,
+    base: Refinement | None = None,
+) -> Refinement:
     """The Refinement asked for: the values given, else those of `base` (the spec's
     [refine]) when it is for the same boundary, else the boundary's defaults. With no
     boundary, `base`'s. Raises RefineTargetError saying what to pass."""
@@ -81,7 +93,8 @@ def default_target(boundary: str | None, level: float | None = None,
     if boundary not in AXES:
         raise RefineTargetError(
             f"boundary must be one of {', '.join(AXES)}, got {boundary!r}: pass --boundary "
-            "crossover or --boundary jamming (or add a [refine] section to the spec)")
+            "crossover or --boundary jamming (or add a [refine] section to the spec)"
+        )
     base = base if base is not None and base.boundary == boundary else None
     level = level if level is not None else base.level if base else REFINE_LEVELS[boundary]
     tolerance = tolerance or (base.tolerance if base else Refinement.tolerance)
@@ -89,12 +102,14 @@ def default_target(boundary: str | None, level: float | None = None,
     if tolerance <= 1:
         raise RefineTargetError(f"tolerance must be a factor > 1, got {tolerance}: e.g. 1.25")
     if boundary == "jamming" and not 0 < level < 1:
-        raise RefineTargetError(f"the jamming level is a fraction of seeds fitted, got {level}: "
-                                "use 0.5")
+        raise RefineTargetError(
+            f"the jamming level is a fraction of seeds fitted, got {level}: use 0.5"
+        )
     return Refinement(boundary, float(level), float(tolerance), max_cells)
 
 
 # --- the spec's own rows of the store ------------------------------------------------------
+
 
 def spec_settings(spec: CampaignSpec) -> dict:
     """The fixed settings columns (results_schema SETTINGS) shared by the spec's cells."""
@@ -120,10 +135,16 @@ def cells_at(spec: CampaignSpec, points: pd.DataFrame) -> list[CellSpec]:
     cells = []
     for point in points.to_dict("records"):
         data = replace(spec.data, train_size=int(point.get("train_size", spec.data.train_size)))
-        model = replace(spec.model, width=int(point["width"]),
-                        depth=int(point.get("depth", spec.model.depth)))
-        grid = replace(spec.grid, width=(model.width,), alpha_tilde=(float(point["alpha_tilde"]),),
-                       train_size=None, depth=None)
+        model = replace(
+            spec.model, width=int(point["width"]), depth=int(point.get("depth", spec.model.depth))
+        )
+        grid = replace(
+            spec.grid,
+            width=(model.width,),
+            alpha_tilde=(float(point["alpha_tilde"]),),
+            train_size=None,
+            depth=None,
+        )
         cells += replace(spec, data=data, model=model, grid=grid).cells()
     return cells
 
@@ -143,7 +164,9 @@ def store_tables(store: ParquetStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     return store.manifest().to_pandas(), store.read_table("cells").to_pandas()
 
 
-def pending_specs(manifest: pd.DataFrame, cells: pd.DataFrame, spec: CampaignSpec) -> list[CellSpec]:
+def pending_specs(
+    manifest: pd.DataFrame, cells: pd.DataFrame, spec: CampaignSpec
+) -> list[CellSpec]:
     """Cells of the manifest with the spec's settings and no cells record yet."""
     waiting = spec_rows(manifest, spec)
     waiting = waiting.loc[~waiting["cell_id"].isin(cells["cell_id"])]
@@ -152,8 +175,14 @@ def pending_specs(manifest: pd.DataFrame, cells: pd.DataFrame, spec: CampaignSpe
 
 # --- the rounds ---------------------------------------------------------------------------
 
-def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | None = None,
-                    spec: CampaignSpec | None = None, max_rounds: int = 40) -> RefineReport:
+
+def refine_campaign(
+    campaign: str,
+    run_cells: RunCells,
+    target: Refinement | None = None,
+    spec: CampaignSpec | None = None,
+    max_rounds: int = 40,
+) -> RefineReport:
     """Refine `target` (default: the spec's [refine]) in the campaign at `campaign`, running
     new cells with `run_cells`; see the module docstring. `spec` defaults to the campaign's
     stored spec. Writes refine.json, the cells (through run_cells), ensembles and
@@ -162,11 +191,15 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
     spec = spec or stored_spec(store)
     target = target or spec.refine
     if target is None:
-        raise RefineTargetError(f"no boundary to refine in {campaign}: pass --boundary "
-                                "crossover|jamming, or add a [refine] section to the spec")
+        raise RefineTargetError(
+            f"no boundary to refine in {campaign}: pass --boundary "
+            "crossover|jamming, or add a [refine] section to the spec"
+        )
     if target.boundary == "crossover" and not spec.observables.ntk:
-        raise RefineTargetError(f"{campaign} does not measure the NTK ([observables] ntk = "
-                                "false), so it has no ntk_change: refine --boundary jamming")
+        raise RefineTargetError(
+            f"{campaign} does not measure the NTK ([observables] ntk = "
+            "false), so it has no ntk_change: refine --boundary jamming"
+        )
     store.location.write_bytes(TARGET_FILE, json.dumps(asdict(target)).encode())
     cap = target.max_cells or spec.resources.max_cells
     seeds, start, rounds = len(spec.grid.seed), None, 0
@@ -185,9 +218,17 @@ def refine_campaign(campaign: str, run_cells: RunCells, target: Refinement | Non
     aggregate_campaign(campaign)
     brackets = bracket_status(ensembles, target, planned)
     failed = spec_rows(cells.loc[cells["status"] == "failed"], spec)["cell_id"].nunique()
-    return RefineReport(campaign, target, rounds, len(manifest) - start, len(manifest),
-                        _stop_reason(brackets, plan, cap - len(manifest) < seeds), failed,
-                        uniform_grid_cells(planned, target, seeds), brackets)
+    return RefineReport(
+        campaign,
+        target,
+        rounds,
+        len(manifest) - start,
+        len(manifest),
+        _stop_reason(brackets, plan, cap - len(manifest) < seeds),
+        failed,
+        uniform_grid_cells(planned, target, seeds),
+        brackets,
+    )
 
 
 def _stop_reason(brackets: pd.DataFrame, plan: pd.DataFrame, spent: bool) -> str:
@@ -203,18 +244,25 @@ def _stop_reason(brackets: pd.DataFrame, plan: pd.DataFrame, spent: bool) -> str
 
 # --- on Ray, through the campaign runner ---------------------------------------------------
 
+
 class CampaignRunner:
     """RunCells through `pipeline.campaign.run_cells` (manifest, scheduler, store), on one
     Ray session for every round, started at the first call; `close()` ends it."""
 
-    def __init__(self, campaign: str, resources: Resources, address: str | None = None,
-                 progress: Progress | None = None):
+    def __init__(
+        self,
+        campaign: str,
+        resources: Resources,
+        address: str | None = None,
+        progress: Progress | None = None,
+    ):
         self.campaign, self.resources = campaign, resources
         self.address, self.progress, self.session = address, progress, None
 
     def __call__(self, cells: list[CellSpec]) -> RunSummary:
         from pipeline.campaign import run_cells
         from pipeline.ray_setup import start_ray
+
         if self.session is None:
             self.session = start_ray(self.address)
         return run_cells(self.campaign, cells, self.resources, self.address, self.progress)
@@ -225,9 +273,15 @@ class CampaignRunner:
             self.session = None
 
 
-def refine_on_ray(campaign: str, boundary: str | None = None, level: float | None = None,
-                  tolerance: float | None = None, max_cells: int | None = None,
-                  address: str | None = None, progress: Progress | None = None) -> RefineReport:
+def refine_on_ray(
+    campaign: str,
+    boundary: str | None = None,
+    level: float | None = None,
+    tolerance: float | None = None,
+    max_cells: int | None = None,
+    address: str | None = None,
+    progress: Progress | None = None,
+) -> RefineReport:
     """`phasegrid refine`: refine the campaign's boundary (arguments not given come from
     its [refine] section, then the defaults), running new cells on Ray."""
     store = ParquetStore.open(campaign)
@@ -259,19 +313,25 @@ class RunAndRefineSummary:
         return f"{self.run.describe()}\n{self.refine.describe()}"
 
 
-def run_and_refine(spec_path: str, store: str = "results", address: str | None = None,
-                   progress: Progress | None = None) -> RunSummary | RunAndRefineSummary:
+def run_and_refine(
+    spec_path: str,
+    store: str = "results",
+    address: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary | RunAndRefineSummary:
     """`phasegrid run`: the spec's grid (pipeline.campaign.run_campaign), then, when the spec
     has a [refine] section, its refinement; one Ray session for both."""
     from pipeline.campaign import run_campaign
     from pipeline.ray_setup import start_ray
+
     spec = load_campaign(spec_path, check_data=False)
     if spec.refine is None:
         return run_campaign(spec_path, store, address, progress)
     session = start_ray(address)
     try:
         summary = run_campaign(spec_path, store, address, progress)
-        return RunAndRefineSummary(summary, refine_on_ray(summary.campaign, address=address,
-                                                          progress=progress))
+        return RunAndRefineSummary(
+            summary, refine_on_ray(summary.campaign, address=address, progress=progress)
+        )
     finally:
         session.close()

@@ -27,6 +27,7 @@ A proposed point that is already planned (e.g. in the manifest) but has no finit
 bracket is "stalled". Proposals cost `n_seeds` cells each; with a budget too small for
 all, extensions go first, then the widest brackets (largest hi/lo).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,22 @@ from pipeline.aggregate import GRID_AXES
 from pipeline.boundaries import groups_by, locate_crossing
 from pipeline.spec_schema import Refinement
 
-SIGNIFICANT_DIGITS = 6     # proposed α̃ are rounded so that cell ids stay readable and stable
-STATUS_COLUMNS = ("boundary", "quantity", "level", "along", "value", "lower", "upper", "ratio",
-                  "status", "resolved", "action", "next_value", "n_points")
+SIGNIFICANT_DIGITS = 6  # proposed α̃ are rounded so that cell ids stay readable and stable
+STATUS_COLUMNS = (
+    "boundary",
+    "quantity",
+    "level",
+    "along",
+    "value",
+    "lower",
+    "upper",
+    "ratio",
+    "status",
+    "resolved",
+    "action",
+    "next_value",
+    "n_points",
+)
 
 
 @dataclass(frozen=True)
@@ -51,18 +65,32 @@ class BoundaryAxis:
 
     along: str
     quantity: str
-    increasing: bool            # the quantity grows along the axis (past = above the level)
-    log_quantity: bool          # interpolate log(quantity) (needs quantity > 0)
-    integer: bool               # the axis takes integer values
-    extend_factor: float        # the step outwards when the grid does not bracket
+    increasing: bool  # the quantity grows along the axis (past = above the level)
+    log_quantity: bool  # interpolate log(quantity) (needs quantity > 0)
+    integer: bool  # the axis takes integer values
+    extend_factor: float  # the step outwards when the grid does not bracket
     bounds: tuple[float, float]  # never propose outside these
 
 
 AXES = {
-    "crossover": BoundaryAxis("alpha_tilde", "ntk_change", increasing=False, log_quantity=True,
-                              integer=False, extend_factor=10.0, bounds=(1e-6, 1e8)),
-    "jamming": BoundaryAxis("width", "fitted_fraction", increasing=True, log_quantity=False,
-                            integer=True, extend_factor=2.0, bounds=(1, 2 ** 16)),
+    "crossover": BoundaryAxis(
+        "alpha_tilde",
+        "ntk_change",
+        increasing=False,
+        log_quantity=True,
+        integer=False,
+        extend_factor=10.0,
+        bounds=(1e-6, 1e8),
+    ),
+    "jamming": BoundaryAxis(
+        "width",
+        "fitted_fraction",
+        increasing=True,
+        log_quantity=False,
+        integer=True,
+        extend_factor=2.0,
+        bounds=(1, 2**16),
+    ),
 }
 
 
@@ -96,7 +124,7 @@ def extension(edge: float, outwards: int, axis: BoundaryAxis) -> float:
     """The next point beyond the grid's `edge` (outwards = -1 below, +1 above), clipped to
     the axis bounds; NaN if the edge is already at (or past) the bound."""
     low, high = axis.bounds
-    step = edge * axis.extend_factor ** outwards
+    step = edge * axis.extend_factor**outwards
     if axis.integer:
         step = math.floor(step) if outwards < 0 else math.ceil(step)
     else:
@@ -117,8 +145,9 @@ def _already_planned(value: float, planned: np.ndarray) -> bool:
     return bool(np.isclose(planned, value, rtol=1e-9, atol=0).any())
 
 
-def _next_point(crossing, tolerance: float, axis: BoundaryAxis,
-                planned: np.ndarray) -> tuple[bool, str, float]:
+def _next_point(
+    crossing, tolerance: float, axis: BoundaryAxis, planned: np.ndarray
+) -> tuple[bool, str, float]:
     """(resolved, action, next value) for one boundary point. Actions: resolved | bisect |
     extend (a point to add) | stalled | at_bound | wrong_direction | no_data (nothing to add)."""
     lower, upper, status = crossing.lower, crossing.upper, crossing.status
@@ -138,8 +167,9 @@ def _next_point(crossing, tolerance: float, axis: BoundaryAxis,
     return False, action, value
 
 
-def bracket_status(ensembles: pd.DataFrame, target: Refinement,
-                   planned: pd.DataFrame | None = None) -> pd.DataFrame:
+def bracket_status(
+    ensembles: pd.DataFrame, target: Refinement, planned: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per boundary point (per value of the axes other than the one the boundary
     lies along): its fixed coordinates, then STATUS_COLUMNS — the interpolated `value`,
     the bracket `lower`/`upper` and `ratio` = upper/lower, `status` as in
@@ -154,25 +184,48 @@ def bracket_status(ensembles: pd.DataFrame, target: Refinement,
     for coords, sub in groups_by(ensembles, fixed):
         tried = sub[axis.along].to_numpy(float)
         if planned is not None and len(planned):
-            tried = np.concatenate([tried, planned.loc[matching_rows(planned, coords),
-                                                       axis.along].to_numpy(float)])
+            tried = np.concatenate(
+                [tried, planned.loc[matching_rows(planned, coords), axis.along].to_numpy(float)]
+            )
         y = sub[axis.quantity].to_numpy(float)
-        crossing = locate_crossing(sub[axis.along], y, target.level, increasing=axis.increasing,
-                                   log_x=True, log_y=axis.log_quantity)
+        crossing = locate_crossing(
+            sub[axis.along],
+            y,
+            target.level,
+            increasing=axis.increasing,
+            log_x=True,
+            log_y=axis.log_quantity,
+        )
         resolved, action, value = _next_point(crossing, target.tolerance, axis, tried)
         usable = np.isfinite(y) & ((y > 0) if axis.log_quantity else True)
-        rows.append({**coords, "boundary": target.boundary, "quantity": axis.quantity,
-                     "level": target.level, "along": axis.along, "value": crossing.value,
-                     "lower": crossing.lower, "upper": crossing.upper,
-                     "ratio": crossing.upper / crossing.lower, "status": crossing.status,
-                     "resolved": resolved, "action": action, "next_value": value,
-                     "n_points": int(usable.sum())})
+        rows.append(
+            {
+                **coords,
+                "boundary": target.boundary,
+                "quantity": axis.quantity,
+                "level": target.level,
+                "along": axis.along,
+                "value": crossing.value,
+                "lower": crossing.lower,
+                "upper": crossing.upper,
+                "ratio": crossing.upper / crossing.lower,
+                "status": crossing.status,
+                "resolved": resolved,
+                "action": action,
+                "next_value": value,
+                "n_points": int(usable.sum()),
+            }
+        )
     return pd.DataFrame(rows, columns=[*fixed, *STATUS_COLUMNS])
 
 
-def plan_refinement(ensembles: pd.DataFrame, target: Refinement, n_seeds: int,
-                    budget_cells: float = math.inf,
-                    planned: pd.DataFrame | None = None) -> pd.DataFrame:
+def plan_refinement(
+    ensembles: pd.DataFrame,
+    target: Refinement,
+    n_seeds: int,
+    budget_cells: float = math.inf,
+    planned: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The grid points to add in the next round: one per unresolved boundary point that
     can move (action bisect or extend), each costing `n_seeds` cells, as many as
     `budget_cells` pays for — extensions first, then the widest brackets.
@@ -185,8 +238,10 @@ def plan_refinement(ensembles: pd.DataFrame, target: Refinement, n_seeds: int,
     status = bracket_status(ensembles, target, planned)
     fixed = [c for c in status.columns if c not in STATUS_COLUMNS]
     moves = status.loc[status["action"].isin(("bisect", "extend"))]
-    moves = moves.assign(_first=(moves["action"] != "extend").astype(int),
-                         _width=-np.log(moves["ratio"].fillna(np.inf)))
+    moves = moves.assign(
+        _first=(moves["action"] != "extend").astype(int),
+        _width=-np.log(moves["ratio"].fillna(np.inf)),
+    )
     moves = moves.sort_values(["_first", "_width", *fixed], kind="stable")
     affordable = int(budget_cells // n_seeds) if np.isfinite(budget_cells) else len(moves)
     moves = moves.head(max(affordable, 0))

@@ -3,21 +3,28 @@ resolved — for the boundary last refined (`<campaign>/refine.json`) and the sp
 [refine], or else for the crossover at ntk_change = 1 and the jamming line at ½.
 Reads the store only (the cells table, not predictions: cheap on a running campaign).
 """
+
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 
-from pipeline.refine import (TARGET_FILE, default_target, planned_points, spec_ensembles,
-                             store_tables, stored_spec)
+from pipeline.refine import (
+    TARGET_FILE,
+    default_target,
+    planned_points,
+    spec_ensembles,
+    store_tables,
+    stored_spec,
+)
 from pipeline.refine_plan import STATUS_COLUMNS, bracket_status
 from pipeline.spec import CampaignSpec
 from pipeline.spec_schema import Refinement
 from pipeline.store import ParquetStore
 
 BRACKET_TABLE = ("boundary", "at", "along", "lower", "upper", "ratio", "state")
-LEVEL_NAMES = {"crossover": "c", "jamming": "f"}   # c: ntk_change; f: fitted fraction
+LEVEL_NAMES = {"crossover": "c", "jamming": "f"}  # c: ntk_change; f: fitted fraction
 
 
 def refine_targets(store: ParquetStore, spec: CampaignSpec) -> list[Refinement]:
@@ -45,8 +52,11 @@ def campaign_brackets(campaign: str) -> pd.DataFrame:
 
 def _where(row: dict, varying: set[str]) -> str:
     """The fixed coordinates of a boundary point that differ between points."""
-    return ", ".join(f"{a}={row[a]:g}" for a in ("width", "alpha_tilde", "train_size", "depth")
-                     if a != row["along"] and a in varying and pd.notna(row[a]))
+    return ", ".join(
+        f"{a}={row[a]:g}"
+        for a in ("width", "alpha_tilde", "train_size", "depth")
+        if a != row["along"] and a in varying and pd.notna(row[a])
+    )
 
 
 def bracket_table(brackets: pd.DataFrame) -> pd.DataFrame:
@@ -57,14 +67,18 @@ def bracket_table(brackets: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in brackets.to_dict("records"):
         kind = row["boundary"]
-        end = (lambda v: f"{v:.4g}" if pd.notna(v) else row["status"].replace("_", " "))
-        rows.append({"boundary": f"{kind} {LEVEL_NAMES.get(kind, 'level')}={row['level']:g}",
-                     "at": _where(row, varying) or "-", "along": row["along"],
-                     "lower": end(row["lower"]),
-                     "upper": end(row["upper"]) if pd.notna(row["upper"]) else "",
-                     "ratio": f"{row['ratio']:.3g}" if pd.notna(row["ratio"]) else "",
-                     "state": "resolved" if row["resolved"]
-                     else row["action"].replace("_", " ")})
+        end = lambda v: f"{v:.4g}" if pd.notna(v) else row["status"].replace("_", " ")
+        rows.append(
+            {
+                "boundary": f"{kind} {LEVEL_NAMES.get(kind, 'level')}={row['level']:g}",
+                "at": _where(row, varying) or "-",
+                "along": row["along"],
+                "lower": end(row["lower"]),
+                "upper": end(row["upper"]) if pd.notna(row["upper"]) else "",
+                "ratio": f"{row['ratio']:.3g}" if pd.notna(row["ratio"]) else "",
+                "state": "resolved" if row["resolved"] else row["action"].replace("_", " "),
+            }
+        )
     return pd.DataFrame(rows, columns=list(BRACKET_TABLE))
 
 
@@ -74,10 +88,14 @@ def bracket_lines(brackets: pd.DataFrame) -> list[str]:
     lines = []
     for row in brackets.to_dict("records"):
         lo, hi, along = row["lower"], row["upper"], row["along"]
-        bracket = (f"{lo:.4g} < {along}* <= {hi:.4g} (x{row['ratio']:.3g})"
-                   if pd.notna(lo) and pd.notna(hi) else row["status"].replace("_", " "))
+        bracket = (
+            f"{lo:.4g} < {along}* <= {hi:.4g} (x{row['ratio']:.3g})"
+            if pd.notna(lo) and pd.notna(hi)
+            else row["status"].replace("_", " ")
+        )
         state = "resolved" if row["resolved"] else row["action"].replace("_", " ")
         at = _where(row, set(brackets.columns))
-        lines.append(f"{row['boundary']} {row['quantity']}={row['level']:g} at {at}: "
-                     f"{bracket} {state}")
+        lines.append(
+            f"{row['boundary']} {row['quantity']}={row['level']:g} at {at}: {bracket} {state}"
+        )
     return lines

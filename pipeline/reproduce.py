@@ -15,6 +15,7 @@ cells still missing are trained. A campaign whose dataset is absent (Fashion-MNI
 Debian's dataset-fashion-mnist) is skipped with the reason. Wall times of the runs that did
 work are added up in <store>/reproduce-log.json, which the report quotes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,18 @@ PRINT_SECONDS = 20.0
 ORDER = ("jamming_random", "jamming_mnist", "stripe_curves", "fashion_regimes", "mnist_phase")
 
 
-def gpu_hours_estimate(widths, n_alpha: int, n_seeds: int, train_size: int, dimension: int,
-                       steps_per_cell: float, members: int = 1, flops_per_second: float = 5e12,
-                       latency_seconds: float = 1e-3, rejection_factor: float = 1.05) -> float:
+def gpu_hours_estimate(
+    widths,
+    n_alpha: int,
+    n_seeds: int,
+    train_size: int,
+    dimension: int,
+    steps_per_cell: float,
+    members: int = 1,
+    flops_per_second: float = 5e12,
+    latency_seconds: float = 1e-3,
+    rejection_factor: float = 1.05,
+) -> float:
     """Estimated GPU-hours of an FC L = 2 (no bias) grid whose bundles of `members` cells
     train as one batched ensemble: each bundle step costs
     members · 6·P·N / flops_per_second + latency (N = d·h + h² + h), times
@@ -72,8 +82,11 @@ class PrintProgress:
             return
         self.last, elapsed = now, now - self.start
         eta = f", ETA {elapsed / finished * (total - finished) / 60:.1f} min" if finished else ""
-        print(f"  [{self.name}] {finished}/{total} cells ({failed} failed, {running} running), "
-              f"{elapsed / 60:.1f} min{eta}", flush=True)
+        print(
+            f"  [{self.name}] {finished}/{total} cells ({failed} failed, {running} running), "
+            f"{elapsed / 60:.1f} min{eta}",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ def run_one(name: str, spec_path: Path, store: str, address: str | None) -> Outc
     from pipeline.campaign import run_campaign
     from pipeline.plots import plot_campaign
     from pipeline.spec import SpecError, load_campaign
+
     try:
         spec = load_campaign(spec_path)
     except SpecError as err:
@@ -121,8 +135,9 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.system()} (load average {load})"
 
 
-def update_log(store: str, outcomes: list[Outcome], total_seconds: float,
-               machine_at_start: str = "") -> dict:
+def update_log(
+    store: str, outcomes: list[Outcome], total_seconds: float, machine_at_start: str = ""
+) -> dict:
     """Add this run's seconds to <store>/reproduce-log.json; returns the whole log."""
     path = Path(store) / LOG_FILE
     log = json.loads(path.read_text()) if path.exists() else {"campaigns": {}, "runs": []}
@@ -131,11 +146,16 @@ def update_log(store: str, outcomes: list[Outcome], total_seconds: float,
         entry["run_seconds"] += o.run_seconds
         entry["cells_run"] += o.cells_run
     if any(o.cells_run for o in outcomes):
-        log["runs"].append({"seconds": total_seconds,
-                            "cells_run": sum(o.cells_run for o in outcomes),
-                            "campaigns": [o.name for o in outcomes if o.cells_run],
-                            "machine_at_start": machine_at_start, "machine": machine(),
-                            "finished": time.strftime("%Y-%m-%d %H:%M")})
+        log["runs"].append(
+            {
+                "seconds": total_seconds,
+                "cells_run": sum(o.cells_run for o in outcomes),
+                "campaigns": [o.name for o in outcomes if o.cells_run],
+                "machine_at_start": machine_at_start,
+                "machine": machine(),
+                "finished": time.strftime("%Y-%m-%d %H:%M"),
+            }
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(log, indent=1))
     return log
@@ -144,6 +164,7 @@ def update_log(store: str, outcomes: list[Outcome], total_seconds: float,
 def run_all(names: list[str], store: str, address: str | None, directory: Path) -> list[Outcome]:
     """Run the campaigns `names` (stems) on one Ray session, in ORDER."""
     from pipeline.ray_setup import start_ray
+
     available = reproductions(directory)
     unknown = sorted(set(names) - set(available))
     if unknown:
@@ -156,26 +177,37 @@ def run_all(names: list[str], store: str, address: str | None, directory: Path) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help="run only this campaign (file stem in campaigns/reproduce/); repeat")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this campaign (file stem in campaigns/reproduce/); repeat",
+    )
     parser.add_argument("--store", default=DEFAULT_STORE, help="where the campaigns live")
     parser.add_argument("--docs", default=str(DOCS), help="where reproduction.md and figures/ go")
     parser.add_argument("--campaigns", default=str(CAMPAIGNS), help="folder of the specs")
     parser.add_argument("--address", default=None, help="Ray cluster (default: embedded)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: re-aggregate and rewrite the report")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: re-aggregate and rewrite the report",
+    )
     args = parser.parse_args(argv)
     directory = Path(args.campaigns)
     names = list(reproductions(directory))
-    if args.only:                       # file stems; campaign names (with '-') work too
+    if args.only:  # file stems; campaign names (with '-') work too
         names = [n.replace("-", "_") for n in args.only]
     start, at_start = time.monotonic(), machine()
     print(f"reproduce: {', '.join(names)} into {args.store} on {at_start}", flush=True)
     outcomes = [] if args.report_only else run_all(names, args.store, args.address, directory)
     log = update_log(args.store, outcomes, time.monotonic() - start, at_start)
     from pipeline.reproduction_doc import write_report
+
     path = write_report(args.store, Path(args.docs), reproductions(directory), log)
     print(f"reproduce: wrote {path} in {(time.monotonic() - start) / 60:.1f} min", flush=True)
 

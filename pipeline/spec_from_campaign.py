@@ -8,6 +8,7 @@ only the cells that fitted; ``at = "end"``: every done cell), at its widest widt
 resolves it when the campaign is run (reading the other campaign), so each cell's id holds
 its concrete factor: re-running after the source changed gives new cells, not stale ones.
 A P the source did not measure is an error naming it, before anything runs."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ class PerpendicularSource:
     """Where a campaign's perpendicular_scale comes from (the TOML table's keys)."""
 
     from_campaign: str
-    at: str = "fitted"                 # fitted | end
-    alpha_tilde: float | None = None   # None: the source's smallest α̃
+    at: str = "fitted"  # fitted | end
+    alpha_tilde: float | None = None  # None: the source's smallest α̃
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -40,6 +41,7 @@ def measured_alignment(source: PerpendicularSource) -> dict[int, float]:
     import numpy as np
 
     from pipeline.results import load_results
+
     results = load_results(source.from_campaign)
     cells, measured = results.cells, results.measurements
     if cells.empty or measured.empty or "weight_alignment" not in measured:
@@ -55,8 +57,10 @@ def measured_alignment(source: PerpendicularSource) -> dict[int, float]:
     final = measured.sort_values("step").groupby("cell_id")["weight_alignment"].last()
     values = cells.join(final, on="cell_id")
     values = values.loc[np.isfinite(values["weight_alignment"]) & (values["weight_alignment"] > 0)]
-    return {int(p): float(np.exp(np.log(group).mean()))
-            for p, group in values.groupby("train_size")["weight_alignment"]}
+    return {
+        int(p): float(np.exp(np.log(group).mean()))
+        for p, group in values.groupby("train_size")["weight_alignment"]
+    }
 
 
 def resolve_perpendicular_scales(spec: "CampaignSpec") -> "CampaignSpec":
@@ -69,19 +73,38 @@ def resolve_perpendicular_scales(spec: "CampaignSpec") -> "CampaignSpec":
     try:
         measured = measured_alignment(source)
     except (FileNotFoundError, OSError, ValueError) as err:
-        raise SpecError([problem(KEY, f"cannot read the campaign {source.from_campaign!r} "
-                                 f"that perpendicular_scale comes from ({err}): run it first, "
-                                 "or fix from_campaign", where)], where) from None
+        raise SpecError(
+            [
+                problem(
+                    KEY,
+                    f"cannot read the campaign {source.from_campaign!r} "
+                    f"that perpendicular_scale comes from ({err}): run it first, "
+                    "or fix from_campaign",
+                    where,
+                )
+            ],
+            where,
+        ) from None
     missing = [p for p in spec.axes["train_size"] if p not in measured]
     if missing:
-        what, other = ("fitted ", ", use at = \"end\"") if source.at == "fitted" else ("", "")
-        raise SpecError([problem(KEY, f"campaign {source.from_campaign!r} has no {what}done "
-                                 f"cell with a measured weight_alignment at train_size "
-                                 f"{', '.join(map(str, missing))} (it has "
-                                 f"{sorted(measured) or 'none'}): run those{other} or drop "
-                                 "these P from the grid", where)], where)
+        what, other = ("fitted ", ', use at = "end"') if source.at == "fitted" else ("", "")
+        raise SpecError(
+            [
+                problem(
+                    KEY,
+                    f"campaign {source.from_campaign!r} has no {what}done "
+                    f"cell with a measured weight_alignment at train_size "
+                    f"{', '.join(map(str, missing))} (it has "
+                    f"{sorted(measured) or 'none'}): run those{other} or drop "
+                    "these P from the grid",
+                    where,
+                )
+            ],
+            where,
+        )
     scales = tuple((p, measured[p]) for p in spec.axes["train_size"])
     if not all(math.isfinite(v) and v > 0 for _, v in scales):
-        raise SpecError([problem(KEY, f"measured factors {scales} are not all positive", where)],
-                        where)
+        raise SpecError(
+            [problem(KEY, f"measured factors {scales} are not all positive", where)], where
+        )
     return replace(spec, perpendicular_scales=scales)

@@ -6,6 +6,7 @@ of 1, a seed of "3"); a float field accepts an integer. Each value type carries,
 `description`, the phrase used in error messages ("a positive integer"), so the message and
 the rule live on the same line.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from pipeline.grid import axis
-from tasks.specs import (ACTIVATIONS, ARCHITECTURES, DATASETS, LOSSES, DataSpec, FlowSpec,
-                         LossSpec, ModelSpec, ObservableSpec)
+from tasks.specs import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    DATASETS,
+    LOSSES,
+    DataSpec,
+    FlowSpec,
+    LossSpec,
+    ModelSpec,
+    ObservableSpec,
+)
 
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda", "auto")
@@ -27,11 +37,11 @@ class Resources:
     """What each Ray task asks for, and how the campaign is run (not part of cell ids)."""
 
     cpus_per_task: float = 1.0
-    gpus_per_task: float = 0.0          # fractions share a GPU (e.g. 0.25: four tasks per GPU)
-    bundle_size: int = 1                # cells trained together by one task
-    max_in_flight: int | None = None    # tasks submitted at once; None = scheduler's choice
-    retries: int = 2                    # re-runs of a task whose worker died or raised
-    max_cells: int = 100_000            # guard against a grid written too large by mistake
+    gpus_per_task: float = 0.0  # fractions share a GPU (e.g. 0.25: four tasks per GPU)
+    bundle_size: int = 1  # cells trained together by one task
+    max_in_flight: int | None = None  # tasks submitted at once; None = scheduler's choice
+    retries: int = 2  # re-runs of a task whose worker died or raised
+    max_cells: int = 100_000  # guard against a grid written too large by mistake
     checkpoint_every_seconds: float | None = None  # training-state snapshots for preemption
 
 
@@ -41,17 +51,24 @@ _FLOW, _OBSERVE, _RESOURCES = FlowSpec(), ObservableSpec(), Resources()
 
 PositiveInt = Annotated[int, Strict(), Field(gt=0, description="a positive integer")]
 NonNegativeInt = Annotated[int, Strict(), Field(ge=0, description="a non-negative integer")]
-PositiveNumber = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False,
-                                                  description="a positive finite number")]
-NonNegativeNumber = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False,
-                                                     description="a finite number ≥ 0")]
-Factor = Annotated[float, Strict(), Field(gt=1, allow_inf_nan=False,
-                                          description="a finite number > 1")]
+PositiveNumber = Annotated[
+    float, Strict(), Field(gt=0, allow_inf_nan=False, description="a positive finite number")
+]
+NonNegativeNumber = Annotated[
+    float, Strict(), Field(ge=0, allow_inf_nan=False, description="a finite number ≥ 0")
+]
+Factor = Annotated[
+    float, Strict(), Field(gt=1, allow_inf_nan=False, description="a finite number > 1")
+]
 Flag = Annotated[bool, Strict(), Field(description="true or false")]
-Text = Annotated[str, Strict(), Field(max_length=10_000,
-                                      description="a string of at most 10,000 characters")]
-Directory = Annotated[str, Strict(), Field(min_length=1, max_length=4096,
-                                           description="a directory path (a non-empty string)")]
+Text = Annotated[
+    str, Strict(), Field(max_length=10_000, description="a string of at most 10,000 characters")
+]
+Directory = Annotated[
+    str,
+    Strict(),
+    Field(min_length=1, max_length=4096, description="a directory path (a non-empty string)"),
+]
 
 
 def one_of(choices: tuple[str, ...]) -> Any:
@@ -60,16 +77,24 @@ def one_of(choices: tuple[str, ...]) -> Any:
 
 def _safe_name(name: str) -> str:
     if ".." in name:
-        raise ValueError(f"name must not contain '..', got {name!r}: the campaign directory "
-                         "is named after it and must stay inside the store")
+        raise ValueError(
+            f"name must not contain '..', got {name!r}: the campaign directory "
+            "is named after it and must stay inside the store"
+        )
     return name
 
 
 NAME_RULE = "letters, digits, '.', '_' or '-' (1 to 100 of them), not starting with '.'"
-CampaignName = Annotated[str, Strict(),
-                         Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$", max_length=100,
-                               description=f"a directory name of {NAME_RULE}"),
-                         AfterValidator(_safe_name)]
+CampaignName = Annotated[
+    str,
+    Strict(),
+    Field(
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$",
+        max_length=100,
+        description=f"a directory name of {NAME_RULE}",
+    ),
+    AfterValidator(_safe_name),
+]
 
 
 class Section(BaseModel):
@@ -129,8 +154,10 @@ class FlowSection(Section):
     @model_validator(mode="after")
     def _has_budget(self) -> "FlowSection":
         if all(getattr(self, key) is None for key in BUDGETS):
-            raise ValueError(f"no budget: set at least one of {', '.join(BUDGETS)} in [flow], "
-                             f"e.g. max_steps = {_FLOW.max_steps}")
+            raise ValueError(
+                f"no budget: set at least one of {', '.join(BUDGETS)} in [flow], "
+                f"e.g. max_steps = {_FLOW.max_steps}"
+            )
         return self
 
 
@@ -156,9 +183,9 @@ class GridSection(Section):
 
 
 class ResourcesSection(Section):
-    cpus_per_task: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False,
-                                                    description="a number > 0")] = \
-        _RESOURCES.cpus_per_task
+    cpus_per_task: Annotated[
+        float, Strict(), Field(gt=0, allow_inf_nan=False, description="a number > 0")
+    ] = _RESOURCES.cpus_per_task
     gpus_per_task: NonNegativeNumber = _RESOURCES.gpus_per_task
     bundle_size: PositiveInt = _RESOURCES.bundle_size
     max_in_flight: PositiveInt | None = _RESOURCES.max_in_flight
@@ -170,13 +197,15 @@ class ResourcesSection(Section):
     def _whole_gpus_above_one(self) -> "ResourcesSection":
         gpus = self.gpus_per_task
         if gpus > 1 and gpus != int(gpus):
-            raise ValueError(f"gpus_per_task above 1 must be a whole number (Ray's rule), got "
-                             f"{gpus}: use {int(gpus)} or {int(gpus) + 1}, or a fraction ≤ 1")
+            raise ValueError(
+                f"gpus_per_task above 1 must be a whole number (Ray's rule), got "
+                f"{gpus}: use {int(gpus)} or {int(gpus) + 1}, or a fraction ≤ 1"
+            )
         return self
 
 
 REFINE_BOUNDARIES = ("crossover", "jamming")
-REFINE_LEVELS = {"crossover": 1.0, "jamming": 0.5}   # default level of each boundary
+REFINE_LEVELS = {"crossover": 1.0, "jamming": 0.5}  # default level of each boundary
 
 
 @dataclass(frozen=True)
@@ -186,9 +215,9 @@ class Refinement:
     the campaign holds `max_cells` cells, coarse grid included (None: no cap but
     [resources] max_cells)."""
 
-    boundary: str               # crossover: ntk_change = level; jamming: fitted fraction = level
-    level: float                # c of the crossover, or the fitted fraction of jamming (½)
-    tolerance: float = 1.25     # resolved when upper/lower ≤ tolerance (or adjacent widths)
+    boundary: str  # crossover: ntk_change = level; jamming: fitted fraction = level
+    level: float  # c of the crossover, or the fitted fraction of jamming (½)
+    tolerance: float = 1.25  # resolved when upper/lower ≤ tolerance (or adjacent widths)
     max_cells: int | None = None
 
 
@@ -203,8 +232,10 @@ class RefineSection(Section):
     @model_validator(mode="after")
     def _jamming_level_is_a_fraction(self) -> "RefineSection":
         if self.boundary == "jamming" and self.level is not None and self.level >= 1:
-            raise ValueError(f"the jamming level is a fraction of seeds fitted, below 1, got "
-                             f"level = {self.level}: use 0.5 (half the seeds fitted)")
+            raise ValueError(
+                f"the jamming level is a fraction of seeds fitted, below 1, got "
+                f"level = {self.level}: use 0.5 (half the seeds fitted)"
+            )
         return self
 
 

@@ -8,6 +8,7 @@ unreadable file (pipeline/quarantine.py) is not done: it is pending, its file li
 `corrupt` (the next `resume` quarantines it and runs the cell again). Done cells are
 also counted by stop reason (fitted, max_steps, nan, ...), so a diverged cell shows.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -19,8 +20,15 @@ import pandas as pd
 from pipeline.quarantine import CorruptFile, CorruptFileWarning, find_corrupt
 from pipeline.store import LIVE_STALE_SECONDS, ParquetStore
 
-FAILURE_COLUMNS = ["cell_id", "width", "alpha_tilde", "train_size", "seed", "attempts",
-                   "first_error_line"]
+FAILURE_COLUMNS = [
+    "cell_id",
+    "width",
+    "alpha_tilde",
+    "train_size",
+    "seed",
+    "attempts",
+    "first_error_line",
+]
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,10 @@ class CampaignStatus:
     failed: int
     running: int
     pending: int
-    failures: pd.DataFrame = field(repr=False)     # FAILURE_COLUMNS
+    failures: pd.DataFrame = field(repr=False)  # FAILURE_COLUMNS
     running_cells: tuple[str, ...] = ()
-    stop_reasons: dict[str, int] = field(default_factory=dict)   # done cells per stop reason
-    corrupt: tuple[CorruptFile, ...] = ()                        # unreadable files
+    stop_reasons: dict[str, int] = field(default_factory=dict)  # done cells per stop reason
+    corrupt: tuple[CorruptFile, ...] = ()  # unreadable files
 
 
 def first_error_line(error: str | None) -> str:
@@ -48,13 +56,27 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     store = ParquetStore.open(campaign)
     corrupt = tuple(find_corrupt(store))
     bad_cells = {c.cell_id for c in corrupt if c.cell_id}
-    manifest = set() if any(c.table == "manifest" for c in corrupt) else \
-        set(store.manifest()["cell_id"].to_pylist())
-    with warnings.catch_warnings():      # the unreadable files are reported in `corrupt`
+    manifest = (
+        set()
+        if any(c.table == "manifest" for c in corrupt)
+        else set(store.manifest()["cell_id"].to_pylist())
+    )
+    with warnings.catch_warnings():  # the unreadable files are reported in `corrupt`
         warnings.simplefilter("ignore", CorruptFileWarning)
-        cells = store.read_table("cells", ["cell_id", "width", "alpha_tilde", "train_size",
-                                           "seed", "attempts", "status", "error",
-                                           "stop_reason"]).to_pandas()
+        cells = store.read_table(
+            "cells",
+            [
+                "cell_id",
+                "width",
+                "alpha_tilde",
+                "train_size",
+                "seed",
+                "attempts",
+                "status",
+                "error",
+                "stop_reason",
+            ],
+        ).to_pandas()
     cells = cells.loc[~cells.cell_id.isin(bad_cells)]
     done = set(cells.loc[cells.status == "done", "cell_id"])
     reasons = cells.loc[cells.status == "done", "stop_reason"].fillna("?").value_counts()
@@ -66,7 +88,15 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     failed_rows["first_error_line"] = failed_rows["error"].map(first_error_line)
     failures = failed_rows.loc[failed_rows.cell_id.isin(failed), FAILURE_COLUMNS]
     total = len(manifest | done | failed | bad_cells)
-    return CampaignStatus(campaign, total, len(done), len(failed), len(running),
-                          total - len(done) - len(failed) - len(running),
-                          failures.reset_index(drop=True), tuple(sorted(running)),
-                          dict(sorted(reasons.items())), corrupt)
+    return CampaignStatus(
+        campaign,
+        total,
+        len(done),
+        len(failed),
+        len(running),
+        total - len(done) - len(failed) - len(running),
+        failures.reset_index(drop=True),
+        tuple(sorted(running)),
+        dict(sorted(reasons.items())),
+        corrupt,
+    )

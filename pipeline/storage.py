@@ -6,6 +6,7 @@ root, '/'-separated. S3 options ride in the URI's query string, e.g.
 `s3://bucket/store?endpoint_override=127.0.0.1:9000&scheme=http`; credentials come from
 the usual AWS environment variables.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from pipeline.faults import kill_point
 
-TEMP_SUFFIX = ".tmp"   # never ".parquet": a half-written file is invisible to readers
+TEMP_SUFFIX = ".tmp"  # never ".parquet": a half-written file is invisible to readers
 
 
 def is_uri(path: str) -> bool:
@@ -53,8 +54,8 @@ class Location:
     """The root of a campaign on a pyarrow filesystem."""
 
     fs: pafs.FileSystem
-    root: str           # path of the campaign inside `fs`
-    uri: str            # what the user gave: for messages
+    root: str  # path of the campaign inside `fs`
+    uri: str  # what the user gave: for messages
 
     @classmethod
     def open(cls, uri: str) -> "Location":
@@ -84,15 +85,20 @@ class Location:
     def listdir(self, rel: str = "") -> list[Entry]:
         """Entries directly under `rel`; an absent directory lists as empty."""
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
-        return [Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime)
-                for info in self.fs.get_file_info(selector)]
+        return [
+            Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime)
+            for info in self.fs.get_file_info(selector)
+        ]
 
     def files_under(self, rel: str) -> list[Entry]:
         """Every file below `rel` (recursively), names relative to `rel`."""
         base = self.path(rel)
         selector = pafs.FileSelector(base, allow_not_found=True, recursive=True)
-        return [Entry(posixpath.relpath(info.path, base), False, info.mtime)
-                for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File]
+        return [
+            Entry(posixpath.relpath(info.path, base), False, info.mtime)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        ]
 
     def read_bytes(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self.path(rel)) as stream:
@@ -100,7 +106,7 @@ class Location:
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write `data` to `rel` atomically: a temp name in the same folder, then a move."""
-        self.path(rel)                       # refuses a path out of the campaign first
+        self.path(rel)  # refuses a path out of the campaign first
         temp = f"{rel}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
         parent = posixpath.dirname(rel)
         if parent:
@@ -108,7 +114,7 @@ class Location:
         with self.fs.open_output_stream(self.path(temp)) as stream:
             view, half = memoryview(data), len(data) // 2
             stream.write(view[:half])
-            kill_point("write")          # fault tests only: a torn temp file is left behind
+            kill_point("write")  # fault tests only: a torn temp file is left behind
             stream.write(view[half:])
         self.move(temp, rel)
 

@@ -16,6 +16,7 @@ that have a COMMIT and deletes those that do not, so a crash at any point leaves
 cell either as it was before or fully committed. Names starting with `_` or `.` are
 skipped by pandas, pyarrow and duckdb readers, so pending and live files are invisible.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,9 +36,10 @@ from pipeline.storage import TEMP_SUFFIX, Location
 CELL_TABLES = ("measurements", "predictions", "kernels", "weights", "cells")  # cells last
 PENDING, LIVE, COMMIT = "_pending", "_live", "COMMIT"
 MANIFEST_FILE = "manifest.parquet"
-LIVE_STALE_SECONDS = 60.0   # a live attempt unseen for longer is not "running"
-VERIFIED_PARQUET = pads.ParquetFileFormat(   # page CRCs checked (Location writes them)
-    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True))
+LIVE_STALE_SECONDS = 60.0  # a live attempt unseen for longer is not "running"
+VERIFIED_PARQUET = pads.ParquetFileFormat(  # page CRCs checked (Location writes them)
+    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 
 
 class CampaignNotFoundError(FileNotFoundError):
@@ -78,8 +80,10 @@ class ParquetStore:
             for table in CELL_TABLES:
                 store.location.makedirs(table)
         elif not store.location.exists(MANIFEST_FILE):
-            raise CampaignNotFoundError(f"no campaign at {uri} (no {MANIFEST_FILE}); start one "
-                                        f"with `phasegrid run SPEC.toml --store DIR`")
+            raise CampaignNotFoundError(
+                f"no campaign at {uri} (no {MANIFEST_FILE}); start one "
+                f"with `phasegrid run SPEC.toml --store DIR`"
+            )
         return store
 
     @property
@@ -95,6 +99,7 @@ class ParquetStore:
             yield
             return
         import filelock
+
         lock = filelock.FileLock(self.location.path(".lock"), timeout=0)
         try:
             lock.acquire()
@@ -102,7 +107,8 @@ class ParquetStore:
             raise CampaignLockedError(
                 f"campaign {self.uri} is in use by another phasegrid driver (lock "
                 f"{lock.lock_file}); wait for it to finish, or watch it with "
-                f"`phasegrid status {self.uri}`") from None
+                f"`phasegrid status {self.uri}`"
+            ) from None
         try:
             yield
         finally:
@@ -118,7 +124,7 @@ class ParquetStore:
                 return False
         except CampaignLockedError:
             return True
-        except OSError:       # e.g. a read-only copy of a campaign
+        except OSError:  # e.g. a read-only copy of a campaign
             return None
 
     # spec and manifest ---------------------------------------------------------------------
@@ -151,8 +157,12 @@ class ParquetStore:
     def dataset(self, table: str) -> pads.Dataset:
         """The table directory as a pyarrow dataset with its unified schema (files written
         before a column was added read it as null instead of dropping it)."""
-        return pads.dataset(self.location.path(table), filesystem=self.location.fs,
-                            format=VERIFIED_PARQUET, schema=rs.schema_of(table))
+        return pads.dataset(
+            self.location.path(table),
+            filesystem=self.location.fs,
+            format=VERIFIED_PARQUET,
+            schema=rs.schema_of(table),
+        )
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """The table's rows. An unreadable file never crashes the reader: it is skipped
@@ -163,25 +173,27 @@ class ParquetStore:
             return self.dataset(table).to_table(columns=columns)
         except (pa.ArrowException, OSError):
             from pipeline.quarantine import read_readable_files
+
             return read_readable_files(self.location, table, columns)
 
     def cell_states(self) -> dict[str, tuple[str, int]]:
         """cell_id -> (status, attempts) of every cell with a cells record."""
         table = self.read_table("cells", ["cell_id", "status", "attempts"]).to_pydict()
-        return {c: (s, a) for c, s, a in zip(table["cell_id"], table["status"],
-                                             table["attempts"])}
+        return {c: (s, a) for c, s, a in zip(table["cell_id"], table["status"], table["attempts"])}
 
     # commits -----------------------------------------------------------------------------
     def commit(self, cell_id: str, tables: dict[str, pa.Table]) -> None:
         """Atomically replace every stored row of `cell_id` by `tables` (name -> Table; must
         include "cells"). Tables not given are deleted for this cell."""
         if "cells" not in tables or set(tables) - set(CELL_TABLES):
-            raise ValueError(f"commit needs a 'cells' table and only {CELL_TABLES}, "
-                             f"got {sorted(tables)}")
+            raise ValueError(
+                f"commit needs a 'cells' table and only {CELL_TABLES}, got {sorted(tables)}"
+            )
         self.write_pending(cell_id, tables)
         kill_point("pending")
-        self.location.write_bytes(f"{PENDING}/{cell_id}/{COMMIT}",
-                                  json.dumps(sorted(tables)).encode())
+        self.location.write_bytes(
+            f"{PENDING}/{cell_id}/{COMMIT}", json.dumps(sorted(tables)).encode()
+        )
         kill_point("commit")
         self.finish_pending(cell_id)
         kill_point("committed")
@@ -234,20 +246,21 @@ class ParquetStore:
     def start_attempt(self, cell_id: str, attempt_id: str, info: dict) -> None:
         """Make the attempt visible as running; replaces any earlier attempt's live rows."""
         self.delete_live(cell_id)
-        self.location.write_bytes(f"{self.live_dir(cell_id, attempt_id)}/_attempt.json",
-                                  json.dumps(info, default=str).encode())
+        self.location.write_bytes(
+            f"{self.live_dir(cell_id, attempt_id)}/_attempt.json",
+            json.dumps(info, default=str).encode(),
+        )
         kill_point("started")
 
     def heartbeat(self, cell_id: str, attempt_id: str) -> None:
         now = datetime.now(timezone.utc).isoformat()
-        self.location.write_bytes(f"{self.live_dir(cell_id, attempt_id)}/_heartbeat",
-                                  now.encode())
+        self.location.write_bytes(f"{self.live_dir(cell_id, attempt_id)}/_heartbeat", now.encode())
 
-    def write_live_part(self, cell_id: str, attempt_id: str, index: int,
-                        table: pa.Table) -> None:
+    def write_live_part(self, cell_id: str, attempt_id: str, index: int, table: pa.Table) -> None:
         rs.validate("measurements", table)
         self.location.write_parquet(
-            f"{self.live_dir(cell_id, attempt_id)}/part-{index:05d}.parquet", table)
+            f"{self.live_dir(cell_id, attempt_id)}/part-{index:05d}.parquet", table
+        )
         kill_point("live")
 
     def delete_live(self, cell_id: str | None = None) -> None:
@@ -277,11 +290,17 @@ class ParquetStore:
         for attempt in latest.values():
             if cell_id is None or attempt.cell_id == cell_id:
                 path = self.live_dir(attempt.cell_id, attempt.attempt_id)
-                part = pads.dataset(self.location.path(path), filesystem=self.location.fs,
-                                    format="parquet", schema=rs.MEASUREMENTS).to_table()
-                parts.append(part.append_column("attempt_id",
-                                                pa.array([attempt.attempt_id] * len(part),
-                                                         pa.string())))
+                part = pads.dataset(
+                    self.location.path(path),
+                    filesystem=self.location.fs,
+                    format="parquet",
+                    schema=rs.MEASUREMENTS,
+                ).to_table()
+                parts.append(
+                    part.append_column(
+                        "attempt_id", pa.array([attempt.attempt_id] * len(part), pa.string())
+                    )
+                )
         if not parts:
             empty = rs.MEASUREMENTS.empty_table()
             return empty.append_column("attempt_id", pa.array([], pa.string()))

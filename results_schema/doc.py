@@ -3,6 +3,7 @@
 `python -m results_schema > results_schema/README.md` rewrites it; a test checks that the
 file in the repository is what this prints, so the doc cannot drift from the schemas.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -46,12 +47,19 @@ record; `load_results` shows only the rows of cells that have one.
 
 def table_markdown(name: str, schema: pa.Schema) -> str:
     """One table's section: its description, then a row per column."""
-    lines = [f"## `{name}`", "", schema.metadata[b"description"].decode(), "",
-             "| column | type | nullable | meaning |", "|---|---|---|---|"]
+    lines = [
+        f"## `{name}`",
+        "",
+        schema.metadata[b"description"].decode(),
+        "",
+        "| column | type | nullable | meaning |",
+        "|---|---|---|---|",
+    ]
     for field in schema:
         doc = field.metadata[b"description"].decode().replace("|", "\\|")
-        lines.append(f"| `{field.name}` | {field.type} | {'yes' if field.nullable else 'no'} "
-                     f"| {doc} |")
+        lines.append(
+            f"| `{field.name}` | {field.type} | {'yes' if field.nullable else 'no'} | {doc} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
 """Every stored table by name: the per-cell tables (tables.py) and the aggregates
 (aggregates.py). Add a new table's schema here."""
+
 from __future__ import annotations
 
 import pyarrow as pa

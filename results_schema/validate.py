@@ -1,4 +1,5 @@
 """Check a pyarrow Table against the schema of its table, naming every problem."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -15,8 +16,9 @@ def schema_of(table_name: str) -> pa.Schema:
     try:
         return TABLES[table_name]
     except KeyError:
-        raise SchemaError(f"unknown table {table_name!r}; known tables: "
-                          f"{', '.join(sorted(TABLES))}") from None
+        raise SchemaError(
+            f"unknown table {table_name!r}; known tables: {', '.join(sorted(TABLES))}"
+        ) from None
 
 
 def validate(table_name: str, table: pa.Table) -> None:
@@ -36,11 +38,14 @@ def validate(table_name: str, table: pa.Table) -> None:
             continue
         column = table.column(field.name)
         if column.type != field.type:
-            problems.append(f"column {field.name!r} has type {column.type}, "
-                            f"schema says {field.type}")
+            problems.append(
+                f"column {field.name!r} has type {column.type}, schema says {field.type}"
+            )
         if not field.nullable and column.null_count:
-            problems.append(f"column {field.name!r} has {column.null_count} nulls "
-                            f"but may not be null")
+            problems.append(
+                f"column {field.name!r} has {column.null_count} nulls but may not be null"
+            )
     if problems:
-        raise SchemaError(f"table {table_name!r} does not match results_schema: "
-                          + "; ".join(problems))
+        raise SchemaError(
+            f"table {table_name!r} does not match results_schema: " + "; ".join(problems)
+        )

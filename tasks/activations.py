@@ -12,6 +12,7 @@ Gauss–Hermite is off by 2 % for tanh at β = 10 (measured against scipy's QUAD
 So we integrate with composite Gauss–Legendre on panels refined at the 1/β scale
 (relative error < 1e-12 for β up to 10³), computed once per (name, β) and cached.
 """
+
 from __future__ import annotations
 
 import functools
@@ -79,9 +80,9 @@ def _gaussian_second_moment(fn, beta: float, nodes_per_panel: int = 24) -> float
     kinks = np.array([2.0**k / beta for k in range(-3, 11)])
     edges = np.concatenate([np.linspace(-14.0, 14.0, 113), kinks, -kinks, [0.0]])
     edges = np.unique(edges[np.abs(edges) <= 14.0])
-    t, w = np.polynomial.legendre.leggauss(nodes_per_panel)        # on [-1, 1]
-    lo, hi = edges[:-1, None], edges[1:, None]                        # (panels, 1)
-    z = 0.5 * (hi - lo) * t + 0.5 * (hi + lo)                        # (panels, nodes)
+    t, w = np.polynomial.legendre.leggauss(nodes_per_panel)  # on [-1, 1]
+    lo, hi = edges[:-1, None], edges[1:, None]  # (panels, 1)
+    z = 0.5 * (hi - lo) * t + 0.5 * (hi + lo)  # (panels, nodes)
     weights = 0.5 * (hi - lo) * w * np.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)
     return float(np.sum(weights * fn(z) ** 2))
 
@@ -118,8 +119,9 @@ class Activation(torch.nn.Module):
     def derivative(self, x: Tensor) -> Tensor:
         """σ'(x) = c·σ₀'(βx), element-wise (relu: 0 at x = 0, as autograd)."""
         u = self.beta * x
-        return self.scale * unit_backward(self.name, torch.ones_like(x), u,
-                                          unit_forward(self.name, u))
+        return self.scale * unit_backward(
+            self.name, torch.ones_like(x), u, unit_forward(self.name, u)
+        )
 
     def extra_repr(self) -> str:
         return f"{self.name}, beta={self.beta:g}, scale={self.scale:.6f}"

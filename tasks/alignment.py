@@ -13,6 +13,7 @@ neurons align on ∥ and Λ grows (the paper: Λ ~ √P); in the lazy regime it 
 Weights are the raw N(0,1)-initialised parameters W (the 1/√fan_in of the forward pass
 cancels in the ratio).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,12 +33,14 @@ def weight_alignment(first: Tensor, outgoing: Tensor, informative: Sequence[int]
     h, d = first.shape
     parallel = sorted(set(int(a) for a in informative))
     if not parallel or parallel[0] < 0 or parallel[-1] >= d or len(parallel) == d:
-        raise ValueError(f"informative directions {list(informative)} must be a proper "
-                         f"non-empty subset of the input coordinates 0..{d - 1}")
+        raise ValueError(
+            f"informative directions {list(informative)} must be a proper "
+            f"non-empty subset of the input coordinates 0..{d - 1}"
+        )
     if outgoing.shape[-1] != h:
         raise ValueError(f"outgoing weights {tuple(outgoing.shape)} must have {h} columns")
-    weight = torch.linalg.vector_norm(outgoing.reshape(-1, h), dim=0)          # c_i [h]
-    squares = first.square()                                                   # [h, d]
+    weight = torch.linalg.vector_norm(outgoing.reshape(-1, h), dim=0)  # c_i [h]
+    squares = first.square()  # [h, d]
     mask = torch.zeros(d, dtype=torch.bool, device=first.device)
     mask[parallel] = True
     along = (weight @ squares[:, mask]).sum() / len(parallel)
@@ -54,12 +57,15 @@ def layer_weights(model: nn.Module, theta: Tensor) -> tuple[Tensor, Tensor] | No
         return None
     first, second = (tuple(w.shape) for w in list(model.weights)[:2])
     n_first = first[0] * first[1]
-    return (theta[:n_first].view(first),
-            theta[n_first:n_first + second[0] * second[1]].view(second))
+    return (
+        theta[:n_first].view(first),
+        theta[n_first : n_first + second[0] * second[1]].view(second),
+    )
 
 
-def layer_weights_on_host(model: nn.Module, theta: Tensor,
-                          wanted: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def layer_weights_on_host(
+    model: nn.Module, theta: Tensor, wanted: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
     """`layer_weights` copied to numpy float64 when ``wanted`` (else None)."""
     weights = layer_weights(model, theta) if wanted else None
     if weights is None:
@@ -67,8 +73,9 @@ def layer_weights_on_host(model: nn.Module, theta: Tensor,
     return tuple(w.detach().to(torch.float64).cpu().numpy().copy() for w in weights)
 
 
-def weight_alignment_at(model: nn.Module, theta: Tensor,
-                        informative: Sequence[int] | None) -> float:
+def weight_alignment_at(
+    model: nn.Module, theta: Tensor, informative: Sequence[int] | None
+) -> float:
     """Λ of a `FullyConnected` net at the flat parameters θ [N];
     NaN when there are no informative directions (image data) or for other architectures."""
     weights = layer_weights(model, theta) if informative is not None else None

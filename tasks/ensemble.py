@@ -27,6 +27,7 @@ activations leave the cache. So on a CPU a bundle is batched while P·N (N = par
 of one member) is at most `CPU_WORK_LIMIT`; on a GPU, where one small net leaves the
 device idle, always (not measured here: no GPU was available).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,7 +42,7 @@ from tasks.data import input_shape
 from tasks.losses import LossFn
 from tasks.specs import CellSpec
 
-CPU_WORK_LIMIT = 1_500_000   # P·N per member above which a CPU bundle runs one cell at a time
+CPU_WORK_LIMIT = 1_500_000  # P·N per member above which a CPU bundle runs one cell at a time
 BATCHED_ARCHITECTURES = ("fc", "one-hidden")
 
 
@@ -50,8 +51,11 @@ def bundle_key(spec: CellSpec) -> tuple | None:
     None when the cell cannot be batched: a CNN, a minibatch flow, or a cell that takes
     training-state snapshots (`checkpoint_every_seconds`, train_cell's resume path)."""
     batch = spec.flow.batch_size
-    if (spec.model.arch not in BATCHED_ARCHITECTURES or spec.checkpoint_every_seconds
-            or (batch is not None and batch < spec.data.train_size)):
+    if (
+        spec.model.arch not in BATCHED_ARCHITECTURES
+        or spec.checkpoint_every_seconds
+        or (batch is not None and batch < spec.data.train_size)
+    ):
         return None
     model = spec.model if spec.model.arch == "fc" else dataclasses.replace(spec.model, depth=1)
     return (spec.data, model, spec.loss, spec.flow, spec.observables)
@@ -63,8 +67,14 @@ def can_batch(specs: Sequence[CellSpec]) -> bool:
     return len(specs) > 0 and None not in keys and len(keys) == 1
 
 
-def bundle_pays(device: str | torch.device, train_size: int, width: int, depth: int,
-                members: int, dimension: int = 10) -> bool:
+def bundle_pays(
+    device: str | torch.device,
+    train_size: int,
+    width: int,
+    depth: int,
+    members: int,
+    dimension: int = 10,
+) -> bool:
     """Whether training ``members`` same-shape cells as one batched ensemble beats training
     them one after the other on ``device`` (module docstring: the measured cost model)."""
     if members < 2:
@@ -75,19 +85,31 @@ def bundle_pays(device: str | torch.device, train_size: int, width: int, depth: 
     return train_size * n_params <= CPU_WORK_LIMIT
 
 
-def training_plan(specs: Sequence[CellSpec], device: str | torch.device
-                  ) -> tuple[list[list[CellSpec]], list[CellSpec]]:
+def training_plan(
+    specs: Sequence[CellSpec], device: str | torch.device
+) -> tuple[list[list[CellSpec]], list[CellSpec]]:
     """How one task trains its bundle on ``device``: (groups for `train_bundle`, cells for
     `train_cell`). The whole bundle is one group when it can batch and `bundle_pays`;
     otherwise each batchable cell is a group of one (train_bundle's fast path for a single
     net, about twice as fast as train_cell's autograd) and the rest go to train_cell."""
     first = specs[0] if specs else None
-    if len(specs) > 1 and can_batch(specs) and bundle_pays(
-            device, first.data.train_size, first.model.width, _depth(first), len(specs),
-            math.prod(input_shape(first.data))):
+    if (
+        len(specs) > 1
+        and can_batch(specs)
+        and bundle_pays(
+            device,
+            first.data.train_size,
+            first.model.width,
+            _depth(first),
+            len(specs),
+            math.prod(input_shape(first.data)),
+        )
+    ):
         return [list(specs)], []
-    return ([[s] for s in specs if bundle_key(s) is not None],
-            [s for s in specs if bundle_key(s) is None])
+    return (
+        [[s] for s in specs if bundle_key(s) is not None],
+        [s for s in specs if bundle_key(s) is None],
+    )
 
 
 def _depth(spec: CellSpec) -> int:
@@ -103,9 +125,12 @@ def plan_bundles(cells: Sequence[CellSpec], bundle_size: int) -> list[list[CellS
         raise ValueError(f"bundle_size must be a positive integer, got {bundle_size!r}")
     groups: dict[object, list[CellSpec]] = {}
     for cell in cells:
-        groups.setdefault(bundle_key(cell), []).append(cell)   # key None: not batchable
-    return [group[i:i + bundle_size] for group in groups.values()
-            for i in range(0, len(group), bundle_size)]
+        groups.setdefault(bundle_key(cell), []).append(cell)  # key None: not batchable
+    return [
+        group[i : i + bundle_size]
+        for group in groups.values()
+        for i in range(0, len(group), bundle_size)
+    ]
 
 
 class EnsembleObjective:
@@ -116,23 +141,37 @@ class EnsembleObjective:
     by `BatchedFC.backward`. With ``frozen`` outputs f_ref [m, P], ℓ' is taken at y·f_ref
     (the flow's continuation across a kink of ℓ)."""
 
-    def __init__(self, net: BatchedFC, x: Tensor, y: Tensor, alpha: Tensor,
-                 initial_outputs: Tensor, loss_derivative: LossFn) -> None:
+    def __init__(
+        self,
+        net: BatchedFC,
+        x: Tensor,
+        y: Tensor,
+        alpha: Tensor,
+        initial_outputs: Tensor,
+        loss_derivative: LossFn,
+    ) -> None:
         self.net, self.x, self.y, self.loss_derivative = net, x, y, loss_derivative
-        self.alpha = alpha.reshape(-1, 1)                        # [m, 1]
-        self.initial_outputs = initial_outputs                    # f̃_θ₀(x_train) [m, P]
-        self.coefficient = y / (y.shape[0] * self.alpha)          # y_μ/(P α_i) [m, P]
+        self.alpha = alpha.reshape(-1, 1)  # [m, 1]
+        self.initial_outputs = initial_outputs  # f̃_θ₀(x_train) [m, P]
+        self.coefficient = y / (y.shape[0] * self.alpha)  # y_μ/(P α_i) [m, P]
         self.workspace = net.workspace(self.alpha.shape[0], x.shape[0], x)
 
     def select(self, rows: Tensor) -> "EnsembleObjective":
         """The objective of the members ``rows`` (indices into the current m)."""
-        return EnsembleObjective(self.net, self.x, self.y, self.alpha[rows],
-                                 self.initial_outputs[rows], self.loss_derivative)
+        return EnsembleObjective(
+            self.net,
+            self.x,
+            self.y,
+            self.alpha[rows],
+            self.initial_outputs[rows],
+            self.loss_derivative,
+        )
 
-    def __call__(self, theta: Tensor, frozen: Tensor | None = None
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-        raw, saved = self.net.forward(theta, self.x, self.workspace)   # f̃ [m, P]
-        outputs = (raw - self.initial_outputs).mul_(self.alpha)      # f [m, P]
+    def __call__(
+        self, theta: Tensor, frozen: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        raw, saved = self.net.forward(theta, self.x, self.workspace)  # f̃ [m, P]
+        outputs = (raw - self.initial_outputs).mul_(self.alpha)  # f [m, P]
         margins = self.y * outputs
         reference = margins if frozen is None else self.y * frozen
         cotangent = self.loss_derivative(reference).mul_(self.coefficient)

@@ -22,6 +22,7 @@ The state is a frozen dataclass and every function here is pure given an ``evalu
 map θ ↦ (g, o). ``control`` is elementwise, so an ensemble can carry tensors of dt,
 turn and change (one entry per member); ``step_ratios`` reduces over the last axis only.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from tasks.specs import FlowSpec
 
-Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]   # θ [N] ↦ (∇L̃ [N], f(x) [B])
+Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]  # θ [N] ↦ (∇L̃ [N], f(x) [B])
 # (θ' [N], f at θ [B], f at θ' [B]) ↦ ∇L̃ at θ' with ℓ' frozen at the old margins, or
 # None if no margin crossed a kink of ℓ
 AcrossKink = Callable[[Tensor, Tensor, Tensor], "Tensor | None"]
@@ -46,15 +47,15 @@ class FlowState:
     ``gradient``/``outputs`` are g and o at ``theta`` (on the current batch), so a
     snapshot of this record is all the flow needs to continue exactly."""
 
-    theta: Tensor            # θ [N]
-    gradient: Tensor         # ∇_θ L̃ at θ [N]
-    outputs: Tensor          # f = α(f̃_θ − f̃_θ₀) at θ on the batch [B]
-    gradient_norm: float     # ‖g‖
-    dt: float                # step size to try next
-    flow_time: float = 0.0   # t = Σ accepted dt (paper units)
-    step: int = 0            # accepted steps
-    evaluations: int = 1     # forward+backward passes (accepted + rejected + rebatches)
-    rejections: int = 0      # rejected attempts
+    theta: Tensor  # θ [N]
+    gradient: Tensor  # ∇_θ L̃ at θ [N]
+    outputs: Tensor  # f = α(f̃_θ − f̃_θ₀) at θ on the batch [B]
+    gradient_norm: float  # ‖g‖
+    dt: float  # step size to try next
+    flow_time: float = 0.0  # t = Σ accepted dt (paper units)
+    step: int = 0  # accepted steps
+    evaluations: int = 1  # forward+backward passes (accepted + rejected + rebatches)
+    rejections: int = 0  # rejected attempts
 
 
 def start_flow(theta: Tensor, evaluate: Evaluate, spec: FlowSpec) -> FlowState:
@@ -64,8 +65,9 @@ def start_flow(theta: Tensor, evaluate: Evaluate, spec: FlowSpec) -> FlowState:
     return FlowState(theta, gradient, outputs, norm, float(spec.dt_initial))
 
 
-def step_ratios(gradient: Tensor, new_gradient: Tensor,
-                outputs: Tensor, new_outputs: Tensor) -> Tensor:
+def step_ratios(
+    gradient: Tensor, new_gradient: Tensor, outputs: Tensor, new_outputs: Tensor
+) -> Tensor:
     """(turn, change, ‖g'‖) stacked on a new last axis: [..., N], [..., B] → [..., 3].
 
     turn = ‖g − g'‖²/(‖g‖‖g'‖) (0 if either norm is 0), change = max_μ |o'_μ − o_μ|.
@@ -90,29 +92,41 @@ def control(dt, turn, change, spec: FlowSpec):
     return accept, (grown if easy else dt if accept else shrunk)
 
 
-def attempt_step(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
-                 across_kink: AcrossKink | None = None) -> tuple[FlowState, bool]:
+def attempt_step(
+    state: FlowState, evaluate: Evaluate, spec: FlowSpec, across_kink: AcrossKink | None = None
+) -> tuple[FlowState, bool]:
     """One Euler trial from ``state``: the next state and whether it was accepted."""
     theta = state.theta - state.dt * state.gradient
     gradient, outputs = evaluate(theta)
     ratios = step_ratios(state.gradient, gradient, state.outputs, outputs)
-    turn, change, norm = ratios.tolist()          # the one host sync of a step
+    turn, change, norm = ratios.tolist()  # the one host sync of a step
     evaluations = state.evaluations + 1
     if across_kink is not None and not turn < spec.max_gradient_turn:
         continued = across_kink(theta, state.outputs, outputs)
-        if continued is not None:                 # judge the smooth part of the turn only
+        if continued is not None:  # judge the smooth part of the turn only
             turn = float(step_ratios(state.gradient, continued, outputs, outputs)[0])
             evaluations += 1
     accept, dt = control(state.dt, turn, change, spec)
     if not accept:
-        return replace(state, dt=dt, evaluations=evaluations,
-                       rejections=state.rejections + 1), False
-    return FlowState(theta, gradient, outputs, norm, dt, state.flow_time + state.dt,
-                     state.step + 1, evaluations, state.rejections), True
+        return replace(
+            state, dt=dt, evaluations=evaluations, rejections=state.rejections + 1
+        ), False
+    return FlowState(
+        theta,
+        gradient,
+        outputs,
+        norm,
+        dt,
+        state.flow_time + state.dt,
+        state.step + 1,
+        evaluations,
+        state.rejections,
+    ), True
 
 
-def advance(state: FlowState, evaluate: Evaluate, spec: FlowSpec,
-            across_kink: AcrossKink | None = None) -> FlowState:
+def advance(
+    state: FlowState, evaluate: Evaluate, spec: FlowSpec, across_kink: AcrossKink | None = None
+) -> FlowState:
     """Retry ``attempt_step`` until a step is accepted; returns the accepted state.
 
     If dt shrinks to 0 (no step size passes), returns the unchanged point with dt = 0,
@@ -128,12 +142,18 @@ def rebatch(state: FlowState, evaluate: Evaluate) -> FlowState:
     """Re-evaluate g and o at the current θ (e.g. on a new minibatch)."""
     gradient, outputs = evaluate(state.theta)
     norm = float(torch.linalg.vector_norm(gradient))
-    return replace(state, gradient=gradient, outputs=outputs, gradient_norm=norm,
-                   evaluations=state.evaluations + 1)
+    return replace(
+        state,
+        gradient=gradient,
+        outputs=outputs,
+        gradient_norm=norm,
+        evaluations=state.evaluations + 1,
+    )
 
 
-def stop_reason(state: FlowState, n_unsatisfied: int, spec: FlowSpec,
-                wall_seconds: float = 0.0) -> str | None:
+def stop_reason(
+    state: FlowState, n_unsatisfied: int, spec: FlowSpec, wall_seconds: float = 0.0
+) -> str | None:
     """Why the flow stops at ``state`` (one of records.STOP_REASONS), or None.
 
     Checked in order: nan (non-finite g: diverged), stalled (dt underflowed to 0: no

@@ -6,6 +6,7 @@ Margins: ``z_μ = y_μ f(x_μ)``; ``Δ_μ = 1 − z_μ``; ``N_Δ = #{μ : Δ_μ 
 the minimised loss is ``L̃ = L/α²``, ``L = (1/P) Σ_μ ℓ(y_μ f(x_μ))``. ``f̃_θ₀`` is kept as
 precomputed outputs (``AlphaObjective.initial_outputs``), never as a second copy of the net.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -87,8 +88,11 @@ def loss_derivative(spec: LossSpec) -> LossFn:
     if spec.kind == "softhinge":
         beta = float(spec.beta)
         return lambda margins: soft_hinge_derivative(margins, beta)
-    return {"hinge": hinge_derivative, "quadhinge": quadratic_hinge_derivative,
-            "logistic": logistic_derivative}[spec.kind]
+    return {
+        "hinge": hinge_derivative,
+        "quadhinge": quadratic_hinge_derivative,
+        "logistic": logistic_derivative,
+    }[spec.kind]
 
 
 def has_kink(spec: LossSpec) -> bool:
@@ -111,11 +115,19 @@ class AlphaObjective:
     ``torch.func.functional_call`` on views of θ: its own parameters are never touched,
     and the map is pure in θ. ``kinked``: ℓ' jumps at z = 1 (see `across_kink`)."""
 
-    def __init__(self, model: torch.nn.Module, alpha: float, loss_derivative: LossFn,
-                 x: Tensor, y: Tensor, initial_outputs: Tensor, kinked: bool = False) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        alpha: float,
+        loss_derivative: LossFn,
+        x: Tensor,
+        y: Tensor,
+        initial_outputs: Tensor,
+        kinked: bool = False,
+    ) -> None:
         self.model, self.alpha, self.loss_derivative = model, float(alpha), loss_derivative
         self.kinked = kinked
-        self.x, self.y, self.initial_outputs = x, y, initial_outputs   # [P, d], [P], [P]
+        self.x, self.y, self.initial_outputs = x, y, initial_outputs  # [P, d], [P], [P]
         named = list(model.named_parameters())
         self._names = [n for n, _ in named]
         self._shapes = [p.shape for _, p in named]
@@ -134,8 +146,9 @@ class AlphaObjective:
         """f(x) = α (f̃_θ(x) − f̃_θ₀(x)) with f̃_θ₀(x) given as ``initial`` [B]."""
         return self.alpha * (self.raw_outputs(theta, x) - initial)
 
-    def __call__(self, theta: Tensor, batch: Tensor | None = None,
-                 frozen_outputs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, theta: Tensor, batch: Tensor | None = None, frozen_outputs: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(∇_θ L̃ [N], f(x) [B]) at θ on the train points (or the index ``batch`` [B]):
         one forward and one backward pass. With ``frozen_outputs`` f_ref [B], ℓ' is taken
         at the margins y·f_ref instead of at θ's own (the gradient continued across a kink)."""
@@ -144,15 +157,16 @@ class AlphaObjective:
             x, y, initial = x[batch], y[batch], initial[batch]
         with torch.enable_grad():
             leaf = theta.detach().requires_grad_(True)
-            raw = self.raw_outputs(leaf, x)                       # f̃_θ(x) [B]
-            f = self.alpha * (raw.detach() - initial)             # f(x) [B]
+            raw = self.raw_outputs(leaf, x)  # f̃_θ(x) [B]
+            f = self.alpha * (raw.detach() - initial)  # f(x) [B]
             reference = f if frozen_outputs is None else frozen_outputs
             weights = self.loss_derivative(y * reference) * y / (len(y) * self.alpha)
             (gradient,) = torch.autograd.grad(raw, leaf, weights)
         return gradient, f
 
-    def across_kink(self, theta: Tensor, outputs: Tensor, new_outputs: Tensor,
-                    batch: Tensor | None = None) -> Tensor | None:
+    def across_kink(
+        self, theta: Tensor, outputs: Tensor, new_outputs: Tensor, batch: Tensor | None = None
+    ) -> Tensor | None:
         """For a kinked ℓ, if a margin crossed 1 between outputs f [B] and f' [B] (at θ'):
         the gradient at θ' with ℓ' frozen at the old margins, J(θ')ᵀ ℓ'(y f) y/(Pα) [N]
         — the field the flow followed up to the crossing. None otherwise."""

@@ -16,6 +16,7 @@ The one-hidden-layer net of the stripe model (paper Eq. 6, whose 1/h readout is 
 
 `ConvNet` is the small CNN for Fig. 8; see its docstring for how [P, d] is read.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,12 +29,19 @@ from tasks.specs import ARCHITECTURES, ModelSpec
 
 BIAS_SCALE = 1.0  # c_b: biases enter as c_b·B with B ~ N(0,1) (paper Eq. 2–3: c_b = 1)
 
-__all__ = ["BIAS_SCALE", "ConvNet", "FullyConnected", "build_from_spec", "build_model",
-           "count_parameters"]
+__all__ = [
+    "BIAS_SCALE",
+    "ConvNet",
+    "FullyConnected",
+    "build_from_spec",
+    "build_model",
+    "count_parameters",
+]
 
 
-def _normal(shape: tuple[int, ...], generator: torch.Generator | None,
-            dtype: torch.dtype) -> nn.Parameter:
+def _normal(
+    shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype
+) -> nn.Parameter:
     """A parameter with i.i.d. N(0,1) entries drawn from `generator` (CPU)."""
     return nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype))
 
@@ -45,10 +53,17 @@ class FullyConnected(nn.Module):
     [fan_out, fan_in], l = 1..L+1), `biases` (ParameterList of B_l, shape [width],
     l = 1..L, or None), `bias_scale` (c_b) and `fan_ins`."""
 
-    def __init__(self, d: int, width: int, depth: int, activation: str = "relu",
-                 activation_beta: float = 1.0, bias: bool = False,
-                 generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        d: int,
+        width: int,
+        depth: int,
+        activation: str = "relu",
+        activation_beta: float = 1.0,
+        bias: bool = False,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
         super().__init__()
         for name, value in (("input dimension d", d), ("width", width), ("depth", depth)):
             if not (isinstance(value, int) and value >= 1):
@@ -56,9 +71,13 @@ class FullyConnected(nn.Module):
         sizes = [d] + [width] * depth + [1]
         self.fan_ins = sizes[:-1]
         self.weights = nn.ParameterList(
-            [_normal((n_out, n_in), generator, dtype) for n_in, n_out in zip(sizes, sizes[1:])])
-        self.biases = (nn.ParameterList([_normal((width,), generator, dtype)
-                                         for _ in range(depth)]) if bias else None)
+            [_normal((n_out, n_in), generator, dtype) for n_in, n_out in zip(sizes, sizes[1:])]
+        )
+        self.biases = (
+            nn.ParameterList([_normal((width,), generator, dtype) for _ in range(depth)])
+            if bias
+            else None
+        )
         self.bias_scale = BIAS_SCALE
         self.act = make_activation(activation, activation_beta)
 
@@ -69,7 +88,7 @@ class FullyConnected(nn.Module):
         — the input of layer l+1 —, pre-activations [a_1, …, a_L] each [P, h])."""
         inputs, preacts = [x], []
         for l, (w, fan_in) in enumerate(zip(self.weights, self.fan_ins)):
-            a = inputs[-1] @ (w.T / math.sqrt(fan_in))              # [P, fan_out]
+            a = inputs[-1] @ (w.T / math.sqrt(fan_in))  # [P, fan_out]
             if l == len(self.weights) - 1:
                 return a.squeeze(-1), inputs, preacts
             if self.biases is not None:
@@ -98,36 +117,52 @@ class ConvNet(nn.Module):
 
     kernel_size = 3
 
-    def __init__(self, d: int, width: int, depth: int, activation: str = "relu",
-                 activation_beta: float = 1.0, bias: bool = False,
-                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                 input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        d: int,
+        width: int,
+        depth: int,
+        activation: str = "relu",
+        activation_beta: float = 1.0,
+        bias: bool = False,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+        input_shape: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape) if input_shape else _default_input_shape(d)
         if math.prod(self.input_shape) != d or len(self.input_shape) not in (2, 3):
-            raise ValueError(f"input_shape {self.input_shape} must be (C, n) or (C, n, n) "
-                             f"with C·n^k = d = {d}")
+            raise ValueError(
+                f"input_shape {self.input_shape} must be (C, n) or (C, n, n) with C·n^k = d = {d}"
+            )
         spatial = len(self.input_shape) - 1
         kernel = (self.kernel_size,) * spatial
         channels = [self.input_shape[0]] + [width] * depth
         self.fan_ins = [c * self.kernel_size**spatial for c in channels[:-1]] + [width]
         self.weights = nn.ParameterList(
-            [_normal((c_out, c_in, *kernel), generator, dtype)
-             for c_in, c_out in zip(channels, channels[1:])] + [_normal((1, width), generator, dtype)])
-        self.biases = (nn.ParameterList([_normal((width,), generator, dtype) for _ in range(depth)])
-                       if bias else None)
+            [
+                _normal((c_out, c_in, *kernel), generator, dtype)
+                for c_in, c_out in zip(channels, channels[1:])
+            ]
+            + [_normal((1, width), generator, dtype)]
+        )
+        self.biases = (
+            nn.ParameterList([_normal((width,), generator, dtype) for _ in range(depth)])
+            if bias
+            else None
+        )
         self.bias_scale = BIAS_SCALE
         self.act = make_activation(activation, activation_beta)
         self._conv = torch.nn.functional.conv1d if spatial == 1 else torch.nn.functional.conv2d
 
     def forward(self, x: Tensor) -> Tensor:
         """f̃(x): [P, d] → [P]."""
-        x = x.reshape(x.shape[0], *self.input_shape)                   # [P, C, *positions]
+        x = x.reshape(x.shape[0], *self.input_shape)  # [P, C, *positions]
         for l in range(len(self.weights) - 1):  # no slicing: a sliced ParameterList re-wraps
             w = self.weights[l] / math.sqrt(self.fan_ins[l])  # tensors, cutting torch.func's graph
             b = self.bias_scale * self.biases[l] if self.biases is not None else None
             x = self.act(self._conv(x, w, b, padding="same"))
-        pooled = x.flatten(2).mean(-1)                                  # [P, width]
+        pooled = x.flatten(2).mean(-1)  # [P, width]
         return (pooled @ self.weights[-1].T).squeeze(-1) / math.sqrt(self.fan_ins[-1])
 
 
@@ -140,27 +175,42 @@ def _default_input_shape(d: int) -> tuple[int, ...]:
     return (1, d)
 
 
-def build_model(d: int, width: int, depth: int, activation: str = "relu",
-                activation_beta: float = 1.0, bias: bool = False,
-                generator: torch.Generator | None = None,
-                dtype: torch.dtype = torch.float64) -> FullyConnected:
+def build_model(
+    d: int,
+    width: int,
+    depth: int,
+    activation: str = "relu",
+    activation_beta: float = 1.0,
+    bias: bool = False,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> FullyConnected:
     """The fully-connected net f̃: [P, d] → [P] with N(0,1) parameters from `generator`.
 
     Number of parameters: d·h + (L−1)·h² + h + [bias]·L·h (see `count_parameters`)."""
     return FullyConnected(d, width, depth, activation, activation_beta, bias, generator, dtype)
 
 
-def build_from_spec(model: ModelSpec, d: int, generator: torch.Generator | None = None,
-                    dtype: torch.dtype = torch.float64,
-                    input_shape: tuple[int, ...] | None = None) -> nn.Module:
+def build_from_spec(
+    model: ModelSpec,
+    d: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float64,
+    input_shape: tuple[int, ...] | None = None,
+) -> nn.Module:
     """Build the net a `ModelSpec` describes, for inputs of dimension d.
 
     arch "fc": `FullyConnected(depth=L)`; "one-hidden": `FullyConnected(depth=1)`
     (`model.depth` is not used); "cnn": `ConvNet` with `depth` conv layers of `width`
     channels, reading each input row as ``input_shape`` (e.g. (1, 28, 28) for raw MNIST
     pixels, `tasks.data.input_shape`) when it has more than one axis."""
-    common = dict(activation=model.activation, activation_beta=model.activation_beta,
-                  bias=model.bias, generator=generator, dtype=dtype)
+    common = dict(
+        activation=model.activation,
+        activation_beta=model.activation_beta,
+        bias=model.bias,
+        generator=generator,
+        dtype=dtype,
+    )
     if model.arch == "fc":
         return FullyConnected(d, model.width, model.depth, **common)
     if model.arch == "one-hidden":

@@ -24,6 +24,7 @@ matches its numerically integrated MI.
 
 Used by `tasks.kernel_pca` on the components of the NTK's eigenvectors (paper Fig. 10).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 DEFAULT_NEIGHBOURS = 5
-TIE_RESOLUTION = 1e-9      # values closer than this many standard deviations are tied
+TIE_RESOLUTION = 1e-9  # values closer than this many standard deviations are tied
 
 
 def _digamma(x: np.ndarray) -> np.ndarray:
@@ -48,8 +49,8 @@ def _kth_neighbour_distance(values: np.ndarray, k: int) -> np.ndarray:
     s = values[order]
     padded = np.concatenate([np.full(k, -np.inf), s, np.full(k, np.inf)])
     n = len(s)
-    offsets = np.concatenate([np.arange(-k, 0), np.arange(1, k + 1)])     # [2k]
-    window = padded[np.arange(n)[:, None] + k + offsets[None, :]]         # [n, 2k]
+    offsets = np.concatenate([np.arange(-k, 0), np.arange(1, k + 1)])  # [2k]
+    window = padded[np.arange(n)[:, None] + k + offsets[None, :]]  # [n, 2k]
     distances = np.sort(np.abs(window - s[:, None]), axis=1)[:, k - 1]
     out = np.empty(n)
     out[order] = distances
@@ -62,8 +63,9 @@ def _equal_counts(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.searchsorted(s, values, side="right") - np.searchsorted(s, values, side="left")
 
 
-def knn_mutual_information(values: np.ndarray, labels: np.ndarray,
-                           neighbours: int = DEFAULT_NEIGHBOURS) -> float:
+def knn_mutual_information(
+    values: np.ndarray, labels: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS
+) -> float:
     """I(values; labels) in bits by the k-NN estimator above.
 
     values: [n] real; labels: [n] of any type with few distinct values. NaN if fewer than
@@ -93,10 +95,15 @@ def knn_mutual_information(values: np.ndarray, labels: np.ndarray,
         tied = mask & (radius == 0.0)
         k_used[tied] = _equal_counts(c[mask], c[tied]) - 1
     s = np.sort(c)
-    within = np.searchsorted(s, c + radius, side="left") - np.searchsorted(s, c - radius,
-                                                                          side="right")
+    within = np.searchsorted(s, c + radius, side="left") - np.searchsorted(
+        s, c - radius, side="right"
+    )
     tied = radius == 0.0
     within[tied] = _equal_counts(c, c[tied]) - 1
-    nats = (_digamma(np.array([len(c)]))[0] - _digamma(class_size).mean()
-            + _digamma(k_used).mean() - _digamma(within).mean())
+    nats = (
+        _digamma(np.array([len(c)]))[0]
+        - _digamma(class_size).mean()
+        + _digamma(k_used).mean()
+        - _digamma(within).mean()
+    )
     return float(nats / math.log(2.0))

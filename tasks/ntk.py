@@ -19,6 +19,7 @@ of B points at a time from `torch.func.vmap(jacrev(...))`, Θ[a, b] = J_a J_bᵀ
 block, so memory O(B·N) (B = 2^24/N by default) instead of O(P·N). `ntk_gram_jacobian`
 contracts the whole P×N Jacobian at once: the test reference.
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,8 +68,9 @@ def _inputs_and_signals(model: FullyConnected, x: Tensor) -> tuple[list[Tensor],
     return [X.detach() for X in inputs], signals
 
 
-def _gram_rows(model: FullyConnected, inputs: list[Tensor], signals: list[Tensor],
-               rows: slice, out: Tensor) -> None:
+def _gram_rows(
+    model: FullyConnected, inputs: list[Tensor], signals: list[Tensor], rows: slice, out: Tensor
+) -> None:
     """Writes rows `rows` of Θ = Σ_l (X_{l−1}X_{l−1}ᵀ/fan_in_l + c_b²[bias_l]) ⊙ D_l D_lᵀ
     into `out` [rows, P]; temporaries: two more [rows, P] matrices."""
     n_biased = len(model.biases) if model.biases is not None else 0
@@ -87,7 +89,7 @@ def ntk_gram_jacobian(model: nn.Module, x: Tensor) -> Tensor:
     Works for any module mapping [P, d] → [P]; materialises the P×N Jacobian: the test
     reference."""
     x = _as_model_input(model, x)
-    jacobian = _jacobian_rows(model, x)                                 # [P, N]
+    jacobian = _jacobian_rows(model, x)  # [P, N]
     return jacobian @ jacobian.T
 
 
@@ -106,11 +108,11 @@ def ntk_gram_blocked(model: nn.Module, x: Tensor, block_points: int | None = Non
     theta = torch.empty(n_points, n_points, dtype=x.dtype, device=x.device)
     for i, a in enumerate(starts):
         block_a = slice(a, min(a + rows, n_points))
-        jacobian_a = _jacobian_rows(model, x[block_a])                   # [B, N]
+        jacobian_a = _jacobian_rows(model, x[block_a])  # [B, N]
         for b in starts[i:]:
             block_b = slice(b, min(b + rows, n_points))
             jacobian_b = jacobian_a if b == a else _jacobian_rows(model, x[block_b])
-            block = jacobian_a @ jacobian_b.T                           # [B_a, B_b]
+            block = jacobian_a @ jacobian_b.T  # [B_a, B_b]
             theta[block_a, block_b] = block
             theta[block_b, block_a] = block.T
     return theta
@@ -121,7 +123,7 @@ def _jacobian_rows(model: nn.Module, x: Tensor) -> Tensor:
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
-    def f_single(p: dict[str, Tensor], xi: Tensor) -> Tensor:   # xi [d] → scalar
+    def f_single(p: dict[str, Tensor], xi: Tensor) -> Tensor:  # xi [d] → scalar
         return functional_call(model, (p, buffers), (xi.unsqueeze(0),)).squeeze(0)
 
     jacobians = vmap(jacrev(f_single), in_dims=(None, 0))(params, x)  # name → [B, *shape]

@@ -6,6 +6,7 @@ chunks. At start and end: the NTK Θ of the un-scaled net f̃ on the kernel set
 (``ntk_change = ‖Θ_t − Θ₀‖_F/‖Θ₀‖_F``, where α² cancels). At the end: the non-zero
 spectrum of ``H₀ = Σ_{μ: Δ_μ>0} ∇Δ_μ ⊗ ∇Δ_μ``.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,13 +34,16 @@ def next_checkpoint(step: int, per_decade: int) -> int:
     return round(10 ** (k / per_decade))
 
 
-def chunked_outputs(objective: AlphaObjective, theta: Tensor, x: Tensor, initial: Tensor,
-                    chunk: int = 4096) -> Tensor:
+def chunked_outputs(
+    objective: AlphaObjective, theta: Tensor, x: Tensor, initial: Tensor, chunk: int = 4096
+) -> Tensor:
     """f(x) = α(f̃_θ(x) − f̃_θ₀(x)) for x [n, d] with f̃_θ₀(x) = ``initial`` [n], ``chunk``
     rows at a time, without autograd: [n]."""
     with torch.no_grad():
-        parts = [objective.outputs(theta, x[i:i + chunk], initial[i:i + chunk])
-                 for i in range(0, x.shape[0], chunk)]
+        parts = [
+            objective.outputs(theta, x[i : i + chunk], initial[i : i + chunk])
+            for i in range(0, x.shape[0], chunk)
+        ]
     return torch.cat(parts) if parts else initial.new_zeros(0)
 
 
@@ -49,24 +53,49 @@ def margin_statistics(outputs: Tensor, labels: Tensor, loss: LossFn) -> Tensor:
     L = mean ℓ(y f) (not divided by α²); error = fraction with y f ≤ 0;
     N_Δ = #{y f < 1} (NaN counts); rms f = √mean f². One tensor, so one host sync."""
     margins = labels * outputs
-    return torch.stack([loss(margins).mean(), (margins <= 0).to(outputs.dtype).mean(),
-                        (~(margins >= 1.0)).to(outputs.dtype).sum(), margins.min(),
-                        margins.quantile(0.5), outputs.square().mean().sqrt()])
+    return torch.stack(
+        [
+            loss(margins).mean(),
+            (margins <= 0).to(outputs.dtype).mean(),
+            (~(margins >= 1.0)).to(outputs.dtype).sum(),
+            margins.min(),
+            margins.quantile(0.5),
+            outputs.square().mean().sqrt(),
+        ]
+    )
 
 
-def measurement(state: FlowState, train: Tensor, test: Tensor, theta0: Tensor,
-                n_params: int, wall_seconds: float, ntk_change: float = math.nan) -> Measurement:
+def measurement(
+    state: FlowState,
+    train: Tensor,
+    test: Tensor,
+    theta0: Tensor,
+    n_params: int,
+    wall_seconds: float,
+    ntk_change: float = math.nan,
+) -> Measurement:
     """The `Measurement` at ``state``. ``train``/``test`` are `margin_statistics` rows."""
     loss, error, n_unsat, min_margin, median_margin, rms = train.tolist()
     test_loss, test_error = test[:2].tolist()
     return Measurement(
-        step=state.step, flow_time=state.flow_time, dt=state.dt, wall_seconds=wall_seconds,
-        gradient_evaluations=state.evaluations, train_loss=loss, train_error=error,
-        n_unsatisfied=int(n_unsat), unsatisfied_per_param=n_unsat / n_params,
-        min_margin=min_margin, median_margin=median_margin, test_loss=test_loss,
-        test_error=test_error, output_rms=rms,
+        step=state.step,
+        flow_time=state.flow_time,
+        dt=state.dt,
+        wall_seconds=wall_seconds,
+        gradient_evaluations=state.evaluations,
+        train_loss=loss,
+        train_error=error,
+        n_unsatisfied=int(n_unsat),
+        unsatisfied_per_param=n_unsat / n_params,
+        min_margin=min_margin,
+        median_margin=median_margin,
+        test_loss=test_loss,
+        test_error=test_error,
+        output_rms=rms,
         weight_change=float(torch.linalg.vector_norm(state.theta - theta0)),
-        gradient_norm=state.gradient_norm, ntk_change=ntk_change)
+        gradient_norm=state.gradient_norm,
+        ntk_change=ntk_change,
+    )
 
 
 @contextmanager
@@ -91,8 +120,9 @@ def ntk_at(model: nn.Module, theta: Tensor, x: Tensor) -> Tensor:
         return ntk_gram(model, x)
 
 
-def h0_eigenvalues(model: nn.Module, theta: Tensor, x_unsatisfied: Tensor,
-                   alpha: float) -> np.ndarray:
+def h0_eigenvalues(
+    model: nn.Module, theta: Tensor, x_unsatisfied: Tensor, alpha: float
+) -> np.ndarray:
     """Non-zero eigenvalues (ascending) of H₀ = Σ_{μ: Δ_μ>0} ∇Δ_μ ⊗ ∇Δ_μ at θ.
 
     ∇Δ_μ = −y_μ α ∇f̃(x_μ), so the Gram ∇Δ_μ·∇Δ_ν = α² y_μ y_ν Θ_μν; y_μ = ±1 is a

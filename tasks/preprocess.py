@@ -12,6 +12,7 @@ concatenated sequence test|kernel|train holds class j mod K. So a set's class co
 differ by at most one, its ±1 labels too (K even, classes alternate in parity), and
 the test set depends only on (pool, test_size, test_seed).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def centre_and_normalise(pixels: torch.Tensor) -> torch.Tensor:
     """x_μ ← √D (x_μ − x̄) / ‖x_μ − x̄‖, x̄ the per-pixel mean over the pool.
 
     pixels: [N, D] -> [N, D] float64 (a new tensor, the input is left alone)."""
-    x = pixels.to(torch.float64, copy=True)                               # [N, D]
+    x = pixels.to(torch.float64, copy=True)  # [N, D]
     x -= x.mean(dim=0)
     norms = x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     x *= math.sqrt(x.shape[1]) / norms
@@ -47,14 +48,16 @@ def pca_project(x: torch.Tensor, d: int) -> torch.Tensor:
     eigenvector's sign is fixed so its largest-magnitude entry is positive, which makes
     the output the same on every LAPACK."""
     if not 1 <= d <= x.shape[1]:
-        raise ValueError(f"dimension (number of PCA components) must be in 1..{x.shape[1]}, got {d}")
-    z = x - x.mean(dim=0)                                                 # [N, D]
-    eigenvalues, eigenvectors = torch.linalg.eigh(z.T @ z / len(z))       # ascending
-    top = torch.flip(eigenvectors[:, -d:], dims=[1])                      # [D, d]
+        raise ValueError(
+            f"dimension (number of PCA components) must be in 1..{x.shape[1]}, got {d}"
+        )
+    z = x - x.mean(dim=0)  # [N, D]
+    eigenvalues, eigenvectors = torch.linalg.eigh(z.T @ z / len(z))  # ascending
+    top = torch.flip(eigenvectors[:, -d:], dims=[1])  # [D, d]
     biggest = top.abs().argmax(dim=0)
     top = top * torch.sign(top[biggest, torch.arange(d)])
     scale = eigenvalues[-d:].mean().rsqrt()
-    return (z @ top) * scale                                              # [N, d]
+    return (z @ top) * scale  # [N, d]
 
 
 def preprocess_images(pixels: torch.Tensor, d: int) -> torch.Tensor:
@@ -69,8 +72,10 @@ def binary_labels(classes: torch.Tensor, dtype: torch.dtype = torch.float64) -> 
 
 def class_counts(offset: int, size: int, n_classes: int) -> list[int]:
     """How many of positions offset..offset+size-1 hold class k (position j holds j mod K)."""
-    def upto(end: int, k: int) -> int:     # #{0 <= j < end : j mod K == k}
+
+    def upto(end: int, k: int) -> int:  # #{0 <= j < end : j mod K == k}
         return (end - k + n_classes - 1) // n_classes if end > k else 0
+
     return [upto(offset + size, k) - upto(offset, k) for k in range(n_classes)]
 
 
@@ -79,8 +84,9 @@ def round_robin_order(offset: int, size: int, n_classes: int) -> torch.Tensor:
     return torch.arange(offset, offset + size) % n_classes
 
 
-def balanced_split(classes: torch.Tensor, sizes: Sequence[int],
-                   generators: Sequence[torch.Generator]) -> list[torch.Tensor]:
+def balanced_split(
+    classes: torch.Tensor, sizes: Sequence[int], generators: Sequence[torch.Generator]
+) -> list[torch.Tensor]:
     """Disjoint, class-balanced index sets of the given sizes, drawn in order.
 
     classes: [N] class indices 0..K-1. Set s takes class_counts(offset_s, n_s, K)
@@ -97,8 +103,11 @@ def balanced_split(classes: torch.Tensor, sizes: Sequence[int],
                 raise ValueError(f"class {k} has {len(remaining[k])} examples left, {count} needed")
             permuted = remaining[k][torch.randperm(len(remaining[k]), generator=generator)]
             picked.append(permuted[:count])
-            remaining[k] = torch.sort(permuted[count:]).values   # keep later draws order-free
-        order, chosen = round_robin_order(offset, size, n_classes), torch.empty(size, dtype=torch.long)
+            remaining[k] = torch.sort(permuted[count:]).values  # keep later draws order-free
+        order, chosen = (
+            round_robin_order(offset, size, n_classes),
+            torch.empty(size, dtype=torch.long),
+        )
         for k in range(n_classes):
             chosen[order == k] = picked[k]
         sets.append(chosen)

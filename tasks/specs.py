@@ -5,6 +5,7 @@ setting that can change a number is a field here, so `cell_id` (a hash of all of
 them) changes whenever any of them does. The pipeline builds CellSpecs from a
 campaign TOML; `tasks.train_cell.train_cell` consumes one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")   # generated in code
+SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")  # generated in code
 DATASETS = ("mnist", "fashion-mnist", "cifar10", *SYNTHETIC_DATASETS)
 ARCHITECTURES = ("fc", "cnn", "one-hidden")
 ACTIVATIONS = ("relu", "softplus", "tanh", "swish")
@@ -26,24 +27,24 @@ class DataSpec:
     sets are shared by every cell of a campaign while init seeds vary."""
 
     dataset: str = "stripe"
-    dimension: int = 5            # d: PCA components (images) or input dimension (synthetic)
-    train_size: int = 256         # P
+    dimension: int = 5  # d: PCA components (images) or input dimension (synthetic)
+    train_size: int = 256  # P
     test_size: int = 1024
-    kernel_size: int = 128        # P_K: points on which the NTK is measured
+    kernel_size: int = 128  # P_K: points on which the NTK is measured
     train_seed: int = 0
     test_seed: int = 1
     kernel_seed: int = 2
-    data_dir: str | None = None   # where image files live; None = search order of tasks.data
-    pca: bool = True              # images: project on `dimension` PCs; False: raw pixels
+    data_dir: str | None = None  # where image files live; None = search order of tasks.data
+    pca: bool = True  # images: project on `dimension` PCs; False: raw pixels
     perpendicular_scale: float = 1.0  # stripe/cylinder: uninformative coordinates divided by it
-    parallel_dimension: int = 2   # cylinder: d∥, the coordinates its labels depend on
+    parallel_dimension: int = 2  # cylinder: d∥, the coordinates its labels depend on
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     arch: str = "fc"
-    depth: int = 2                # L hidden layers
-    width: int = 32               # h
+    depth: int = 2  # L hidden layers
+    width: int = 32  # h
     activation: str = "swish"
     activation_beta: float = 10.0
     bias: bool = False
@@ -52,7 +53,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class LossSpec:
     kind: str = "softhinge"
-    beta: float = 20.0            # sharpness of the soft hinge
+    beta: float = 20.0  # sharpness of the soft hinge
 
 
 @dataclass(frozen=True)
@@ -60,26 +61,26 @@ class FlowSpec:
     """Adaptive gradient flow (design.md §2) and its budgets."""
 
     dt_initial: float = 1.0
-    max_gradient_turn: float = 1e-4     # accept if ||g-g'||^2/(|g||g'|) below this
-    max_output_change: float = 0.1      # ... and max_mu |f'_mu - f_mu| below this
+    max_gradient_turn: float = 1e-4  # accept if ||g-g'||^2/(|g||g'|) below this
+    max_output_change: float = 0.1  # ... and max_mu |f'_mu - f_mu| below this
     dt_grow: float = 1.1
     dt_shrink: float = 10.0
     max_steps: int | None = 20_000
-    max_time: float | None = None       # budget in flow time (paper units)
+    max_time: float | None = None  # budget in flow time (paper units)
     max_wall_seconds: float | None = None
-    batch_size: int | None = None       # None = full batch
-    checkpoints_per_decade: int = 10    # log-spaced measurement steps
+    batch_size: int | None = None  # None = full batch
+    checkpoints_per_decade: int = 10  # log-spaced measurement steps
 
 
 @dataclass(frozen=True)
 class ObservableSpec:
-    ntk: bool = True                    # NTK on the kernel set at start and end
+    ntk: bool = True  # NTK on the kernel set at start and end
     ntk_at_checkpoints: bool = False
-    h0_spectrum: bool = True            # spectrum of H0 at the end
-    dtype: str = "float64"              # float64 | float32
-    device: str = "cpu"                 # cpu | cuda | auto
-    kernel_pca_rank: int = 100          # top eigenvectors of Θ₀, Θ_end analysed (0 = none)
-    weights: bool = False               # first-layer weights at start and end (`weights` table)
+    h0_spectrum: bool = True  # spectrum of H0 at the end
+    dtype: str = "float64"  # float64 | float32
+    device: str = "cpu"  # cpu | cuda | auto
+    kernel_pca_rank: int = 100  # top eigenvectors of Θ₀, Θ_end analysed (0 = none)
+    weights: bool = False  # first-layer weights at start and end (`weights` table)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class CellSpec:
     """One (h, alpha_tilde, P, seed) point plus the campaign's fixed settings."""
 
     alpha_tilde: float
-    seed: int                           # init seed: weights are drawn from it
+    seed: int  # init seed: weights are drawn from it
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     loss: LossSpec = field(default_factory=LossSpec)
@@ -113,8 +114,13 @@ class CellSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CellSpec":
-        parts = {"data": DataSpec, "model": ModelSpec, "loss": LossSpec,
-                 "flow": FlowSpec, "observables": ObservableSpec}
+        parts = {
+            "data": DataSpec,
+            "model": ModelSpec,
+            "loss": LossSpec,
+            "flow": FlowSpec,
+            "observables": ObservableSpec,
+        }
         kw = {k: (parts[k](**v) if k in parts else v) for k, v in d.items()}
         return cls(**kw)
 

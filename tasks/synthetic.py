@@ -24,6 +24,7 @@ Sets are balanced by stratified rejection: draw x in fixed chunks, keep the firs
 examples of each class until each class has its quota. As for images, a larger
 train_size with the same seed extends the smaller training set.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,11 +34,19 @@ import torch
 from tasks.preprocess import class_counts, round_robin_order
 from tasks.specs import SYNTHETIC_DATASETS, DataSpec
 
-__all__ = ["SYNTHETIC_DATASETS", "STRIPE_INTERVAL", "cylinder_classes", "informative_directions",
-           "sphere_classes", "sphere_radius", "stripe_classes", "synthetic_set"]
+__all__ = [
+    "SYNTHETIC_DATASETS",
+    "STRIPE_INTERVAL",
+    "cylinder_classes",
+    "informative_directions",
+    "sphere_classes",
+    "sphere_radius",
+    "stripe_classes",
+    "synthetic_set",
+]
 
 STRIPE_INTERVAL = (-0.3, 1.18549)
-CHUNK_ROWS = 1024          # Gaussian points drawn at a time
+CHUNK_ROWS = 1024  # Gaussian points drawn at a time
 
 
 def stripe_classes(x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +60,7 @@ def sphere_radius(d: int) -> float:
     """Median of |x| for x ~ N(0, I_d): the r with P(d/2, r²/2) = ½ (P the regularised
     lower incomplete gamma function), found by bisection in float64."""
     half = torch.tensor(d / 2, dtype=torch.float64)
-    low, high = 0.0, float(d) + 10.0 * (d ** 0.5) + 10.0   # chi² median < d + 10√d + 10
+    low, high = 0.0, float(d) + 10.0 * (d**0.5) + 10.0  # chi² median < d + 10√d + 10
     for _ in range(200):
         mid = (low + high) / 2
         if torch.special.gammainc(half, torch.tensor(mid / 2, dtype=torch.float64)) < 0.5:
@@ -87,7 +96,9 @@ def _gaussian_chunk(d: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(CHUNK_ROWS, d, generator=generator, dtype=torch.float64)
 
 
-def _stratified(classify, counts: list[int], d: int, generator: torch.Generator) -> list[torch.Tensor]:
+def _stratified(
+    classify, counts: list[int], d: int, generator: torch.Generator
+) -> list[torch.Tensor]:
     """Per class k, the first counts[k] points of the stream whose class is k: [counts[k], d]."""
     kept = [[] for _ in counts]
     missing = list(counts)
@@ -102,8 +113,14 @@ def _stratified(classify, counts: list[int], d: int, generator: torch.Generator)
     return [torch.cat(parts) if parts else torch.zeros(0, d, dtype=torch.float64) for parts in kept]
 
 
-def synthetic_set(name: str, d: int, offset: int, size: int, generator: torch.Generator,
-                  parallel_dimension: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_set(
+    name: str,
+    d: int,
+    offset: int,
+    size: int,
+    generator: torch.Generator,
+    parallel_dimension: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One balanced set: x [size, d] float64, classes [size] long (0 -> +1, 1 -> -1).
 
     Class quotas and order follow the round-robin of tasks.preprocess (position
@@ -115,11 +132,15 @@ def synthetic_set(name: str, d: int, offset: int, size: int, generator: torch.Ge
         chunks = [_gaussian_chunk(d, generator) for _ in range(-(-size // CHUNK_ROWS))]
         return torch.cat(chunks or [torch.zeros(0, d, dtype=torch.float64)])[:size], order
     if name == "cylinder" and not 1 <= parallel_dimension < d:
-        raise ValueError(f"parallel_dimension of the cylinder must be in 1..{d - 1} (below "
-                         f"dimension = {d}), got {parallel_dimension}")
-    classify = {"stripe": stripe_classes, "sphere": sphere_classes,
-                "cylinder": functools.partial(cylinder_classes,
-                                              parallel_dimension=parallel_dimension)}[name]
+        raise ValueError(
+            f"parallel_dimension of the cylinder must be in 1..{d - 1} (below "
+            f"dimension = {d}), got {parallel_dimension}"
+        )
+    classify = {
+        "stripe": stripe_classes,
+        "sphere": sphere_classes,
+        "cylinder": functools.partial(cylinder_classes, parallel_dimension=parallel_dimension),
+    }[name]
     per_class = _stratified(classify, class_counts(offset, size, 2), d, generator)
     x = torch.zeros(size, d, dtype=torch.float64)
     for k in range(2):

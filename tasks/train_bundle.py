@@ -15,6 +15,7 @@ Cost per trial: one batched forward+backward and one host sync for all members; 
 observables only at each member's log-spaced checkpoints. ``train_bundle([spec])`` is
 also the fast path for a single fully-connected cell (no autograd in the flow).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,14 +36,14 @@ from tasks.specs import CellSpec, FlowSpec
 from tasks.train_cell import Cell, _measure, _result, prepare_cell
 
 Record = Measurement | CellResult
-_NOTHING = torch.empty(0)   # FlowState's tensors where only its numbers are read
+_NOTHING = torch.empty(0)  # FlowState's tensors where only its numbers are read
 
 
 @dataclass(eq=False)
 class _Member:
     """Host-side progress of one member, updated in place after every trial."""
 
-    index: int                 # position in the bundle (what train_bundle yields)
+    index: int  # position in the bundle (what train_bundle yields)
     cell: Cell
     dt: float
     gradient_norm: float
@@ -51,13 +52,23 @@ class _Member:
     step: int = 0
     evaluations: int = 1
     rejections: int = 0
-    checkpoint: int = 0        # next step to measure at
+    checkpoint: int = 0  # next step to measure at
     last: Measurement | None = None
 
-    def state(self, theta: Tensor = _NOTHING, gradient: Tensor = _NOTHING,
-              outputs: Tensor = _NOTHING) -> FlowState:
-        return FlowState(theta, gradient, outputs, self.gradient_norm, self.dt,
-                         self.flow_time, self.step, self.evaluations, self.rejections)
+    def state(
+        self, theta: Tensor = _NOTHING, gradient: Tensor = _NOTHING, outputs: Tensor = _NOTHING
+    ) -> FlowState:
+        return FlowState(
+            theta,
+            gradient,
+            outputs,
+            self.gradient_norm,
+            self.dt,
+            self.flow_time,
+            self.step,
+            self.evaluations,
+            self.rejections,
+        )
 
 
 @dataclass(eq=False)
@@ -66,9 +77,9 @@ class _Ensemble:
 
     members: list[_Member]
     objective: EnsembleObjective
-    theta: Tensor              # θ [m, N]
-    gradient: Tensor           # ∇L̃ at θ [m, N]
-    outputs: Tensor            # f(x_train) at θ [m, P]
+    theta: Tensor  # θ [m, N]
+    gradient: Tensor  # ∇L̃ at θ [m, N]
+    outputs: Tensor  # f(x_train) at θ [m, P]
 
 
 def train_bundle(specs: Sequence[CellSpec]) -> Iterator[tuple[int, Record]]:
@@ -77,10 +88,15 @@ def train_bundle(specs: Sequence[CellSpec]) -> Iterator[tuple[int, Record]]:
     member, the Measurements then the one CellResult that ``train_cell(specs[i])`` yields."""
     if not can_batch(specs):
         keys = {bundle_key(s) for s in specs}
-        why = "a cell cannot be batched (CNN or minibatch flow)" if None in keys else \
-            "they differ in more than alpha_tilde and seed"
-        raise ValueError(f"these {len(specs)} cells cannot train as one bundle: {why}; "
-                         "train them one by one with tasks.train_cell.train_cell")
+        why = (
+            "a cell cannot be batched (CNN or minibatch flow)"
+            if None in keys
+            else "they differ in more than alpha_tilde and seed"
+        )
+        raise ValueError(
+            f"these {len(specs)} cells cannot train as one bundle: {why}; "
+            "train them one by one with tasks.train_cell.train_cell"
+        )
     first = prepare_cell(specs[0])
     cells = [first] + [prepare_cell(spec, first.task) for spec in specs[1:]]
     yield from run_bundle(cells)
@@ -90,7 +106,7 @@ def run_bundle(cells: Sequence[Cell]) -> Iterator[tuple[int, Record]]:
     """The batched flow of prepared cells (see `train_bundle`)."""
     flow, clock0 = cells[0].spec.flow, time.perf_counter()
     ensemble = _start(cells)
-    returned = list(range(len(cells)))    # members back from a flow step (or at start)
+    returned = list(range(len(cells)))  # members back from a flow step (or at start)
     while True:
         finished = yield from _visit(ensemble, returned, time.perf_counter() - clock0)
         if finished:
@@ -106,18 +122,21 @@ def _start(cells: Sequence[Cell]) -> _Ensemble:
     x, y = first.task.x_train, first.task.y_train
     alpha = torch.tensor([c.spec.alpha for c in cells], dtype=x.dtype, device=x.device)
     net, theta = BatchedFC.of(first.model), stack_parameters([c.model for c in cells])
-    initial = net.forward(theta, x)[0]   # by the flow's own forward: f is exactly 0 at θ₀
+    initial = net.forward(theta, x)[0]  # by the flow's own forward: f is exactly 0 at θ₀
     objective = EnsembleObjective(net, x, y, alpha, initial, loss_derivative(first.spec.loss))
     gradient, outputs, margins = objective(theta)
     norms = torch.linalg.vector_norm(gradient, dim=1).tolist()
     unsatisfied = (~(margins >= 1.0)).sum(1).tolist()
-    members = [_Member(i, c, float(c.spec.flow.dt_initial), norms[i], unsatisfied[i])
-               for i, c in enumerate(cells)]
+    members = [
+        _Member(i, c, float(c.spec.flow.dt_initial), norms[i], unsatisfied[i])
+        for i, c in enumerate(cells)
+    ]
     return _Ensemble(members, objective, theta, gradient, outputs)
 
 
-def _visit(ensemble: _Ensemble, rows: list[int],
-           wall_seconds: float) -> Iterator[tuple[int, Record]]:
+def _visit(
+    ensemble: _Ensemble, rows: list[int], wall_seconds: float
+) -> Iterator[tuple[int, Record]]:
     """The head of train_cell's loop for each member in ``rows``: measure at a checkpoint
     or at the stop, and finish a member that stops. Returns the finished rows."""
     finished = []
@@ -129,15 +148,16 @@ def _visit(ensemble: _Ensemble, rows: list[int],
         measure = (member.step >= member.checkpoint or reason) and fresh
         if not (measure or reason):
             continue
-        state = member.state(ensemble.theta[row], ensemble.gradient[row],
-                             ensemble.outputs[row])
+        state = member.state(ensemble.theta[row], ensemble.gradient[row], ensemble.outputs[row])
         if measure:
             member.last = _measure(member.cell, state, ensemble.outputs[row], wall_seconds)
             yield member.index, member.last
             member.checkpoint = next_checkpoint(member.step, spec.checkpoints_per_decade)
         if reason:
-            yield member.index, _result(member.cell, state, reason, member.last,
-                                        ensemble.outputs[row])
+            yield (
+                member.index,
+                _result(member.cell, state, reason, member.last, ensemble.outputs[row]),
+            )
             finished.append(row)
     return finished
 
@@ -147,8 +167,13 @@ def _without(ensemble: _Ensemble, rows: list[int]) -> _Ensemble:
     gone = set(rows)
     keep = [r for r in range(len(ensemble.members)) if r not in gone]
     index = torch.tensor(keep, dtype=torch.long, device=ensemble.theta.device)
-    return _Ensemble([ensemble.members[r] for r in keep], ensemble.objective.select(index),
-                     ensemble.theta[index], ensemble.gradient[index], ensemble.outputs[index])
+    return _Ensemble(
+        [ensemble.members[r] for r in keep],
+        ensemble.objective.select(index),
+        ensemble.theta[index],
+        ensemble.gradient[index],
+        ensemble.outputs[index],
+    )
 
 
 def _turn(norm: float, new_norm: float, difference: float) -> float:
@@ -169,20 +194,24 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
         dt = torch.tensor([m.dt for m in members], dtype=theta.dtype, device=theta.device)
         trial = torch.addcmul(theta, dt.unsqueeze_(1), ensemble.gradient, value=-1.0)
     gradient, outputs, margins = ensemble.objective(trial)
-    stats = torch.stack([torch.linalg.vector_norm(gradient, dim=1),
-                         torch.linalg.vector_norm(ensemble.gradient - gradient, dim=1),
-                         torch.linalg.vector_norm(outputs - ensemble.outputs, math.inf, dim=1),
-                         torch.sum(margins >= 1.0, dim=1, dtype=theta.dtype)], dim=1).tolist()
+    stats = torch.stack(
+        [
+            torch.linalg.vector_norm(gradient, dim=1),
+            torch.linalg.vector_norm(ensemble.gradient - gradient, dim=1),
+            torch.linalg.vector_norm(outputs - ensemble.outputs, math.inf, dim=1),
+            torch.sum(margins >= 1.0, dim=1, dtype=theta.dtype),
+        ],
+        dim=1,
+    ).tolist()
     turns = [_turn(m.gradient_norm, s[0], s[1]) for m, s in zip(members, stats)]
     n_points = margins.shape[1]
     if has_kink(members[0].cell.spec.loss):
         _continue_across_kink(ensemble, trial, outputs, margins, turns, flow)
     accepted, returned = [], []
-    for row, (member, (norm, _, change, satisfied), turn) in enumerate(
-            zip(members, stats, turns)):
+    for row, (member, (norm, _, change, satisfied), turn) in enumerate(zip(members, stats, turns)):
         member.evaluations += 1
         accept, new_dt = control(member.dt, turn, change, flow)
-        if accept:   # N_Δ counts a NaN margin as unsatisfied, as tasks.losses does
+        if accept:  # N_Δ counts a NaN margin as unsatisfied, as tasks.losses does
             member.flow_time, member.step = member.flow_time + member.dt, member.step + 1
             member.gradient_norm, member.n_unsatisfied = norm, n_points - int(satisfied)
         else:
@@ -195,8 +224,9 @@ def _trial(ensemble: _Ensemble, flow: FlowSpec) -> list[int]:
     return returned
 
 
-def _move(ensemble: _Ensemble, accepted: list[bool], theta: Tensor, gradient: Tensor,
-          outputs: Tensor) -> None:
+def _move(
+    ensemble: _Ensemble, accepted: list[bool], theta: Tensor, gradient: Tensor, outputs: Tensor
+) -> None:
     """Accepted rows take the trial's θ', g', f'; rejected rows keep theirs."""
     if all(accepted):
         ensemble.theta, ensemble.gradient, ensemble.outputs = theta, gradient, outputs
@@ -207,8 +237,14 @@ def _move(ensemble: _Ensemble, accepted: list[bool], theta: Tensor, gradient: Te
         ensemble.outputs = torch.where(mask, outputs, ensemble.outputs)
 
 
-def _continue_across_kink(ensemble: _Ensemble, trial: Tensor, outputs: Tensor,
-                          margins: Tensor, turns: list[float], flow: FlowSpec) -> None:
+def _continue_across_kink(
+    ensemble: _Ensemble,
+    trial: Tensor,
+    outputs: Tensor,
+    margins: Tensor,
+    turns: list[float],
+    flow: FlowSpec,
+) -> None:
     """`AlphaObjective.across_kink` for the batch: members whose gradient turned too much
     and one of whose margins crossed 1 are judged on the gradient at θ' continued with
     the old ℓ' (one more evaluation each); ``turns`` is updated in place."""

@@ -7,6 +7,7 @@ own seeds), the initial weights from a generator derived from ``spec.seed``, min
 Cost per accepted full-batch step: one forward+backward (the flow reuses the trial's
 gradient), plus one host sync for N_Δ; observables only at log-spaced checkpoints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,22 @@ from tasks.alignment import layer_weights_on_host, weight_alignment_at
 from tasks.data import Task, input_shape, load_task
 from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
 from tasks.kernel_pca import kernel_pca_columns
-from tasks.losses import (AlphaObjective, has_kink, loss_derivative, loss_function,
-                          unsatisfied_margins)
+from tasks.losses import (
+    AlphaObjective,
+    has_kink,
+    loss_derivative,
+    loss_function,
+    unsatisfied_margins,
+)
 from tasks.models import build_from_spec, count_parameters
-from tasks.observables import (chunked_outputs, h0_eigenvalues, margin_statistics,
-                               measurement, next_checkpoint, ntk_at)
+from tasks.observables import (
+    chunked_outputs,
+    h0_eigenvalues,
+    margin_statistics,
+    measurement,
+    next_checkpoint,
+    ntk_at,
+)
 from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
 from tasks.synthetic import informative_directions
@@ -44,7 +56,7 @@ def derived_generator(seed: int, role: str) -> torch.Generator:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" → cuda if available, else cpu; otherwise the named device."""
+    """ "auto" → cuda if available, else cpu; otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -57,11 +69,11 @@ class Cell:
     spec: CellSpec
     task: Task
     model: nn.Module
-    objective: AlphaObjective         # θ ↦ (∇L̃, f(x_train)); holds f̃_θ₀(x_train)
-    theta0: Tensor                    # θ₀ [N]
-    test_initial: Tensor              # f̃_θ₀(x_test) [n_test]
-    kernel_initial: Tensor            # f̃_θ₀(x_kernel) [P_K]
-    ntk_initial: Tensor | None        # Θ₀ on the kernel set [P_K, P_K], if measured
+    objective: AlphaObjective  # θ ↦ (∇L̃, f(x_train)); holds f̃_θ₀(x_train)
+    theta0: Tensor  # θ₀ [N]
+    test_initial: Tensor  # f̃_θ₀(x_test) [n_test]
+    kernel_initial: Tensor  # f̃_θ₀(x_kernel) [P_K]
+    ntk_initial: Tensor | None  # Θ₀ on the kernel set [P_K, P_K], if measured
     n_params: int
 
 
@@ -71,28 +83,39 @@ def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
     share one), else loaded here."""
     dtype = _DTYPES.get(spec.observables.dtype)
     if dtype is None:
-        raise ValueError(f"observables.dtype must be one of {', '.join(_DTYPES)}, "
-                         f"got {spec.observables.dtype!r}")
+        raise ValueError(
+            f"observables.dtype must be one of {', '.join(_DTYPES)}, got {spec.observables.dtype!r}"
+        )
     device = resolve_device(spec.observables.device)
     if task is None:
         raw = load_task(spec.data, dtype)
         fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
         task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
     shape = input_shape(spec.data)
-    model = build_from_spec(spec.model, math.prod(shape), derived_generator(spec.seed, "init"),
-                            dtype, input_shape=shape).to(device)
+    model = build_from_spec(
+        spec.model, math.prod(shape), derived_generator(spec.seed, "init"), dtype, input_shape=shape
+    ).to(device)
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     with torch.no_grad():
         initial = [model(x) for x in (task.x_train, task.x_test, task.x_kernel)]
-    objective = AlphaObjective(model, spec.alpha, loss_derivative(spec.loss), task.x_train,
-                               task.y_train, initial[0], kinked=has_kink(spec.loss))
+    objective = AlphaObjective(
+        model,
+        spec.alpha,
+        loss_derivative(spec.loss),
+        task.x_train,
+        task.y_train,
+        initial[0],
+        kinked=has_kink(spec.loss),
+    )
     ntk0 = ntk_at(model, theta0, task.x_kernel) if spec.observables.ntk else None
-    return Cell(spec, task, model, objective, theta0, initial[1], initial[2], ntk0,
-                count_parameters(model))
+    return Cell(
+        spec, task, model, objective, theta0, initial[1], initial[2], ntk0, count_parameters(model)
+    )
 
 
-def train_cell(spec: CellSpec, resume_from: TrainingState | None = None
-               ) -> Iterator[Measurement | CellResult | TrainingState]:
+def train_cell(
+    spec: CellSpec, resume_from: TrainingState | None = None
+) -> Iterator[Measurement | CellResult | TrainingState]:
     """Train one cell by the adaptive gradient flow; yield a `Measurement` at each
     log-spaced checkpoint (always including steps 0 and the last), then one `CellResult`.
     With ``spec.checkpoint_every_seconds`` set, also a `TrainingState` that often (wall
@@ -114,9 +137,9 @@ def _across_kink(cell: Cell, batch: Tensor | None) -> AcrossKink | None:
     return lambda theta, old, new: cell.objective.across_kink(theta, old, new, batch)
 
 
-def run_cell(cell: Cell, state: FlowState | None = None,
-             resume_from: TrainingState | None = None
-             ) -> Iterator[Measurement | CellResult | TrainingState]:
+def run_cell(
+    cell: Cell, state: FlowState | None = None, resume_from: TrainingState | None = None
+) -> Iterator[Measurement | CellResult | TrainingState]:
     """Run the flow of ``cell`` from θ₀; or continue it from a full-batch ``state`` (then
     measured from the next scheduled checkpoint after its step on, wall seconds from 0);
     or from a snapshot ``resume_from`` (exactly: the same later records as without the
@@ -125,7 +148,7 @@ def run_cell(cell: Cell, state: FlowState | None = None,
     batches = _Batches(cell, resume_from)
     clock = _Clock(cell.spec.checkpoint_every_seconds, resume_from)
     batch, last = batches.current, resume_from and resume_from.last_measurement
-    if resume_from is not None:        # measured again after the snapshot's last one
+    if resume_from is not None:  # measured again after the snapshot's last one
         state = _restored(cell, resume_from)
         checkpoint = next_checkpoint(last.step, flow.checkpoints_per_decade) if last else 0
     elif state is None:
@@ -145,7 +168,7 @@ def run_cell(cell: Cell, state: FlowState | None = None,
         if clock.snapshot_due():
             yield _snapshot(state, batches, clock.wall(), last)
         state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch))
-        if batch is not None:   # a minibatch flow moves to a fresh batch after each step
+        if batch is not None:  # a minibatch flow moves to a fresh batch after each step
             batch = batches.draw()
             state = rebatch(state, _evaluator(cell, batch))
     yield _result(cell, state, reason, last, train_outputs)
@@ -171,8 +194,9 @@ class _Batches:
         if self.size is None or self.size >= self.n:
             self.current = None
         else:
-            self.current = torch.randperm(self.n, generator=self.generator)[:self.size] \
-                .to(self.device)
+            self.current = torch.randperm(self.n, generator=self.generator)[: self.size].to(
+                self.device
+            )
         return self.current
 
 
@@ -199,14 +223,26 @@ def _host(tensor: Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy().copy()
 
 
-def _snapshot(state: FlowState, batches: _Batches, wall_seconds: float,
-              last: Measurement | None) -> TrainingState:
+def _snapshot(
+    state: FlowState, batches: _Batches, wall_seconds: float, last: Measurement | None
+) -> TrainingState:
     """The loop's state as host arrays (one device sync)."""
     batch = None if batches.current is None else _host(batches.current)
-    return TrainingState(state.step, state.flow_time, state.dt, state.gradient_norm,
-                         state.evaluations, state.rejections, wall_seconds,
-                         _host(state.theta), _host(state.gradient), _host(state.outputs),
-                         batch, batches.generator.get_state().numpy().copy(), last)
+    return TrainingState(
+        state.step,
+        state.flow_time,
+        state.dt,
+        state.gradient_norm,
+        state.evaluations,
+        state.rejections,
+        wall_seconds,
+        _host(state.theta),
+        _host(state.gradient),
+        _host(state.outputs),
+        batch,
+        batches.generator.get_state().numpy().copy(),
+        last,
+    )
 
 
 def _restored(cell: Cell, saved: TrainingState) -> FlowState:
@@ -215,39 +251,58 @@ def _restored(cell: Cell, saved: TrainingState) -> FlowState:
     for name in ("theta", "gradient"):
         array = getattr(saved, name)
         if array.shape != tuple(theta0.shape) or array.dtype != dtype:
-            raise ValueError(f"the snapshot's {name} is {array.dtype}{list(array.shape)} but "
-                             f"this cell trains {theta0.dtype}{list(theta0.shape)}: it belongs "
-                             "to another cell or code version; delete it to start from zero")
+            raise ValueError(
+                f"the snapshot's {name} is {array.dtype}{list(array.shape)} but "
+                f"this cell trains {theta0.dtype}{list(theta0.shape)}: it belongs "
+                "to another cell or code version; delete it to start from zero"
+            )
 
     def tensor(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array.copy()).to(theta0.device)
-    return FlowState(tensor(saved.theta), tensor(saved.gradient), tensor(saved.outputs),
-                     saved.gradient_norm, saved.dt, saved.flow_time, saved.step,
-                     saved.evaluations, saved.rejections)
+
+    return FlowState(
+        tensor(saved.theta),
+        tensor(saved.gradient),
+        tensor(saved.outputs),
+        saved.gradient_norm,
+        saved.dt,
+        saved.flow_time,
+        saved.step,
+        saved.evaluations,
+        saved.rejections,
+    )
 
 
 def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor:
     """f(x_train) at ``state``: the flow's own outputs in a full-batch flow (batch None)."""
     if batch is None:
         return state.outputs
-    return chunked_outputs(cell.objective, state.theta, cell.task.x_train,
-                           cell.objective.initial_outputs)
+    return chunked_outputs(
+        cell.objective, state.theta, cell.task.x_train, cell.objective.initial_outputs
+    )
 
 
-def _measure(cell: Cell, state: FlowState, train_outputs: Tensor,
-             wall_seconds: float) -> Measurement:
+def _measure(
+    cell: Cell, state: FlowState, train_outputs: Tensor, wall_seconds: float
+) -> Measurement:
     """The Measurement at ``state`` (NTK change only if asked for at checkpoints)."""
     loss = loss_function(cell.spec.loss)
     test = chunked_outputs(cell.objective, state.theta, cell.task.x_test, cell.test_initial)
     ntk_change = math.nan
     if cell.spec.observables.ntk_at_checkpoints and cell.ntk_initial is not None:
-        ntk_change = _relative_change(cell.ntk_initial, ntk_at(cell.model, state.theta,
-                                                               cell.task.x_kernel))
-    record = measurement(state, margin_statistics(train_outputs, cell.task.y_train, loss),
-                         margin_statistics(test, cell.task.y_test, loss), cell.theta0,
-                         cell.n_params, wall_seconds, ntk_change)
-    alignment = weight_alignment_at(cell.model, state.theta,
-                                    informative_directions(cell.spec.data))
+        ntk_change = _relative_change(
+            cell.ntk_initial, ntk_at(cell.model, state.theta, cell.task.x_kernel)
+        )
+    record = measurement(
+        state,
+        margin_statistics(train_outputs, cell.task.y_train, loss),
+        margin_statistics(test, cell.task.y_test, loss),
+        cell.theta0,
+        cell.n_params,
+        wall_seconds,
+        ntk_change,
+    )
+    alignment = weight_alignment_at(cell.model, state.theta, informative_directions(cell.spec.data))
     return dataclasses.replace(record, weight_alignment=alignment)
 
 
@@ -255,8 +310,9 @@ def _relative_change(before: Tensor, after: Tensor) -> float:
     return float(torch.linalg.norm(after - before) / torch.linalg.norm(before))
 
 
-def _result(cell: Cell, state: FlowState, reason: str, last: Measurement,
-            train_outputs: Tensor) -> CellResult:
+def _result(
+    cell: Cell, state: FlowState, reason: str, last: Measurement, train_outputs: Tensor
+) -> CellResult:
     """The CellResult: summary (from the final Measurement), NTK change, test outputs, H₀."""
     obs, task = cell.spec.observables, cell.task
     ntk_change = norm0 = norm1 = math.nan
@@ -264,19 +320,41 @@ def _result(cell: Cell, state: FlowState, reason: str, last: Measurement,
     if cell.ntk_initial is not None:
         ntk_final = ntk_at(cell.model, state.theta, task.x_kernel)
         ntk_change = _relative_change(cell.ntk_initial, ntk_final)
-        norm0, norm1 = float(torch.linalg.norm(cell.ntk_initial)), float(torch.linalg.norm(ntk_final))
+        norm0, norm1 = (
+            float(torch.linalg.norm(cell.ntk_initial)),
+            float(torch.linalg.norm(ntk_final)),
+        )
     test_outputs = chunked_outputs(cell.objective, state.theta, task.x_test, cell.test_initial)
-    h0 = h0_eigenvalues(cell.model, state.theta, task.x_train[~(task.y_train * train_outputs >= 1.0)],
-                        cell.objective.alpha) if obs.h0_spectrum else np.zeros(0)
+    h0 = (
+        h0_eigenvalues(
+            cell.model,
+            state.theta,
+            task.x_train[~(task.y_train * train_outputs >= 1.0)],
+            cell.objective.alpha,
+        )
+        if obs.h0_spectrum
+        else np.zeros(0)
+    )
     return CellResult(
-        stop_reason=reason, fitted=last.n_unsatisfied == 0, steps=state.step,
-        flow_time=state.flow_time, wall_seconds=last.wall_seconds,
-        gradient_evaluations=state.evaluations, n_params=cell.n_params,
-        train_loss=last.train_loss, train_error=last.train_error,
-        n_unsatisfied=last.n_unsatisfied, test_loss=last.test_loss, test_error=last.test_error,
-        ntk_change=ntk_change, ntk_norm_initial=norm0, ntk_norm_final=norm1,
-        test_outputs=test_outputs.cpu().numpy(), test_labels=task.y_test.cpu().numpy(),
-        h0_eigenvalues=h0, **kernel_pca_columns(cell.ntk_initial, ntk_final, task.y_kernel,
-                                                obs.kernel_pca_rank),
+        stop_reason=reason,
+        fitted=last.n_unsatisfied == 0,
+        steps=state.step,
+        flow_time=state.flow_time,
+        wall_seconds=last.wall_seconds,
+        gradient_evaluations=state.evaluations,
+        n_params=cell.n_params,
+        train_loss=last.train_loss,
+        train_error=last.train_error,
+        n_unsatisfied=last.n_unsatisfied,
+        test_loss=last.test_loss,
+        test_error=last.test_error,
+        ntk_change=ntk_change,
+        ntk_norm_initial=norm0,
+        ntk_norm_final=norm1,
+        test_outputs=test_outputs.cpu().numpy(),
+        test_labels=task.y_test.cpu().numpy(),
+        h0_eigenvalues=h0,
+        **kernel_pca_columns(cell.ntk_initial, ntk_final, task.y_kernel, obs.kernel_pca_rank),
         weights_initial=layer_weights_on_host(cell.model, cell.theta0, obs.weights),
-        weights_final=layer_weights_on_host(cell.model, state.theta, obs.weights))
+        weights_final=layer_weights_on_host(cell.model, state.theta, obs.weights),
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures: one embedded Ray for the session, tiny stripe campaign specs."""
+
 from __future__ import annotations
 
 import tomllib
@@ -34,6 +35,7 @@ def one_torch_thread():
     """Tiny nets: a second OpenMP thread only adds contention on a shared 2-core CPU
     (measured: the flow tests ran 131 s with two threads, 8.5 s with one)."""
     import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -44,6 +46,7 @@ def one_torch_thread():
 def stripe_spec(tmp_path):
     """`stripe_spec(name=..., grid={...}, flow={...})` writes campaigns/stripe_small.toml
     with those sections updated into tmp_path and returns its path."""
+
     def write(name: str = "stripe-small", **sections: dict) -> Path:
         spec = tomllib.loads(STRIPE_SMALL.read_text())
         spec["name"] = name
@@ -52,6 +55,7 @@ def stripe_spec(tmp_path):
         path = tmp_path / f"{name}.toml"
         path.write_text(to_toml(spec))
         return path
+
     return write
 
 
@@ -59,6 +63,7 @@ def stripe_spec(tmp_path):
 def ray_session():
     """One embedded Ray (2 CPUs) shared by the tests that run cells in-process."""
     from pipeline.ray_setup import start_ray
+
     session = start_ray(num_cpus=2)
     yield session
     session.close()

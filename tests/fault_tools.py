@@ -1,5 +1,6 @@
 """Helpers of the fault-injection tests (tests/test_faults*.py): real processes, real
 kills, and one check that a campaign's store is right, against train_cell as the oracle."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,9 +40,12 @@ N_CELLS = 8
 def campaign_spec(stripe_spec, name: str, max_steps: int = 1500):
     """8 stripe cells of `max_steps` steps (1,500: 1–5 s each here, depending on the load),
     snapshots every 0.25 s."""
-    return stripe_spec(name=name, grid={"width": [8], "seed": [0, 1, 2, 3]},
-                       flow={"max_steps": max_steps},
-                       resources={"checkpoint_every_seconds": 0.25})
+    return stripe_spec(
+        name=name,
+        grid={"width": [8], "seed": [0, 1, 2, 3]},
+        flow={"max_steps": max_steps},
+        resources={"checkpoint_every_seconds": 0.25},
+    )
 
 
 def live_attempts(campaign: Path) -> list[dict]:
@@ -49,20 +53,21 @@ def live_attempts(campaign: Path) -> list[dict]:
     found = []
     try:
         paths = list(campaign.glob("_live/*/*/_attempt.json"))
-    except FileNotFoundError:                    # a folder vanished while listed
+    except FileNotFoundError:  # a folder vanished while listed
         return found
     for path in paths:
         try:
             found.append(json.loads(path.read_text()))
         except (OSError, ValueError):
-            pass                                 # being replaced right now
+            pass  # being replaced right now
     return found
 
 
 def env(**extra: str) -> dict[str, str]:
     """This environment without an inherited Ray address or kill point, plus `extra`."""
-    out = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "PHASEGRID_FAULT_KILL_AT")}
+    out = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PHASEGRID_FAULT_KILL_AT")
+    }
     out["PHASEGRID_FLUSH_SECONDS"] = "0.25"  # live parts often enough for the live kill points
     out.update(extra)
     return out
@@ -72,9 +77,15 @@ def start(*args: str, **extra_env: str) -> subprocess.Popen:
     """`phasegrid ARGS` in its own session (so it and its Ray can be stopped together);
     its stdout and stderr go to a temp file (`output`), never a pipe that could fill."""
     log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen([str(PHASEGRID), *args], cwd=REPO, env=env(**extra_env),
-                               stdout=log, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(PHASEGRID), *args],
+        cwd=REPO,
+        env=env(**extra_env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     process.log = log
     return process
 
@@ -106,8 +117,10 @@ def stop_group(process: subprocess.Popen, grace: float = 1) -> None:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             process.poll()
-            if subprocess.run(["pgrep", "-g", str(process.pid)],
-                              capture_output=True).returncode != 0:
+            if (
+                subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True).returncode
+                != 0
+            ):
                 return
             time.sleep(0.2)
 
@@ -156,11 +169,19 @@ def assert_rows_are_the_uninterrupted_runs(campaign: str, rtol: float = 1e-10) -
         for column in COMPARED:
             for got, want in zip(rows[column], (getattr(m, column) for m in expected)):
                 assert same(float(got), float(want), rtol), (cell_id, column, got, want)
-        for column in ("stop_reason", "steps", "flow_time", "train_loss", "test_error",
-                       "gradient_evaluations", "ntk_change"):
+        for column in (
+            "stop_reason",
+            "steps",
+            "flow_time",
+            "train_loss",
+            "test_error",
+            "gradient_evaluations",
+            "ntk_change",
+        ):
             want = getattr(result, column)
-            assert same(row[column], want, rtol) if isinstance(want, float) else \
-                row[column] == want, (cell_id, column, row[column], want)
+            assert (
+                same(row[column], want, rtol) if isinstance(want, float) else row[column] == want
+            ), (cell_id, column, row[column], want)
         outputs = predictions.loc[predictions.cell_id == cell_id].sort_values("test_index")
         np.testing.assert_allclose(outputs.test_output, result.test_outputs, rtol=rtol)
         checked += len(rows) + len(outputs) + 1
@@ -179,8 +200,9 @@ def assert_store_is_right(campaign: str, n_cells: int) -> dict[str, int]:
         sql = duckdb.sql(f"select count(*) from read_parquet('{campaign}/{table}/*.parquet')")
         assert len(frame) == arrow.num_rows == sql.fetchall()[0][0], table
         counts[table] = len(frame)
-        assert not [p for p in Path(campaign, table).iterdir()
-                    if not p.name.endswith(".parquet")], table
+        assert not [
+            p for p in Path(campaign, table).iterdir() if not p.name.endswith(".parquet")
+        ], table
     cells = pd.read_parquet(f"{campaign}/cells")
     assert len(cells) == n_cells and cells.cell_id.is_unique, cells.cell_id.tolist()
     assert (cells.status == "done").all(), cells.loc[cells.status != "done", "error"].tolist()
@@ -188,7 +210,7 @@ def assert_store_is_right(campaign: str, n_cells: int) -> dict[str, int]:
     assert not measurements.duplicated(["cell_id", "step"]).any()
     for table in TABLES[1:]:
         stored = set(pd.read_parquet(f"{campaign}/{table}").cell_id)
-        assert stored == set(cells.cell_id), table          # no orphan, none missing
+        assert stored == set(cells.cell_id), table  # no orphan, none missing
     for hidden in ("_live", "_pending", "_checkpoints"):
         assert not [p for p in Path(campaign, hidden).glob("**/*") if p.is_file()], hidden
     return counts

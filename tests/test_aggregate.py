@@ -1,5 +1,6 @@
 """Ensembles over seeds equal hand-computed values; exponents are recovered; the campaign
 wrapper works on a running campaign with failed cells and writes readable tables."""
+
 import math
 import os
 
@@ -11,38 +12,86 @@ import pyarrow.parquet as pq
 import pytest
 
 import results_schema as rs
-from pipeline.aggregate import (aggregate_campaign, ensemble_table, fit_log_log, geometric_mean,
-                                learning_curve_exponents, read_table)
+from pipeline.aggregate import (
+    aggregate_campaign,
+    ensemble_table,
+    fit_log_log,
+    geometric_mean,
+    learning_curve_exponents,
+    read_table,
+)
 from pipeline.store import CampaignNotFoundError
 from results_schema.aggregates import BOUNDARIES, ENSEMBLES
 
 LABELS = [1, -1]
 # depth 2: three done seeds; depth 3: three more; one failed cell with absurd outputs
-OUTPUTS = {"s0": [1, 4], "s1": [2, -2], "s2": [6, 1],
-           "t0": [1, -1], "t1": [1, -1], "t2": [1, -1], "bad": [-100, 100]}
+OUTPUTS = {
+    "s0": [1, 4],
+    "s1": [2, -2],
+    "s2": [6, 1],
+    "t0": [1, -1],
+    "t1": [1, -1],
+    "t2": [1, -1],
+    "bad": [-100, 100],
+}
 
 
 def _cell(cell_id, depth, seed, **kw):
-    return {**dict(cell_id=cell_id, width=16, alpha_tilde=1.0, alpha=0.25, train_size=10,
-                   seed=seed, depth=depth, dataset="stripe", n_params=300 if depth == 2 else 560,
-                   status="done", stop_reason="fitted", fitted=True, train_loss=0.0,
-                   n_unsatisfied=0, test_error=0.0, ntk_change=1.0, steps=10, max_steps=100), **kw}
+    return {
+        **dict(
+            cell_id=cell_id,
+            width=16,
+            alpha_tilde=1.0,
+            alpha=0.25,
+            train_size=10,
+            seed=seed,
+            depth=depth,
+            dataset="stripe",
+            n_params=300 if depth == 2 else 560,
+            status="done",
+            stop_reason="fitted",
+            fitted=True,
+            train_loss=0.0,
+            n_unsatisfied=0,
+            test_error=0.0,
+            ntk_change=1.0,
+            steps=10,
+            max_steps=100,
+        ),
+        **kw,
+    }
 
 
 def hand_cells() -> pd.DataFrame:
-    rows = [_cell("s0", 2, 0, test_error=0.5, ntk_change=0.1, train_loss=0.1),
-            _cell("s1", 2, 1, test_error=0.0, ntk_change=1.0, train_loss=0.2, fitted=False,
-                  n_unsatisfied=3),
-            _cell("s2", 2, 2, test_error=0.5, ntk_change=10.0, train_loss=0.3),
-            _cell("t0", 3, 0, ntk_change=2.0), _cell("t1", 3, 1, ntk_change=8.0),
-            _cell("t2", 3, 2, ntk_change=float("nan")),
-            _cell("bad", 2, 7, status="failed", test_error=1.0, ntk_change=1e9)]
+    rows = [
+        _cell("s0", 2, 0, test_error=0.5, ntk_change=0.1, train_loss=0.1),
+        _cell(
+            "s1",
+            2,
+            1,
+            test_error=0.0,
+            ntk_change=1.0,
+            train_loss=0.2,
+            fitted=False,
+            n_unsatisfied=3,
+        ),
+        _cell("s2", 2, 2, test_error=0.5, ntk_change=10.0, train_loss=0.3),
+        _cell("t0", 3, 0, ntk_change=2.0),
+        _cell("t1", 3, 1, ntk_change=8.0),
+        _cell("t2", 3, 2, ntk_change=float("nan")),
+        _cell("bad", 2, 7, status="failed", test_error=1.0, ntk_change=1e9),
+    ]
     return pd.DataFrame(rows)
 
 
 def hand_predictions() -> pd.DataFrame:
-    return pd.DataFrame([dict(cell_id=c, test_index=i, test_output=float(f), test_label=LABELS[i])
-                         for c, outputs in OUTPUTS.items() for i, f in enumerate(outputs)])
+    return pd.DataFrame(
+        [
+            dict(cell_id=c, test_index=i, test_output=float(f), test_label=LABELS[i])
+            for c, outputs in OUTPUTS.items()
+            for i, f in enumerate(outputs)
+        ]
+    )
 
 
 @pytest.fixture
@@ -61,19 +110,19 @@ def test_fluctuation_is_rms_deviation_from_the_seed_mean_averaged_over_seeds(ens
     # residuals f_s - <f>: (-2, 3), (-1, -3), (3, 0)
     expected = (math.sqrt(13 / 2) + math.sqrt(10 / 2) + math.sqrt(9 / 2)) / 3
     assert ensembles.loc[2, "fluctuation"] == pytest.approx(expected, rel=1e-12)
-    assert ensembles.loc[3, "fluctuation"] == 0.0          # identical seeds
+    assert ensembles.loc[3, "fluctuation"] == 0.0  # identical seeds
 
 
 def test_ntk_change_is_the_geometric_mean_over_seeds_ignoring_unmeasured(ensembles):
-    assert ensembles.loc[2, "ntk_change"] == pytest.approx(1.0)    # (0.1 * 1 * 10)^(1/3)
-    assert ensembles.loc[3, "ntk_change"] == pytest.approx(4.0)    # (2 * 8)^(1/2), NaN left out
+    assert ensembles.loc[2, "ntk_change"] == pytest.approx(1.0)  # (0.1 * 1 * 10)^(1/3)
+    assert ensembles.loc[3, "ntk_change"] == pytest.approx(4.0)  # (2 * 8)^(1/2), NaN left out
     assert math.isnan(geometric_mean([np.nan, np.nan]))
     assert geometric_mean([0.0, 5.0]) == 0.0
 
 
 def test_only_done_cells_count_and_swept_axes_are_not_mixed(ensembles):
-    assert list(ensembles.index) == [2, 3]                 # depth split the seeds
-    assert list(ensembles["n_seeds"]) == [3, 3]            # the failed cell is left out
+    assert list(ensembles.index) == [2, 3]  # depth split the seeds
+    assert list(ensembles["n_seeds"]) == [3, 3]  # the failed cell is left out
     assert ensembles.loc[2, "fitted_fraction"] == pytest.approx(2 / 3)
     assert ensembles.loc[2, "mean_train_loss"] == pytest.approx(0.2)
     assert ensembles.loc[2, "mean_n_unsatisfied"] == pytest.approx(1.0)
@@ -91,21 +140,32 @@ def test_single_seed_has_no_fluctuation_and_no_predictions_give_no_ensemble_erro
 
 def test_log_log_fit_recovers_a_constructed_exponent():
     p = np.array([64, 128, 256, 512, 1024, 2048])
-    exact = fit_log_log(p, 3.0 * p ** -0.4)
+    exact = fit_log_log(p, 3.0 * p**-0.4)
     assert exact.slope == pytest.approx(-0.4, abs=1e-12)
     assert exact.intercept == pytest.approx(math.log(3.0))
     assert exact.slope_error == pytest.approx(0.0, abs=1e-12)
-    noisy = fit_log_log(p, 3.0 * p ** -0.4 * np.exp(0.05 * np.random.default_rng(0).normal(size=6)))
+    noisy = fit_log_log(p, 3.0 * p**-0.4 * np.exp(0.05 * np.random.default_rng(0).normal(size=6)))
     assert abs(noisy.slope + 0.4) < 3 * noisy.slope_error and 0 < noisy.slope_error < 0.05
     assert math.isnan(fit_log_log([1, 2], [1, 0.5]).slope_error)
 
 
 def test_learning_curve_exponent_per_regime():
-    rows = [dict(width=64, alpha_tilde=alpha, train_size=p, ensemble_test_error=0.5 * p ** -beta,
-                 mean_test_error=0.6 * p ** -beta)
-            for alpha, beta in ((0.01, 0.5), (100.0, 0.25)) for p in (100, 200, 400, 800)]
-    rows.append(dict(width=64, alpha_tilde=1.0, train_size=100, ensemble_test_error=0.1,
-                     mean_test_error=0.1))
+    rows = [
+        dict(
+            width=64,
+            alpha_tilde=alpha,
+            train_size=p,
+            ensemble_test_error=0.5 * p**-beta,
+            mean_test_error=0.6 * p**-beta,
+        )
+        for alpha, beta in ((0.01, 0.5), (100.0, 0.25))
+        for p in (100, 200, 400, 800)
+    ]
+    rows.append(
+        dict(
+            width=64, alpha_tilde=1.0, train_size=100, ensemble_test_error=0.1, mean_test_error=0.1
+        )
+    )
     fits = learning_curve_exponents(pd.DataFrame(rows), ["width", "alpha_tilde", "train_size"])
     ens = fits.loc[fits["quantity"] == "ensemble_test_error"].set_index("alpha_tilde")
     assert ens.loc[0.01, "value"] == pytest.approx(0.5)
@@ -118,7 +178,9 @@ def test_learning_curve_exponent_per_regime():
 
 def _write(root, table, frame):
     os.makedirs(root / table, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), root / table / "part-0.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False), root / table / "part-0.parquet"
+    )
 
 
 def test_aggregate_on_a_running_campaign_with_failed_cells(tmp_path):
@@ -136,13 +198,13 @@ def test_aggregate_on_a_running_campaign_with_failed_cells(tmp_path):
     assert set(boundaries["boundary"]) == {"jamming", "crossover"}
     for table, schema in (("ensembles", ENSEMBLES), ("boundaries", BOUNDARIES)):
         files = os.listdir(tmp_path / table)
-        assert files == ["part-0.parquet"]                 # no temp file left behind
+        assert files == ["part-0.parquet"]  # no temp file left behind
         written = pq.read_table(tmp_path / table / "part-0.parquet")
         assert written.schema.equals(schema, check_metadata=False)
         assert written.schema.metadata[rs.VERSION_KEY] == str(rs.SCHEMA_VERSION).encode()
         count = duckdb.sql(f"select count(*) from '{tmp_path / table}/*.parquet'").fetchall()[0][0]
         assert count == len(written)
-    aggregate_campaign(str(tmp_path))                        # recomputable: same table
+    aggregate_campaign(str(tmp_path))  # recomputable: same table
     pd.testing.assert_frame_equal(read_table(str(tmp_path), "ensembles").set_index("depth"), stored)
 
 

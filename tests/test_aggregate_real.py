@@ -9,6 +9,7 @@ Measured here (2 shared cores, budget 2,000 steps, test/kernel sets 200/32): a c
 (ntk_change ≈ 0.4 and 0.003) except one h = 4 seed each; the budget here is 1,300. The
 whole test costs ≈ 30 s of CPU (≈ 5 s of it imports).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -99,7 +100,7 @@ def check_stripe_phase_diagram(campaign: str) -> None:
     ax = fig.axes[0]
     for frame, black in ((unfitted, True), (fitted, False)):
         for width, alpha in zip(frame["width"], frame["alpha_tilde"]):
-            x, y = ax.transData.transform((width, alpha * 0.8))   # off the lines' centres
+            x, y = ax.transData.transform((width, alpha * 0.8))  # off the lines' centres
             pixel = image[int(round(image.shape[0] - y)), int(round(x))]
             assert (pixel.max() < 30) == black, (width, alpha, pixel)
 
@@ -116,6 +117,7 @@ def test_stripe_campaign_trained_here_has_the_lazy_feature_crossover(tmp_path):
 @pytest.mark.slow
 def test_stripe_campaign_run_on_ray_has_the_lazy_feature_crossover(tmp_path):
     from pipeline.campaign import run_campaign
+
     spec_file = tmp_path / "stripe.toml"
     spec_file.write_text(SPEC)
     summary = run_campaign(str(spec_file), str(tmp_path / "results"))

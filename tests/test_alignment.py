@@ -1,4 +1,5 @@
 """Weight alignment Λ = W∥/W⊥ (paper Sec. 5, Fig. 9 left) on hand-built weights."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def test_each_neuron_counts_with_the_magnitude_of_its_output_weight():
     # neuron 0: only along x₁ (w∥² = 4); neuron 1: only across (w⊥² = 1 per coordinate)
     first = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
     for c0, c1 in ((1.0, 1.0), (3.0, 1.0), (1.0, 0.0)):
-        outgoing = torch.tensor([[-c0, c1]], dtype=torch.float64)   # the sign does not count
+        outgoing = torch.tensor([[-c0, c1]], dtype=torch.float64)  # the sign does not count
         along, across = c0 * 4.0 / 1, c1 * 2.0 / 2
         expected = math.sqrt(along / across) if across else math.nan
         got = weight_alignment(first, outgoing, [0])
@@ -59,7 +60,7 @@ def test_alignment_at_reads_the_first_two_layers_of_a_flat_theta():
     theta = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
     expected = weight_alignment(net.weights[0].detach(), net.weights[1].detach(), [0])
     assert weight_alignment_at(net, theta, [0]) == pytest.approx(expected, rel=1e-14)
-    assert 0.3 < expected < 3.0               # isotropic Gaussian weights: Λ of order 1
+    assert 0.3 < expected < 3.0  # isotropic Gaussian weights: Λ of order 1
     assert math.isnan(weight_alignment_at(net, theta, None))
     cnn = ConvNet(16, width=4, depth=1, generator=g)
     cnn_theta = torch.nn.utils.parameters_to_vector(cnn.parameters()).detach()
@@ -68,7 +69,10 @@ def test_alignment_at_reads_the_first_two_layers_of_a_flat_theta():
 
 def test_informative_directions_of_each_dataset():
     assert informative_directions(DataSpec("stripe", dimension=5)) == (0,)
-    assert informative_directions(DataSpec("cylinder", dimension=5, parallel_dimension=3)) \
-        == (0, 1, 2)
+    assert informative_directions(DataSpec("cylinder", dimension=5, parallel_dimension=3)) == (
+        0,
+        1,
+        2,
+    )
     assert informative_directions(DataSpec("mnist", dimension=10)) is None
     assert informative_directions(DataSpec("sphere", dimension=5)) is None

@@ -3,6 +3,7 @@ cannot rot. No timing assertions (speed targets are met in `make bench`, not her
 what is checked is what can be wrong whatever the machine: the rows' arithmetic, the
 FLOP count against the model's own parameter count, the NTK paths agreeing, the results
 file, the CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -37,11 +38,11 @@ def test_each_row_runs_at_tiny_size_with_finite_numbers(quick_rows, name):
     rows = quick_rows[name]
     assert rows and all(r.benchmark == name for r in rows)
     for r in rows:
-        if name == "ensemble" and r.unit == "-":       # trainer not there yet: said so
+        if name == "ensemble" and r.unit == "-":  # trainer not there yet: said so
             assert "not available" in r.note
             continue
         assert math.isfinite(r.ours) and math.isfinite(r.baseline), r
-        assert r.ours > 0 or name == "scaling", r    # a fitted exponent may be anything
+        assert r.ours > 0 or name == "scaling", r  # a fitted exponent may be anything
 
 
 def test_ratios_say_how_much_better_ours_is(quick_rows):
@@ -77,7 +78,7 @@ def test_table_and_results_file_hold_every_row(quick_rows, tmp_path):
     assert all(r.case in text for r in rows)
     path = tmp_path / "bench.csv"
     append_results(rows, {"host": "test"}, path)
-    append_results(rows[:1], {"host": "test"}, path)       # appends, one header
+    append_results(rows[:1], {"host": "test"}, path)  # appends, one header
     with open(path) as f:
         read = list(csv.DictReader(f))
     assert len(read) == len(rows) + 1
@@ -85,8 +86,8 @@ def test_table_and_results_file_hold_every_row(quick_rows, tmp_path):
 
 
 def test_cli_runs_one_row_and_prints_the_table(capsys, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")      # main sets it; restored afterwards
-    threads = torch.get_num_threads()                # main sets torch's too
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main sets it; restored afterwards
+    threads = torch.get_num_threads()  # main sets torch's too
     try:
         assert main(["--quick", "--only", "peer", "--no-save"]) == 0
     finally:
@@ -106,14 +107,19 @@ def test_orchestration_campaign_has_the_asked_number_of_cells(tmp_path):
 
 
 def test_orchestration_rows_compare_walls():
-    walls = {"startup": (10.0, ""), "phasegrid": (20.0, ""), "bare": (15.0, ""),
-             "tune": (100.0, "")}
+    walls = {
+        "startup": (10.0, ""),
+        "phasegrid": (20.0, ""),
+        "bare": (15.0, ""),
+        "tune": (100.0, ""),
+    }
     near, tune = orchestration._rows(walls, loop=2.0, cells=200)
     assert near.ratio == pytest.approx(15.0 / 20.0) and near.met == "yes"
     assert tune.ratio == pytest.approx(5.0) and tune.met == "yes"
-    assert "phasegrid 45.0 ms" in near.note          # (20 − 10 − 2/2)/200 s, with 2 CPUs
-    failed = orchestration._rows({**walls, "tune": (math.nan, "No module named 'ray.tune'")},
-                                 loop=2.0, cells=200)[1]
+    assert "phasegrid 45.0 ms" in near.note  # (20 − 10 − 2/2)/200 s, with 2 CPUs
+    failed = orchestration._rows(
+        {**walls, "tune": (math.nan, "No module named 'ray.tune'")}, loop=2.0, cells=200
+    )[1]
     assert "not run" in failed.note and failed.met == ""
 
 

@@ -3,6 +3,7 @@ SIGKILL then resumed, a separately started Ray cluster via --address, and bad in
 
 `run` goes through the installed entry point in a subprocess (it must be killable and
 start its own Ray); cheap commands run in-process through typer's CliRunner."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,14 @@ def env() -> dict[str, str]:
 
 
 def phasegrid(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([str(PHASEGRID), *args], cwd=REPO, env=env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(PHASEGRID), *args],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def cli(*args: str):
@@ -76,7 +83,7 @@ def test_stripe_campaign_runs_end_to_end_through_the_cli(tmp_path):
     campaign = str(store / "stripe-small")
     cells = assert_complete(campaign, 8)
     assert sorted(cells.groupby(["width", "alpha_tilde", "seed"]).size()) == [1] * 8
-    assert (cells.alpha - cells.alpha_tilde / cells.width ** 0.5).abs().max() < 1e-12
+    assert (cells.alpha - cells.alpha_tilde / cells.width**0.5).abs().max() < 1e-12
     assert cells.n_params.tolist() == (cells.width * 5 + cells.width).tolist()  # d·h + h
     assert cells.code_version.str.startswith("phasegrid ").all()
     predictions = pd.read_parquet(f"{campaign}/predictions")
@@ -92,15 +99,19 @@ def test_stripe_campaign_runs_end_to_end_through_the_cli(tmp_path):
     assert "│     8 │    8 │      0 │       0 │       0 │" in status.stdout
 
 
-def test_driver_killed_midway_then_resume_gives_every_cell_once(tmp_path, stripe_spec,
-                                                                ray_session):
-    spec = stripe_spec(name="killed", grid={"width": [8], "seed": [0, 1, 2]},
-                       flow={"max_steps": 1500})      # 6 cells of ~1 s each
+def test_driver_killed_midway_then_resume_gives_every_cell_once(tmp_path, stripe_spec, ray_session):
+    spec = stripe_spec(
+        name="killed", grid={"width": [8], "seed": [0, 1, 2]}, flow={"max_steps": 1500}
+    )  # 6 cells of ~1 s each
     campaign = tmp_path / "results" / "killed"
-    driver = subprocess.Popen([str(PHASEGRID), "run", str(spec), "--store",
-                               str(tmp_path / "results")], cwd=REPO, env=env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    driver = subprocess.Popen(
+        [str(PHASEGRID), "run", str(spec), "--store", str(tmp_path / "results")],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while not list(campaign.glob("cells/*.parquet")) and time.monotonic() < deadline:
@@ -108,12 +119,13 @@ def test_driver_killed_midway_then_resume_gives_every_cell_once(tmp_path, stripe
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(30)
     finally:
-        stop_group(driver, grace=0)      # Ray's agents outlive a SIGKILLed driver
+        stop_group(driver, grace=0)  # Ray's agents outlive a SIGKILLed driver
     committed = len(list(campaign.glob("cells/*.parquet")))
     assert 1 <= committed < 6, "the kill must land mid-campaign"
     status = cli("status", str(campaign))
-    assert status.exit_code == 0 and f"│     6 │ {committed:4d} │      0 │       0 │" \
-        in status.stdout, status.stdout
+    assert (
+        status.exit_code == 0 and f"│     6 │ {committed:4d} │      0 │       0 │" in status.stdout
+    ), status.stdout
 
     resumed = cli("resume", str(campaign))
     assert resumed.exit_code == 0, resumed.stdout
@@ -124,16 +136,34 @@ def test_driver_killed_midway_then_resume_gives_every_cell_once(tmp_path, stripe
 
 def test_campaign_on_a_separately_started_ray_cluster(tmp_path, stripe_spec):
     port = free_port()
-    temp_dir = Path("/tmp") / f"pg-ray-{port}"   # private: other Ray sessions never see it
+    temp_dir = Path("/tmp") / f"pg-ray-{port}"  # private: other Ray sessions never see it
     head = subprocess.Popen(
-        [str(RAY), "start", "--head", "--block", "--port", str(port), "--node-ip-address",
-         "127.0.0.1", "--include-dashboard=false", "--num-cpus", "2", "--disable-usage-stats",
-         "--temp-dir", str(temp_dir)],
-        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--include-dashboard=false",
+            "--num-cpus",
+            "2",
+            "--disable-usage-stats",
+            "--temp-dir",
+            str(temp_dir),
+        ],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         spec = stripe_spec(grid={"seed": [0]})
-        done = phasegrid("run", str(spec), "--store", str(tmp_path / "results"), "--address",
-                         f"127.0.0.1:{port}")
+        done = phasegrid(
+            "run", str(spec), "--store", str(tmp_path / "results"), "--address", f"127.0.0.1:{port}"
+        )
         assert done.returncode == 0, done.stderr
     finally:
         stop_group(head)
@@ -145,8 +175,11 @@ def test_campaign_on_a_separately_started_ray_cluster(tmp_path, stripe_spec):
 def test_bad_spec_gives_its_error_exit_2_and_writes_nothing(tmp_path):
     spec = tmp_path / "bad.toml"
     text = (REPO / "campaigns" / "stripe_small.toml").read_text()
-    spec.write_text(text.replace("width = [8, 16]", "width = [8, -16]")
-                        .replace("[loss]", "[loss]\nkinds = \"hinge\""))
+    spec.write_text(
+        text.replace("width = [8, 16]", "width = [8, -16]").replace(
+            "[loss]", '[loss]\nkinds = "hinge"'
+        )
+    )
     store = tmp_path / "store"
     result = phasegrid("run", str(spec), "--store", str(store))
     assert result.returncode == 2
@@ -163,10 +196,11 @@ def test_status_shows_a_running_cell_and_its_live_curve_only_while_a_driver_hold
     from pipeline.scheduler import MeasurementBatch, run_cell
     from pipeline.spec import load_campaign
     from pipeline.store import ParquetStore
+
     spec = load_campaign(REPO / "campaigns" / "stripe_small.toml")
     cell = spec.cells()[0]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)          # as in a Ray worker
+    torch.set_num_threads(1)  # as in a Ray worker
     try:
         events = list(run_cell(cell, flush_seconds=0.0))
     finally:
@@ -177,19 +211,24 @@ def test_status_shows_a_running_cell_and_its_live_curve_only_while_a_driver_hold
     store.extend_manifest(manifest_table([cell]))
     store.start_attempt(cell.cell_id, events[0].attempt_id, {})
     for batch in batches:
-        store.write_live_part(cell.cell_id, batch.attempt_id, batch.index,
-                              measurements_table(cell, list(batch.measurements)))
-    with store.lock():                                  # a driver is running the cell
+        store.write_live_part(
+            cell.cell_id,
+            batch.attempt_id,
+            batch.index,
+            measurements_table(cell, list(batch.measurements)),
+        )
+    with store.lock():  # a driver is running the cell
         shown = cli("status", store.uri, "--live", cell.cell_id[:6])
         assert shown.exit_code == 0, shown.output
         assert "│     1 │    0 │      0 │       1 │       0 │" in shown.stdout
         assert f"live: cell {cell.cell_id}" in shown.stdout
         steps = [m.step for b in batches for m in b.measurements]
         table = shown.stdout.split(f"attempt {events[0].attempt_id}")[1]
-        assert [int(line.split("│")[1]) for line in table.splitlines()
-                if line.startswith("│")] == steps
+        assert [
+            int(line.split("│")[1]) for line in table.splitlines() if line.startswith("│")
+        ] == steps
         assert len(load_results(store.uri, live=True).live_measurements) == len(steps)
-    dead = cli("status", store.uri)                     # its driver died: not running
+    dead = cli("status", store.uri)  # its driver died: not running
     assert "│     1 │    0 │      0 │       0 │       1 │" in dead.stdout
 
 

@@ -2,6 +2,7 @@
 start / wait / stop logic works for real: a head and a worker node on loopback, each with
 its own ports and a private temp dir (so embedded Ray sessions of other tests on this machine
 neither see it nor get stopped by it)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,7 @@ CLUSTER = REPO / "cluster"
 RAY_UP = CLUSTER / "slurm" / "ray-up.sh"
 SBATCH = CLUSTER / "slurm" / "phasegrid.sbatch"
 SMALL_CAMPAIGN = REPO / "campaigns" / "stripe_small.toml"
-VENV_BIN = Path(sys.executable).parent          # holds ray, python and phasegrid
+VENV_BIN = Path(sys.executable).parent  # holds ray, python and phasegrid
 STOP_GRACE_S = 20
 
 
@@ -46,8 +47,7 @@ def free_ports(n: int) -> list[int]:
 
 def base_env(**extra: str) -> dict[str, str]:
     """This environment with the venv first on PATH and no Ray address or auth inherited."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
@@ -55,8 +55,14 @@ def base_env(**extra: str) -> dict[str, str]:
 
 def bash(script: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     """Run `script` in bash after sourcing the helper."""
-    return subprocess.run(["bash", "-c", f'source "{RAY_UP}"\n{script}'], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-c", f'source "{RAY_UP}"\n{script}'],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # Processes are read from /proc (Linux): psutil is not a dependency (Ray only vendors it).
@@ -66,7 +72,7 @@ def _stat(pid: int) -> list[str] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def alive(pid: int) -> bool:
@@ -94,7 +100,9 @@ def descendants(root: int) -> list[int]:
 
 def command_line(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -116,20 +124,24 @@ def campaign_cell_count(spec: Path) -> int:
     from pipeline.spec_schema import CampaignModel
 
     grid = CampaignModel.model_validate(tomllib.loads(spec.read_text())).grid
-    sizes = [len(axis.values()) if hasattr(axis, "values") else len(set(axis))
-             for axis in dict(grid).values() if axis is not None]
+    sizes = [
+        len(axis.values()) if hasattr(axis, "values") else len(set(axis))
+        for axis in dict(grid).values()
+        if axis is not None
+    ]
     return math.prod(sizes)
 
 
 @dataclasses.dataclass
 class LoopbackCluster:
     """A head and a worker started by ray-up.sh in one bash that waits for a line to stop."""
+
     shell: subprocess.Popen
     address: str
     temp_dir: Path
-    env: dict[str, str]             # what a client needs: PATH, RAY_AUTH_MODE, token path
-    waited: str                     # the line pg_ray_wait_nodes printed
-    started: list[int]              # pids of everything the shell had started
+    env: dict[str, str]  # what a client needs: PATH, RAY_AUTH_MODE, token path
+    waited: str  # the line pg_ray_wait_nodes printed
+    started: list[int]  # pids of everything the shell had started
     stop_seconds: float | None = None
 
     def stop(self) -> None:
@@ -182,21 +194,26 @@ def loopback_cluster() -> Iterator[LoopbackCluster]:
     # Short path: Ray's Unix sockets live under it and are limited to ~107 characters.
     temp_dir = Path(tempfile.mkdtemp(prefix="pgray", dir="/tmp"))
     port, client, agent1, agent2 = free_ports(4)
-    env = base_env(PG_RAY_TOKEN_FILE=str(temp_dir / "token"),
-                   PG_RAY_STOP_GRACE_S=str(STOP_GRACE_S))
-    script = CLUSTER_SCRIPT.format(ray_up=RAY_UP, port=port, temp=temp_dir, client=client,
-                                   agent1=agent1, agent2=agent2)
-    shell = subprocess.Popen(["bash", "-c", script], env=env, cwd=REPO, text=True,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             start_new_session=True)
+    env = base_env(PG_RAY_TOKEN_FILE=str(temp_dir / "token"), PG_RAY_STOP_GRACE_S=str(STOP_GRACE_S))
+    script = CLUSTER_SCRIPT.format(
+        ray_up=RAY_UP, port=port, temp=temp_dir, client=client, agent1=agent1, agent2=agent2
+    )
+    shell = subprocess.Popen(
+        ["bash", "-c", script],
+        env=env,
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     started: list[int] = []
     try:
         _, mode, token_path = read_until(shell, "AUTH", timeout=30).split()
         waited = read_until(shell, "WAITED", timeout=150)
         started = descendants(shell.pid)
         client_env = {**env, "RAY_AUTH_MODE": mode, "RAY_AUTH_TOKEN_PATH": token_path}
-        cluster = LoopbackCluster(shell, f"127.0.0.1:{port}", temp_dir, client_env, waited,
-                                  started)
+        cluster = LoopbackCluster(shell, f"127.0.0.1:{port}", temp_dir, client_env, waited, started)
         yield cluster
         cluster.stop()
     finally:
@@ -206,7 +223,7 @@ def loopback_cluster() -> Iterator[LoopbackCluster]:
 def _last_resort_cleanup(shell: subprocess.Popen, started: list[int], temp_dir: Path) -> None:
     """Kill only what this module started (by pid and by its private temp dir), never `ray stop`."""
     if shell.poll() is None:
-        shell.stdin.close()                 # EOF: the script's `read` returns, it stops Ray
+        shell.stdin.close()  # EOF: the script's `read` returns, it stops Ray
         try:
             shell.wait(timeout=STOP_GRACE_S * 2 + 10)
         except subprocess.TimeoutExpired:
@@ -230,6 +247,7 @@ def raylets(temp_dir: Path) -> list[int]:
 
 # --- the Slurm helper, for real, on loopback ------------------------------------------
 
+
 def test_helper_starts_a_head_and_a_worker_that_join(loopback_cluster: LoopbackCluster) -> None:
     assert loopback_cluster.waited == "WAITED 0"
     # Independent of ray.nodes(): one raylet per node, both under our temp dir.
@@ -240,14 +258,16 @@ def test_helper_starts_a_head_and_a_worker_that_join(loopback_cluster: LoopbackC
 
 
 def test_waiting_for_more_nodes_than_joined_fails_within_its_timeout(
-        loopback_cluster: LoopbackCluster) -> None:
+    loopback_cluster: LoopbackCluster,
+) -> None:
     t0 = time.monotonic()
-    done = bash(f"pg_ray_wait_nodes {loopback_cluster.address} 3 4", loopback_cluster.env,
-                timeout=60)
+    done = bash(
+        f"pg_ray_wait_nodes {loopback_cluster.address} 3 4", loopback_cluster.env, timeout=60
+    )
     elapsed = time.monotonic() - t0
     assert done.returncode == 1, done.stdout + done.stderr
     assert "only 2 of 3 nodes joined" in done.stdout
-    assert 4 <= elapsed < 4 + 20        # the bound holds; 20 s covers importing ray here
+    assert 4 <= elapsed < 4 + 20  # the bound holds; 20 s covers importing ray here
 
 
 def test_waiting_for_an_absent_head_fails_within_its_timeout() -> None:
@@ -259,19 +279,34 @@ def test_waiting_for_an_absent_head_fails_within_its_timeout() -> None:
     assert time.monotonic() - t0 < 10
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pipeline.cli") is None,
-                    reason="pipeline/cli.py (phasegrid run --address) not written yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("pipeline.cli") is None,
+    reason="pipeline/cli.py (phasegrid run --address) not written yet",
+)
 @pytest.mark.skipif(not SMALL_CAMPAIGN.exists(), reason="campaigns/stripe_small.toml absent")
-def test_campaign_runs_against_the_two_node_cluster(loopback_cluster: LoopbackCluster,
-                                                    tmp_path: Path) -> None:
+def test_campaign_runs_against_the_two_node_cluster(
+    loopback_cluster: LoopbackCluster, tmp_path: Path
+) -> None:
     import pandas as pd
 
     logs = loopback_cluster.temp_dir / "session_latest" / "logs"
     drivers_before = set(logs.glob("python-core-driver-*"))
     done = subprocess.run(
-        [str(VENV_BIN / "phasegrid"), "run", str(SMALL_CAMPAIGN), "--store", str(tmp_path),
-         "--address", loopback_cluster.address],
-        env=loopback_cluster.env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            str(VENV_BIN / "phasegrid"),
+            "run",
+            str(SMALL_CAMPAIGN),
+            "--store",
+            str(tmp_path),
+            "--address",
+            loopback_cluster.address,
+        ],
+        env=loopback_cluster.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # The driver joined this cluster (its log is in our session), not an embedded Ray.
     assert set(logs.glob("python-core-driver-*")) - drivers_before
@@ -282,8 +317,9 @@ def test_campaign_runs_against_the_two_node_cluster(loopback_cluster: LoopbackCl
     assert (cells["status"] == "done").all(), cells[["cell_id", "status", "error"]]
 
 
-def test_stop_leaves_no_ray_process_behind(loopback_cluster: LoopbackCluster,
-                                           tmp_path: Path) -> None:
+def test_stop_leaves_no_ray_process_behind(
+    loopback_cluster: LoopbackCluster, tmp_path: Path
+) -> None:
     """Runs last in this module: it stops the shared cluster."""
     # A bystander that `ray stop` would kill (it matches processes by the name "raylet"),
     # standing in for other jobs' Ray on the same node: the helper must leave it alone.
@@ -316,8 +352,10 @@ FAKE_SCONTROL = """#!/bin/bash
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("pipeline.cli") is None,
-                    reason="pipeline/cli.py (phasegrid run --address) not written yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("pipeline.cli") is None,
+    reason="pipeline/cli.py (phasegrid run --address) not written yet",
+)
 @pytest.mark.skipif(not SMALL_CAMPAIGN.exists(), reason="campaigns/stripe_small.toml absent")
 def test_sbatch_script_runs_a_campaign_on_two_nodes(tmp_path: Path) -> None:
     import pandas as pd
@@ -330,18 +368,30 @@ def test_sbatch_script_runs_a_campaign_on_two_nodes(tmp_path: Path) -> None:
     temp_dir = Path(tempfile.mkdtemp(prefix="pgray", dir="/tmp"))
     port, client, agent1, agent2 = free_ports(4)
     env = base_env(
-        SLURM_JOB_NODELIST="node1,node2", SLURM_SUBMIT_DIR=str(REPO), SLURM_JOB_ID="test",
-        SLURM_CPUS_PER_TASK="1", SLURM_GPUS_PER_TASK="0", PG_VENV=str(VENV_BIN.parent),
-        PG_HEAD_IP="127.0.0.1", PG_RAY_PORT=str(port), PG_RAY_TOKEN_FILE=str(temp_dir / "tok"),
+        SLURM_JOB_NODELIST="node1,node2",
+        SLURM_SUBMIT_DIR=str(REPO),
+        SLURM_JOB_ID="test",
+        SLURM_CPUS_PER_TASK="1",
+        SLURM_GPUS_PER_TASK="0",
+        PG_VENV=str(VENV_BIN.parent),
+        PG_HEAD_IP="127.0.0.1",
+        PG_RAY_PORT=str(port),
+        PG_RAY_TOKEN_FILE=str(temp_dir / "tok"),
         PG_RAY_HEAD_ARGS=f"--temp-dir={temp_dir} --include-dashboard=false "
-                         f"--ray-client-server-port={client} "
-                         f"--dashboard-agent-listen-port={agent1} --object-store-memory=80000000",
-        PG_RAY_WORKER_ARGS=f"--dashboard-agent-listen-port={agent2} "
-                           "--object-store-memory=80000000")
+        f"--ray-client-server-port={client} "
+        f"--dashboard-agent-listen-port={agent1} --object-store-memory=80000000",
+        PG_RAY_WORKER_ARGS=f"--dashboard-agent-listen-port={agent2} --object-store-memory=80000000",
+    )
     env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
     try:
-        done = subprocess.run(["bash", str(SBATCH), str(SMALL_CAMPAIGN), str(tmp_path / "st")],
-                              env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        done = subprocess.run(
+            ["bash", str(SBATCH), str(SMALL_CAMPAIGN), str(tmp_path / "st")],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "2 of 2 nodes alive" in done.stdout
         name = tomllib.loads(SMALL_CAMPAIGN.read_text())["name"]
@@ -354,6 +404,7 @@ def test_sbatch_script_runs_a_campaign_on_two_nodes(tmp_path: Path) -> None:
 
 # --- the launcher files ---------------------------------------------------------------
 
+
 def test_shell_scripts_parse() -> None:
     for script in (RAY_UP, SBATCH):
         done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
@@ -361,8 +412,9 @@ def test_shell_scripts_parse() -> None:
     directives = [line for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
     assert "#SBATCH --ntasks-per-node=1" in directives, "one Ray node per Slurm node"
     if shutil.which("shellcheck"):
-        done = subprocess.run(["shellcheck", "-x", str(RAY_UP), str(SBATCH)],
-                              capture_output=True, text=True, cwd=REPO)
+        done = subprocess.run(
+            ["shellcheck", "-x", str(RAY_UP), str(SBATCH)], capture_output=True, text=True, cwd=REPO
+        )
         assert done.returncode == 0, done.stdout
 
 
@@ -373,9 +425,9 @@ def launcher_config() -> dict:
 def test_cluster_launcher_yaml_passes_rays_own_checks() -> None:
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    validate_config(prepare_config(launcher_config()))     # what `ray up` checks offline
+    validate_config(prepare_config(launcher_config()))  # what `ray up` checks offline
     broken = {**launcher_config(), "head_node": {}, "max_workerz": 3}
-    with pytest.raises(Exception):                          # the check can fail
+    with pytest.raises(Exception):  # the check can fail
         validate_config(prepare_config(broken))
 
 
@@ -385,8 +437,9 @@ def test_cluster_launcher_yaml_has_gpu_workers_token_auth_and_the_checkout() -> 
     head = types[config["head_node_type"]]
     workers = [t for name, t in types.items() if name != config["head_node_type"]]
     gpu_families = ("g4dn", "g5", "g6", "p3", "p4d", "p5")
-    assert workers and all(w["node_config"]["InstanceType"].startswith(gpu_families)
-                           for w in workers)
+    assert workers and all(
+        w["node_config"]["InstanceType"].startswith(gpu_families) for w in workers
+    )
     assert head["resources"].get("CPU") == 0, "the head should not train"
     assert config["file_mounts"]["~/phasegrid"] == "."
     assert "~/.ray/auth_token" in config["file_mounts"]
@@ -425,8 +478,9 @@ def test_rayjob_campaign_is_mounted_where_the_entrypoint_reads_it() -> None:
     job, config_map = rayjob_documents()
     spec_path = Path(job["spec"]["entrypoint"].split()[2])
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
-    mount = next(m for m in head["containers"][0]["volumeMounts"]
-                 if m["mountPath"] == str(spec_path.parent))
+    mount = next(
+        m for m in head["containers"][0]["volumeMounts"] if m["mountPath"] == str(spec_path.parent)
+    )
     volume = next(v for v in head["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
     text = config_map["data"][spec_path.name]

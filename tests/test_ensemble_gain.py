@@ -1,5 +1,6 @@
 """Aggregates of issue 14: ‖f‖ on the test set and the ensemble gain ⟨ε(f)⟩ − ε(⟨f⟩)
 per grid point (hand-computed), and its exponent γ against N in `boundaries`."""
+
 from __future__ import annotations
 
 import math
@@ -32,17 +33,35 @@ def _gain_campaign(gamma: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         for alpha_tilde in (0.1, 10.0):
             for seed in (0, 1):
                 cell_id = f"w{width}a{alpha_tilde}s{seed}"
-                wrong = int(round(gain * n_test))          # seed s errs on its own points
+                wrong = int(round(gain * n_test))  # seed s errs on its own points
                 outputs = np.ones(n_test)
-                outputs[seed * wrong:(seed + 1) * wrong] = -0.5   # the other seed outvotes it
-                cells.append(dict(cell_id=cell_id, width=width, alpha_tilde=alpha_tilde,
-                                  alpha=alpha_tilde / math.sqrt(width), train_size=10, seed=seed,
-                                  depth=1, dataset="stripe", n_params=n_params, status="done",
-                                  stop_reason="fitted", fitted=True, train_loss=0.0,
-                                  n_unsatisfied=0, test_error=wrong / n_test, ntk_change=1.0,
-                                  steps=10, max_steps=100))
-                predictions += [dict(cell_id=cell_id, test_index=i, test_output=o, test_label=1)
-                                for i, o in enumerate(outputs)]
+                outputs[seed * wrong : (seed + 1) * wrong] = -0.5  # the other seed outvotes it
+                cells.append(
+                    dict(
+                        cell_id=cell_id,
+                        width=width,
+                        alpha_tilde=alpha_tilde,
+                        alpha=alpha_tilde / math.sqrt(width),
+                        train_size=10,
+                        seed=seed,
+                        depth=1,
+                        dataset="stripe",
+                        n_params=n_params,
+                        status="done",
+                        stop_reason="fitted",
+                        fitted=True,
+                        train_loss=0.0,
+                        n_unsatisfied=0,
+                        test_error=wrong / n_test,
+                        ntk_change=1.0,
+                        steps=10,
+                        max_steps=100,
+                    )
+                )
+                predictions += [
+                    dict(cell_id=cell_id, test_index=i, test_output=o, test_label=1)
+                    for i, o in enumerate(outputs)
+                ]
     return pd.DataFrame(cells), pd.DataFrame(predictions)
 
 
@@ -55,6 +74,6 @@ def test_ensemble_gain_exponent_is_recovered_per_alpha(gamma):
     assert sorted(rows.index) == [0.1, 10.0]
     for alpha_tilde in (0.1, 10.0):
         row = rows.loc[alpha_tilde]
-        assert row.value == pytest.approx(gamma, abs=0.01)      # rounding to 1/1000 only
+        assert row.value == pytest.approx(gamma, abs=0.01)  # rounding to 1/1000 only
         assert row.status == "fitted" and row.n_points == 4 and row.along == "n_params"
         assert (row.lower, row.upper) == (48.0, 384.0)

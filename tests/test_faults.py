@@ -7,6 +7,7 @@ test-faults` real killed drivers, workers and nodes):
 - the store's process killed at its kill points leaves every cell either as it was or
   fully committed, and readers see no torn file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,9 +47,11 @@ def one_thread():
 def snapshotting_cell(batch_size: int | None, every: float = 1e-9):
     """A stripe cell of 300 steps that snapshots at every step (every=1e-9 s)."""
     cell = load_campaign(STRIPE).cells()[0]
-    return dataclasses.replace(cell, flow=dataclasses.replace(cell.flow, max_steps=300,
-                                                              batch_size=batch_size),
-                               checkpoint_every_seconds=every)
+    return dataclasses.replace(
+        cell,
+        flow=dataclasses.replace(cell.flow, max_steps=300, batch_size=batch_size),
+        checkpoint_every_seconds=every,
+    )
 
 
 def records_equal(got: list, want: list) -> None:
@@ -66,8 +69,7 @@ def records_equal(got: list, want: list) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [None, 16], ids=["full-batch", "minibatch"])
-def test_a_resumed_cell_continues_the_uninterrupted_trajectory(tmp_path, one_thread,
-                                                               batch_size):
+def test_a_resumed_cell_continues_the_uninterrupted_trajectory(tmp_path, one_thread, batch_size):
     cell = snapshotting_cell(batch_size)
     plain = list(train_cell(dataclasses.replace(cell, checkpoint_every_seconds=None)))
     store = ParquetStore.open(str(tmp_path / "campaign"), create=True)
@@ -84,16 +86,16 @@ def test_a_resumed_cell_continues_the_uninterrupted_trajectory(tmp_path, one_thr
         assert back is not None and back.state.step == taken.state.step
         resumed = [r for r in train_cell(cell, back.state) if not isinstance(r, TrainingState)]
         records_equal(list(back.measurements) + resumed, plain)
-        assert resumed[0].step > back.measurements[-1].step       # nothing measured twice
+        assert resumed[0].step > back.measurements[-1].step  # nothing measured twice
         assert resumed[0].wall_seconds >= back.state.wall_seconds  # the clock continues
 
 
-def test_a_snapshot_is_plain_parquet_and_a_damaged_one_costs_time_not_numbers(tmp_path,
-                                                                             one_thread):
+def test_a_snapshot_is_plain_parquet_and_a_damaged_one_costs_time_not_numbers(tmp_path, one_thread):
     cell = snapshotting_cell(None)
     measured = []
-    for record in train_cell(dataclasses.replace(cell, flow=dataclasses.replace(cell.flow,
-                                                                                max_steps=20))):
+    for record in train_cell(
+        dataclasses.replace(cell, flow=dataclasses.replace(cell.flow, max_steps=20))
+    ):
         if isinstance(record, TrainingState):
             snapshot = checkpoint.Snapshot(record, tuple(measured))
         elif isinstance(record, Measurement):
@@ -109,19 +111,20 @@ def test_a_snapshot_is_plain_parquet_and_a_damaged_one_costs_time_not_numbers(tm
     assert row["measurements"][-1]["step"] == snapshot.measurements[-1].step
 
     tampered = pq.read_table(path).set_column(
-        10, "theta", pa.array([(theta * (1 + 1e-15)).tobytes()], pa.large_binary()))
-    pq.write_table(tampered, path)                          # a valid file, wrong numbers
+        10, "theta", pa.array([(theta * (1 + 1e-15)).tobytes()], pa.large_binary())
+    )
+    pq.write_table(tampered, path)  # a valid file, wrong numbers
     with pytest.warns(CorruptFileWarning, match="SHA-256"):
         assert checkpoint.load_snapshot(store, cell.cell_id) is None
     assert not path.exists()
     assert len(list(Path(store.uri, QUARANTINE).glob("*/_checkpoints/*"))) == 1
     checkpoint.save_snapshot(store, cell.cell_id, snapshot)
-    path.write_bytes(path.read_bytes()[:100])                # truncated
+    path.write_bytes(path.read_bytes()[:100])  # truncated
     with pytest.warns(CorruptFileWarning, match=str(path.name)):
         assert checkpoint.load_snapshot(store, cell.cell_id) is None
     assert checkpoint.load_snapshot(store, "other") is None
     checkpoint.save_snapshot(store, cell.cell_id, snapshot)
-    path.rename(path.with_name("other.parquet"))             # another cell's snapshot
+    path.rename(path.with_name("other.parquet"))  # another cell's snapshot
     with pytest.warns(CorruptFileWarning, match="expected"):
         assert checkpoint.load_snapshot(store, "other") is None
 
@@ -145,40 +148,50 @@ for k, cell in enumerate(cells):
 """
 
 
-MORE = pytest.mark.faults    # the same check at more points, under `make test-faults`
+MORE = pytest.mark.faults  # the same check at more points, under `make test-faults`
 
 
-@pytest.mark.parametrize("kill_at", ["write:5", "commit:1", "move:3"] + [
-    pytest.param(point, marks=MORE) for point in ("write:2", "pending:2", "move:1",
-                                                  "committed:2", "recover:1")])
+@pytest.mark.parametrize(
+    "kill_at",
+    ["write:5", "commit:1", "move:3"]
+    + [
+        pytest.param(point, marks=MORE)
+        for point in ("write:2", "pending:2", "move:1", "committed:2", "recover:1")
+    ],
+)
 def test_the_store_killed_at_a_kill_point_leaves_each_cell_old_or_whole(tmp_path, kill_at):
     """The store's process SIGKILLs itself at `kill_at` while committing 3 cells (2
     tables each), then a new process recovers; each cell has both tables or neither."""
     campaign = tmp_path / "campaign"
     run = [sys.executable, "-c", KILL_SCRIPT, str(campaign)]
     event = kill_at.split(":")[0]
-    if event == "recover":     # a commit interrupted first, then its recovery too
+    if event == "recover":  # a commit interrupted first, then its recovery too
         first = subprocess.run(run, env={**_env(), "PHASEGRID_FAULT_KILL_AT": "commit:2"})
         assert first.returncode == -9
-    killed = subprocess.run(run, env={**_env(), "PHASEGRID_FAULT_KILL_AT": kill_at},
-                            capture_output=True, text=True)
+    killed = subprocess.run(
+        run, env={**_env(), "PHASEGRID_FAULT_KILL_AT": kill_at}, capture_output=True, text=True
+    )
     assert killed.returncode == -9, killed.stderr
-    for table in ("cells", "measurements"):                  # readers, before recovery
+    for table in ("cells", "measurements"):  # readers, before recovery
         for path in (campaign / table).glob("*"):
-            assert path.suffix == ".parquet" or path.name.startswith((".", "_")) or \
-                path.name.endswith(".tmp"), path
+            assert (
+                path.suffix == ".parquet"
+                or path.name.startswith((".", "_"))
+                or path.name.endswith(".tmp")
+            ), path
     store = ParquetStore(Location.open(str(campaign)))
     store.recover()
     cells = store.read_table("cells").to_pandas()
     measurements = store.read_table("measurements").to_pandas()
-    assert set(measurements.cell_id) == set(cells.cell_id)   # no orphan, no torn cell
+    assert set(measurements.cell_id) == set(cells.cell_id)  # no orphan, no torn cell
     assert (measurements.groupby("cell_id").size() % 40 == 0).all()
     if len(cells):
         assert len(pd.read_parquet(campaign / "measurements")) == len(measurements)
-        assert duckdb.sql(f"select count(*) from '{campaign}/measurements/*.parquet'") \
-            .fetchall()[0][0] == len(measurements)
+        assert duckdb.sql(f"select count(*) from '{campaign}/measurements/*.parquet'").fetchall()[
+            0
+        ][0] == len(measurements)
     assert not list(campaign.glob("**/*.tmp")) and not list(campaign.glob("_pending/*"))
-    done = subprocess.run(run, env=_env(), capture_output=True, text=True)   # and goes on
+    done = subprocess.run(run, env=_env(), capture_output=True, text=True)  # and goes on
     assert done.returncode == 0, done.stderr
     assert len(pd.read_parquet(campaign / "cells")) == 3
     assert len(pd.read_parquet(campaign / "measurements")) == 40 + 80 + 120

@@ -4,6 +4,7 @@ worker nodes of one CPU each, node death detected within seconds), `phasegrid ru
 killed) while it trains a cell that has a snapshot. The driver resubmits the cell; it
 continues from the snapshot on the other node, and the store ends right: every cell once,
 each equal to an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fault_tools import (assert_rows_are_the_uninterrupted_runs, assert_store_is_right, env,
-                         live_attempts, output, start, stop_group)
+from fault_tools import (
+    assert_rows_are_the_uninterrupted_runs,
+    assert_store_is_right,
+    env,
+    live_attempts,
+    output,
+    start,
+    stop_group,
+)
 
 pytestmark = pytest.mark.faults
-HEALTH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-          "health_check_failure_threshold": 4}          # a dead node is noticed in ~2 s
+HEALTH = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 4,
+}  # a dead node is noticed in ~2 s
 
 
 def runs_under(pid: int, ancestor: int) -> bool:
@@ -34,7 +45,7 @@ def runs_under(pid: int, ancestor: int) -> bool:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return False
-        pid = int(stat[stat.rindex(")") + 2:].split()[1])      # the parent's pid
+        pid = int(stat[stat.rindex(")") + 2 :].split()[1])  # the parent's pid
         if pid == ancestor:
             return True
     return False
@@ -45,8 +56,9 @@ def watch(campaign: Path, seen: dict[str, dict], nodes: dict[str, int]) -> None:
     the attempts now in _live/, each with the name of the node its worker runs on."""
     for info in live_attempts(campaign):
         if info["attempt_id"] not in seen:
-            info["node"] = next((name for name, raylet in nodes.items()
-                                 if runs_under(info["pid"], raylet)), None)
+            info["node"] = next(
+                (name for name, raylet in nodes.items() if runs_under(info["pid"], raylet)), None
+            )
             seen[info["attempt_id"]] = info
 
 
@@ -76,16 +88,23 @@ def cluster():
     by default and a token of its own, which the driver inherits. (A token driver gets
     no streamed result back from workers of a cluster without auth: measured, it hangs.)
     Yields (address, [raylet pid of each worker node], remove(i))."""
-    temp_dir = tempfile.mkdtemp(prefix="pg-ray-", dir="/tmp")   # other Ray sessions never see it
+    temp_dir = tempfile.mkdtemp(prefix="pg-ray-", dir="/tmp")  # other Ray sessions never see it
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
-    host = subprocess.Popen([sys.executable, "-c", CLUSTER_HOST, json.dumps(HEALTH), temp_dir],
-                            env=env(**auth), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    host = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER_HOST, json.dumps(HEALTH), temp_dir],
+        env=env(**auth),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
 
     def remove(index: int) -> None:
         host.stdin.write(f"remove {index}\n")
         host.stdin.flush()
         assert host.stdout.readline().strip() == "removed"
+
     try:
         info = json.loads(host.stdout.readline())
         yield info["address"], info["raylets"], remove, auth
@@ -100,11 +119,16 @@ def cluster():
 
 def test_cells_of_a_lost_node_finish_on_the_other_node(tmp_path, stripe_spec, cluster):
     address, (lost, kept), remove, auth = cluster
-    spec = stripe_spec(name="lost-node", grid={"width": [8], "seed": [0, 1]},      # 4 cells
-                       flow={"max_steps": 1500}, resources={"checkpoint_every_seconds": 0.3})
+    spec = stripe_spec(
+        name="lost-node",
+        grid={"width": [8], "seed": [0, 1]},  # 4 cells
+        flow={"max_steps": 1500},
+        resources={"checkpoint_every_seconds": 0.3},
+    )
     campaign = tmp_path / "results" / "lost-node"
-    driver = start("run", str(spec), "--store", str(tmp_path / "results"), "--address",
-                   address, **auth)
+    driver = start(
+        "run", str(spec), "--store", str(tmp_path / "results"), "--address", address, **auth
+    )
     seen: dict[str, dict] = {}
     nodes = {"lost": lost, "kept": kept}
     try:
@@ -112,8 +136,15 @@ def test_cells_of_a_lost_node_finish_on_the_other_node(tmp_path, stripe_spec, cl
         deadline = time.monotonic() + 240
         while victim is None and time.monotonic() < deadline and driver.poll() is None:
             watch(campaign, seen, nodes)
-            victim = next((i for i in seen.values() if i["node"] == "lost" and (
-                campaign / "_checkpoints" / f"{i['cell_id']}.parquet").exists()), None)
+            victim = next(
+                (
+                    i
+                    for i in seen.values()
+                    if i["node"] == "lost"
+                    and (campaign / "_checkpoints" / f"{i['cell_id']}.parquet").exists()
+                ),
+                None,
+            )
             time.sleep(0.05)
         assert victim is not None, "no cell with a snapshot ran on the node to remove"
         remove(0)
@@ -126,8 +157,11 @@ def test_cells_of_a_lost_node_finish_on_the_other_node(tmp_path, stripe_spec, cl
     assert driver.returncode == 0, output(driver)[-3000:]
     assert_store_is_right(str(campaign), 4)
     assert assert_rows_are_the_uninterrupted_runs(str(campaign)) > 4 * 256
-    retries = [i for i in seen.values()
-               if i["cell_id"] == victim["cell_id"] and i["attempt_id"] != victim["attempt_id"]]
+    retries = [
+        i
+        for i in seen.values()
+        if i["cell_id"] == victim["cell_id"] and i["attempt_id"] != victim["attempt_id"]
+    ]
     assert [(r["node"], r["resumed_step"] > 0) for r in retries] == [("kept", True)]
     cells = pd.read_parquet(campaign / "cells").set_index("cell_id")
     assert cells.attempts[victim["cell_id"]] == 2 and (cells.status == "done").all()

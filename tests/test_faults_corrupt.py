@@ -1,6 +1,7 @@
 """A campaign's store damaged on disk, and cells whose numbers break down, on the shared
 embedded Ray: reported with paths and stop reasons, never a crashed reader, never a
 silent loss; damaged cells are quarantined and run again to the same numbers."""
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,22 @@ COMPARED = ["step", "flow_time", "dt", "train_loss", "test_error", "gradient_nor
 def damage(campaign: str, cells: list[str]) -> dict[str, str]:
     """Four kinds of damage, one per cell: path -> kind."""
     a, b, c, d = cells
-    paths = {f"cells/{a}.parquet": "truncated", f"measurements/{b}.parquet": "garbage",
-             f"predictions/{c}.parquet": "bad page", f"kernels/{d}.parquet": "wrong table"}
+    paths = {
+        f"cells/{a}.parquet": "truncated",
+        f"measurements/{b}.parquet": "garbage",
+        f"predictions/{c}.parquet": "bad page",
+        f"kernels/{d}.parquet": "wrong table",
+    }
     for rel, kind in paths.items():
         path = Path(campaign, rel)
         data = path.read_bytes()
         if kind == "truncated":
-            path.write_bytes(data[:len(data) // 2])
+            path.write_bytes(data[: len(data) // 2])
         elif kind == "garbage":
             path.write_bytes(os.urandom(len(data)))
-        elif kind == "bad page":      # footer intact, a page whose CRC fails
+        elif kind == "bad page":  # footer intact, a page whose CRC fails
             middle = len(data) // 3
-            path.write_bytes(data[:middle] + bytes(64) + data[middle + 64:])
+            path.write_bytes(data[:middle] + bytes(64) + data[middle + 64 :])
             with pytest.raises(OSError, match="CRC"):
                 pq.read_table(path, page_checksum_verification=True)
         else:
@@ -47,15 +52,14 @@ def damage(campaign: str, cells: list[str]) -> dict[str, str]:
     return paths
 
 
-def test_unreadable_files_are_reported_quarantined_and_their_cells_run_again(tmp_path,
-                                                                            stripe_spec):
-    spec = stripe_spec(name="damaged", grid={"width": [8], "seed": [0, 1, 2]})   # 6 cells
+def test_unreadable_files_are_reported_quarantined_and_their_cells_run_again(tmp_path, stripe_spec):
+    spec = stripe_spec(name="damaged", grid={"width": [8], "seed": [0, 1, 2]})  # 6 cells
     campaign = run_campaign(spec, str(tmp_path / "results")).campaign
     before = {t: pd.read_parquet(f"{campaign}/{t}") for t in TABLES}
     ids = sorted(before["cells"].cell_id)
     paths = damage(campaign, ids[:4])
 
-    status = campaign_status(campaign)           # footers and schemas: a cheap check
+    status = campaign_status(campaign)  # footers and schemas: a cheap check
     assert {c.path for c in status.corrupt} == set(paths) - {f"predictions/{ids[2]}.parquet"}
     assert (status.total, status.done, status.pending) == (6, 3, 3)
     shown = CliRunner().invoke(app, ["status", campaign])
@@ -63,13 +67,13 @@ def test_unreadable_files_are_reported_quarantined_and_their_cells_run_again(tmp
     for rel in status.corrupt:
         assert f"corrupt: {campaign}/{rel.path}" in shown.output.replace("\n", "")
 
-    with warnings.catch_warnings(record=True) as seen:   # readers warn, name, go on
+    with warnings.catch_warnings(record=True) as seen:  # readers warn, name, go on
         warnings.simplefilter("always")
         results = load_results(campaign)
     named = " ".join(str(w.message) for w in seen if w.category is CorruptFileWarning)
     for rel in paths:
         assert f"{campaign}/{rel}" in named, rel
-    assert len(results.cells) == 5 and len(results.kernels) == 4     # a: no record; d: foreign
+    assert len(results.cells) == 5 and len(results.kernels) == 4  # a: no record; d: foreign
     with pytest.warns(CorruptFileWarning):
         aggregated = CliRunner().invoke(app, ["aggregate", campaign])
     assert aggregated.exit_code == 0, aggregated.output
@@ -92,13 +96,17 @@ def test_unreadable_files_are_reported_quarantined_and_their_cells_run_again(tmp
         pd.testing.assert_frame_equal(old[["cell_id"] + columns], new[["cell_id"] + columns])
 
 
-def test_diverged_and_out_of_budget_cells_are_recorded_and_the_campaign_goes_on(tmp_path,
-                                                                               stripe_spec):
+def test_diverged_and_out_of_budget_cells_are_recorded_and_the_campaign_goes_on(
+    tmp_path, stripe_spec
+):
     """α̃ = 1e-300 overflows the gradient (1/α) at step 0: nan. α̃ = 1 needs 914 steps
     (measured), α̃ = 100 786, so a budget of 850 stops one and fits the other."""
-    spec = stripe_spec(name="numerics", grid={"width": [64], "alpha_tilde": [1e-300, 1.0, 100.0],
-                                              "seed": [0]},
-                       data={"train_size": 16}, flow={"max_steps": 850})
+    spec = stripe_spec(
+        name="numerics",
+        grid={"width": [64], "alpha_tilde": [1e-300, 1.0, 100.0], "seed": [0]},
+        data={"train_size": 16},
+        flow={"max_steps": 850},
+    )
     summary = run_campaign(spec, str(tmp_path / "results"))
     assert (summary.done, summary.failed) == (3, 0)
     cells = load_results(summary.campaign).cells.set_index("alpha_tilde").sort_index()
@@ -109,5 +117,5 @@ def test_diverged_and_out_of_budget_cells_are_recorded_and_the_campaign_goes_on(
     shown = CliRunner().invoke(app, ["status", summary.campaign])
     assert "done cells by stop reason" in shown.output
     assert assert_rows_are_the_uninterrupted_runs(summary.campaign) > 3 * 16
-    again = resume_campaign(summary.campaign)       # a stop reason is a result: not re-run
+    again = resume_campaign(summary.campaign)  # a stop reason is a result: not re-run
     assert (again.already_done, again.done) == (3, 0)

@@ -3,6 +3,7 @@ error and writes nothing; nothing in pipeline/ or tasks/ unpickles (a store file
 never run code when read); no campaign name or store path leaves the store. (Embedded Ray
 listening on loopback only is tests/test_pipeline.py's
 test_embedded_ray_listens_on_loopback_only; property-based spec checks are in test_spec.)"""
+
 from __future__ import annotations
 
 import ast
@@ -16,17 +17,23 @@ from pipeline.cli import app
 from pipeline.storage import Location, join_uri
 
 GOOD = (REPO / "campaigns" / "stripe_small.toml").read_text()
-MALFORMED = {   # case: (edit of stripe_small.toml, what the message must name)
-    "name escaping the store": (lambda t: t.replace('name = "stripe-small"', 'name = "../x"'),
-                                "name"),
+MALFORMED = {  # case: (edit of stripe_small.toml, what the message must name)
+    "name escaping the store": (
+        lambda t: t.replace('name = "stripe-small"', 'name = "../x"'),
+        "name",
+    ),
     "absolute name": (lambda t: t.replace('name = "stripe-small"', 'name = "/tmp/x"'), "name"),
     "unknown key": (lambda t: t.replace("[flow]", "[flow]\nmax_step = 10"), "max_step"),
     "wrong type": (lambda t: t.replace("width = [8, 16]", 'width = ["8", 16]'), "grid.width"),
     "missing section": (lambda t: t.split("[grid]")[0], "grid"),
-    "out of range": (lambda t: t.replace("alpha_tilde = [1e-1, 1e2]", "alpha_tilde = [0.0]"),
-                     "alpha_tilde"),
-    "huge grid": (lambda t: t.replace("seed = [0, 1]", "seed = {range = [0, 10000000]}"),
-                  "max_cells"),
+    "out of range": (
+        lambda t: t.replace("alpha_tilde = [1e-1, 1e2]", "alpha_tilde = [0.0]"),
+        "alpha_tilde",
+    ),
+    "huge grid": (
+        lambda t: t.replace("seed = [0, 1]", "seed = {range = [0, 10000000]}"),
+        "max_cells",
+    ),
     "not TOML": (lambda t: t.replace("[flow]", "[flow"), "toml"),
 }
 
@@ -43,23 +50,38 @@ def test_a_malformed_spec_through_phasegrid_run_is_refused_and_writes_nothing(tm
     before = files_under(tmp_path)
     result = CliRunner().invoke(app, ["run", str(spec), "--store", str(tmp_path / "store")])
     assert result.exit_code == 2, result.output
-    assert "error" in result.output and named in result.output.lower().replace("\n", "") \
-        or named in result.output.replace("\n", ""), result.output
+    assert (
+        "error" in result.output
+        and named in result.output.lower().replace("\n", "")
+        or named in result.output.replace("\n", "")
+    ), result.output
     assert "Traceback" not in result.output
     assert files_under(tmp_path) == before and not (tmp_path / "x").exists()
 
 
 def test_a_missing_spec_file_is_refused_and_writes_nothing(tmp_path):
-    result = CliRunner().invoke(app, ["run", str(tmp_path / "nope.toml"), "--store",
-                                      str(tmp_path / "store")])
+    result = CliRunner().invoke(
+        app, ["run", str(tmp_path / "nope.toml"), "--store", str(tmp_path / "store")]
+    )
     assert result.exit_code == 2 and "nope.toml" in result.output.replace("\n", "")
     assert files_under(tmp_path) == set()
 
 
-UNPICKLERS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load",
-              "cloudpickle.load", "cloudpickle.loads", "dill.load", "dill.loads",
-              "joblib.load", "pd.read_pickle", "pandas.read_pickle", "marshal.loads",
-              "shelve.open"}
+UNPICKLERS = {
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "cPickle.load",
+    "cloudpickle.load",
+    "cloudpickle.loads",
+    "dill.load",
+    "dill.loads",
+    "joblib.load",
+    "pd.read_pickle",
+    "pandas.read_pickle",
+    "marshal.loads",
+    "shelve.open",
+}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -85,26 +107,39 @@ def unpickling_calls(source: str) -> list[str]:
         if not isinstance(node, ast.Call):
             continue
         name = _dotted(node.func)
-        if name in UNPICKLERS or name.endswith(".read_pickle") \
-                or (name == "torch.load" and _keyword(node, "weights_only") is not True) \
-                or (name in ("np.load", "numpy.load") and _keyword(node, "allow_pickle")):
+        if (
+            name in UNPICKLERS
+            or name.endswith(".read_pickle")
+            or (name == "torch.load" and _keyword(node, "weights_only") is not True)
+            or (name in ("np.load", "numpy.load") and _keyword(node, "allow_pickle"))
+        ):
             found.append(f"line {node.lineno}: {name}")
     return found
 
 
 def test_the_unpickling_check_finds_each_kind():
-    source = ("pickle.loads(b)\ntorch.load(f)\ntorch.load(f, weights_only=False)\n"
-              "np.load(f, allow_pickle=True)\npd.read_pickle(f)\nframe.read_pickle(f)\n"
-              "torch.load(f, weights_only=True)\nnp.load(f)\n")
+    source = (
+        "pickle.loads(b)\ntorch.load(f)\ntorch.load(f, weights_only=False)\n"
+        "np.load(f, allow_pickle=True)\npd.read_pickle(f)\nframe.read_pickle(f)\n"
+        "torch.load(f, weights_only=True)\nnp.load(f)\n"
+    )
     assert [f.split(": ")[1] for f in unpickling_calls(source)] == [
-        "pickle.loads", "torch.load", "torch.load", "np.load", "pd.read_pickle",
-        "frame.read_pickle"]
+        "pickle.loads",
+        "torch.load",
+        "torch.load",
+        "np.load",
+        "pd.read_pickle",
+        "frame.read_pickle",
+    ]
 
 
 @pytest.mark.parametrize("package", ["pipeline", "tasks", "results_schema"])
 def test_nothing_read_from_a_store_is_unpickled(package):
-    found = {str(path.relative_to(REPO)): calls for path in sorted((REPO / package).rglob("*.py"))
-             if (calls := unpickling_calls(path.read_text()))}
+    found = {
+        str(path.relative_to(REPO)): calls
+        for path in sorted((REPO / package).rglob("*.py"))
+        if (calls := unpickling_calls(path.read_text()))
+    }
     assert found == {}
 
 

@@ -10,6 +10,7 @@ cell exactly once, every table readable by pandas, pyarrow and duckdb, nothing l
 _pending/ _live/ _checkpoints/, and every stored number equal to an uninterrupted
 in-process run of its cell (so interrupted cells continued from their snapshots exactly,
 and no row of a dead attempt was kept)."""
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,19 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from fault_tools import (N_CELLS, SEED, TABLES, assert_rows_are_the_uninterrupted_runs,
-                         assert_store_is_right, campaign_spec, live_attempts, output, phasegrid,
-                         start, stop_group)
+from fault_tools import (
+    N_CELLS,
+    SEED,
+    TABLES,
+    assert_rows_are_the_uninterrupted_runs,
+    assert_store_is_right,
+    campaign_spec,
+    live_attempts,
+    output,
+    phasegrid,
+    start,
+    stop_group,
+)
 from pipeline import load_results
 from pipeline.status import campaign_status
 
@@ -57,13 +68,12 @@ def killed_at(args: list[str], point: str, campaign: Path, resumed: list[int]) -
         driver.wait(timeout=300)
         resumed += [a["resumed_step"] for a in live_attempts(campaign) if a["resumed_step"]]
     finally:
-        stop_group(driver, grace=0)            # its Ray outlives a SIGKILLed driver
+        stop_group(driver, grace=0)  # its Ray outlives a SIGKILLed driver
     assert driver.returncode == -signal.SIGKILL, f"{point}: {output(driver)[-2000:]}"
     readers_see_no_damage(campaign, raw=not point.startswith("quarantine"))
 
 
-def killed_from_outside(args: list[str], delay: float, campaign: Path,
-                        resumed: list[int]) -> None:
+def killed_from_outside(args: list[str], delay: float, campaign: Path, resumed: list[int]) -> None:
     """Run `phasegrid ARGS` and SIGKILL it `delay` seconds after its first cell starts."""
     driver = start(*args)
     try:
@@ -94,19 +104,23 @@ def finish_and_check(campaign: Path) -> int:
     return assert_rows_are_the_uninterrupted_runs(str(campaign))
 
 
-def test_a_driver_killed_at_kill_points_in_turn_then_resumed_loses_no_cell(tmp_path,
-                                                                          stripe_spec):
+def test_a_driver_killed_at_kill_points_in_turn_then_resumed_loses_no_cell(tmp_path, stripe_spec):
     """One campaign, six drivers killed in turn: mid-write (torn temp file), as a cell's
     attempt starts, after a live part, after a snapshot, with a commit's files pending."""
     rng = random.Random(SEED)
     spec = campaign_spec(stripe_spec, "kill-points")
     campaign = tmp_path / "results" / "kill-points"
-    points = [f"write:{rng.randint(4, 40)}", f"started:{rng.randint(1, 3)}",
-              f"live:{rng.randint(1, 2)}", f"snapshot:{rng.randint(2, 8)}",
-              f"pending:{rng.randint(1, 2)}"]
+    points = [
+        f"write:{rng.randint(4, 40)}",
+        f"started:{rng.randint(1, 3)}",
+        f"live:{rng.randint(1, 2)}",
+        f"snapshot:{rng.randint(2, 8)}",
+        f"pending:{rng.randint(1, 2)}",
+    ]
     resumed: list[int] = []
-    killed_at(["run", str(spec), "--store", str(tmp_path / "results")], points[0], campaign,
-              resumed)
+    killed_at(
+        ["run", str(spec), "--store", str(tmp_path / "results")], points[0], campaign, resumed
+    )
     for point in points[1:]:
         killed_at(["resume", str(campaign)], point, campaign, resumed)
     checked = finish_and_check(campaign)
@@ -115,7 +129,8 @@ def test_a_driver_killed_at_kill_points_in_turn_then_resumed_loses_no_cell(tmp_p
 
 
 def test_a_driver_killed_mid_commit_in_recovery_and_mid_quarantine_loses_no_cell(
-        tmp_path, stripe_spec):
+    tmp_path, stripe_spec
+):
     """Killed from outside at a random moment, then after a COMMIT marker, in the next
     driver's recovery of that commit, between the moves of a commit, right after a
     commit, and mid-quarantine of two damaged cells: then resumed."""
@@ -124,15 +139,23 @@ def test_a_driver_killed_mid_commit_in_recovery_and_mid_quarantine_loses_no_cell
     campaign = tmp_path / "results" / "mid-commit"
     resumed: list[int] = []
     delay = rng.uniform(0.5, 4.0)
-    killed_from_outside(["run", str(spec), "--store", str(tmp_path / "results")], delay,
-                        campaign, resumed)
-    points = [f"commit:{rng.randint(1, 2)}", "recover:1", f"move:{rng.randint(1, 4)}",
-              "committed:1", f"quarantine:{rng.randint(1, 5)}"]
+    killed_from_outside(
+        ["run", str(spec), "--store", str(tmp_path / "results")], delay, campaign, resumed
+    )
+    points = [
+        f"commit:{rng.randint(1, 2)}",
+        "recover:1",
+        f"move:{rng.randint(1, 4)}",
+        "committed:1",
+        f"quarantine:{rng.randint(1, 5)}",
+    ]
     for point in points:
         if point.startswith("quarantine"):
             damage_two_cells(campaign)
         killed_at(["resume", str(campaign)], point, campaign, resumed)
     checked = finish_and_check(campaign)
     assert list(campaign.glob("_quarantine/*/report.json"))
-    print(f"external kill after {delay:.2f} s, kill points {points}: {checked} rows checked, "
-          f"resumed from steps {resumed}")
+    print(
+        f"external kill after {delay:.2f} s, kill points {points}: {checked} rows checked, "
+        f"resumed from steps {resumed}"
+    )

@@ -2,6 +2,7 @@
 on one campaign (`make test-faults`): the campaign completes, each killed cell is retried
 (continuing from its snapshot when it takes them) and its rows come only from the
 attempt that finished; two drivers never both run a cell."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fault_tools import (N_CELLS, SEED, assert_rows_are_the_uninterrupted_runs,
-                         assert_store_is_right, campaign_spec, live_attempts, output, start,
-                         stop_group)
+from fault_tools import (
+    N_CELLS,
+    SEED,
+    assert_rows_are_the_uninterrupted_runs,
+    assert_store_is_right,
+    campaign_spec,
+    live_attempts,
+    output,
+    start,
+    stop_group,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -48,7 +57,7 @@ def kill_workers(driver, campaign: Path, plan: dict[int, float]) -> tuple[list, 
 def test_workers_killed_at_random_moments_cost_no_row(tmp_path, stripe_spec, snapshots):
     rng = random.Random(SEED + 2 + snapshots)
     spec = campaign_spec(stripe_spec, "workers")
-    if not snapshots:       # trained on the fast single-net path, retried from step 0
+    if not snapshots:  # trained on the fast single-net path, retried from step 0
         text = spec.read_text().replace("checkpoint_every_seconds = 0.25", "")
         spec.write_text(text)
     campaign = tmp_path / "results" / "workers"
@@ -70,15 +79,17 @@ def test_workers_killed_at_random_moments_cost_no_row(tmp_path, stripe_spec, sna
     resumed = []
     for cell, attempt, when, had_snapshot in kills:
         if cells.finished_at[cell] < when:
-            continue     # it had just finished: the kill hit the worker's next cell instead
+            continue  # it had just finished: the kill hit the worker's next cell instead
         assert cells.attempts[cell] == 2 and cells.attempt_id[cell] != attempt
         retry = [a for a in attempts if a["cell_id"] == cell and a["attempt_id"] != attempt]
         resumed += [a["resumed_step"] for a in retry if a["resumed_step"] is not None]
         assert had_snapshot <= bool(resumed) if snapshots else not resumed
     assert cells.attempts.sum() - N_CELLS <= len(kills)
     assert not snapshots or resumed, "no killed cell had a snapshot to continue from"
-    print(f"killed workers {[(c[:6], a, s) for c, a, _, s in kills]}: {checked} rows "
-          f"checked, retries resumed from steps {resumed}")
+    print(
+        f"killed workers {[(c[:6], a, s) for c, a, _, s in kills]}: {checked} rows "
+        f"checked, retries resumed from steps {resumed}"
+    )
 
 
 def test_two_drivers_started_at_once_never_both_run_a_cell(tmp_path, stripe_spec):
@@ -97,7 +108,7 @@ def test_two_drivers_started_at_once_never_both_run_a_cell(tmp_path, stripe_spec
         if winner.poll() is None:
             late = start("resume", str(campaign))
             late.wait(timeout=120)
-            late_refused = winner.poll() is None      # the winner held the campaign throughout
+            late_refused = winner.poll() is None  # the winner held the campaign throughout
         winner.wait(timeout=300)
     finally:
         for process in drivers + ([late] if late else []):
@@ -107,5 +118,5 @@ def test_two_drivers_started_at_once_never_both_run_a_cell(tmp_path, stripe_spec
     if late_refused:
         assert late.returncode == 1 and "in use" in output(late)
     assert_store_is_right(str(campaign), N_CELLS)
-    assert (pd.read_parquet(campaign / "cells").attempts == 1).all()   # none run twice
+    assert (pd.read_parquet(campaign / "cells").attempts == 1).all()  # none run twice
     assert assert_rows_are_the_uninterrupted_runs(str(campaign)) > N_CELLS * 256

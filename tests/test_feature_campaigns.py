@@ -1,5 +1,6 @@
 """The campaign specs of issue 14 (Sec. 5: Figs. 8 right, 9, 10) parse, hold the settings
 their figure needs, and the paper-scale headers quote the estimate their formula gives."""
+
 from __future__ import annotations
 
 import math

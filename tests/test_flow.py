@@ -1,4 +1,5 @@
 """The adaptive gradient flow against closed forms and a tiny-dt Euler oracle."""
+
 from __future__ import annotations
 
 import math
@@ -6,8 +7,7 @@ import math
 import pytest
 import torch
 
-from tasks.flow import (FlowState, advance, attempt_step, control, rebatch, start_flow,
-                        stop_reason)
+from tasks.flow import FlowState, advance, attempt_step, control, rebatch, start_flow, stop_reason
 from tasks.losses import AlphaObjective, loss_derivative, unsatisfied_margins
 from tasks.specs import FlowSpec, LossSpec
 
@@ -64,11 +64,12 @@ def test_linear_flow_tracks_closed_form(alpha):
     0.28%, the same at every α: the α-trick makes the time scale α-independent)."""
     objective, w0, exact = linear_problem(alpha)
     states = run(objective, w0, FlowSpec(), until=3.0)
-    worst = max((s.outputs - exact(s.flow_time)).norm() / exact(s.flow_time).norm()
-                for s in states[1:])
+    worst = max(
+        (s.outputs - exact(s.flow_time)).norm() / exact(s.flow_time).norm() for s in states[1:]
+    )
     assert worst < 5e-3
     margins = max((s.outputs * objective.y).max().item() for s in states)
-    assert margins < 1.0          # precondition of the closed form: no margin satisfied
+    assert margins < 1.0  # precondition of the closed form: no margin satisfied
 
 
 def test_linear_flow_error_shrinks_with_the_turn_tolerance():
@@ -77,8 +78,12 @@ def test_linear_flow_error_shrinks_with_the_turn_tolerance():
     errors = []
     for turn in (1e-3, 1e-4, 1e-5):
         states = run(objective, w0, FlowSpec(max_gradient_turn=turn), until=3.0)
-        errors.append(max(((s.outputs - exact(s.flow_time)).norm()
-                           / exact(s.flow_time).norm()).item() for s in states[1:]))
+        errors.append(
+            max(
+                ((s.outputs - exact(s.flow_time)).norm() / exact(s.flow_time).norm()).item()
+                for s in states[1:]
+            )
+        )
     assert errors[2] < 1.5e-3
     assert errors[0] > 2 * errors[1] > 4 * errors[2]
 
@@ -93,7 +98,7 @@ def test_huge_initial_dt_is_rejected_and_divided_by_ten():
         state, accepted = attempt_step(state, objective, spec)
         if accepted:
             break
-    assert len(tried) >= 4                            # 1e6, 1e5, 1e4, ... all rejected
+    assert len(tried) >= 4  # 1e6, 1e5, 1e4, ... all rejected
     assert all(b == pytest.approx(a / 10, rel=1e-15) for a, b in zip(tried, tried[1:]))
     assert state.rejections == len(tried) - 1 and state.evaluations == len(tried) + 1
     assert state.flow_time == tried[-1] and state.step == 1
@@ -108,15 +113,22 @@ def test_easy_steps_grow_dt_by_ten_percent_and_reuse_the_gradient():
         state = advance(state, objective, spec)
         dts.append(state.dt)
     assert all(b == pytest.approx(1.1 * a, rel=1e-15) for a, b in zip(dts, dts[1:]))
-    assert state.evaluations == 21 and state.rejections == 0    # one evaluation per step
+    assert state.evaluations == 21 and state.rejections == 0  # one evaluation per step
     assert state.flow_time == pytest.approx(sum(dts[:-1]), rel=1e-14)
     torch.testing.assert_close(state.gradient, objective(state.theta)[0], rtol=0, atol=0)
 
 
 def test_control_is_elementwise_and_matches_the_scalar_rule():
     spec = FlowSpec()
-    cases = [(1.0, 1e-5, 0.01), (1.0, 6e-5, 0.01), (1.0, 1e-5, 0.07), (2.0, 2e-4, 0.01),
-             (2.0, 1e-5, 0.2), (3.0, float("nan"), 0.0), (3.0, 0.0, float("inf"))]
+    cases = [
+        (1.0, 1e-5, 0.01),
+        (1.0, 6e-5, 0.01),
+        (1.0, 1e-5, 0.07),
+        (2.0, 2e-4, 0.01),
+        (2.0, 1e-5, 0.2),
+        (3.0, float("nan"), 0.0),
+        (3.0, 0.0, float("inf")),
+    ]
     scalar = [control(*case, spec) for case in cases]
     assert [a for a, _ in scalar] == [True, True, True, False, False, False, False]
     assert [dt for _, dt in scalar] == [1.1, 1.0, 1.0, 0.2, 0.2, 0.3, 0.3]
@@ -148,17 +160,18 @@ def test_nonlinear_flow_matches_tiny_dt_euler(alpha):
     theta0 = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
     with torch.no_grad():
         initial = net(x)
-    objective = AlphaObjective(net, alpha, loss_derivative(LossSpec("softhinge", 20.0)),
-                               x, y, initial)
+    objective = AlphaObjective(
+        net, alpha, loss_derivative(LossSpec("softhinge", 20.0)), x, y, initial
+    )
     final = run(objective, theta0, FlowSpec(), until=1.0)[-1]
     steps = math.ceil(final.flow_time / 1e-3)
-    theta, dt = theta0, final.flow_time / steps           # plain Euler, dt ≈ 1e-3
+    theta, dt = theta0, final.flow_time / steps  # plain Euler, dt ≈ 1e-3
     for _ in range(steps):
         theta = theta - dt * objective(theta)[0]
     euler_outputs = objective(theta)[1]
     error = (final.outputs - euler_outputs).norm() / euler_outputs.norm()
-    assert error < 1e-2                                   # measured 1.6e-3 at α = 0.1
-    assert final.evaluations < steps / 10                 # with far fewer evaluations
+    assert error < 1e-2  # measured 1.6e-3 at α = 0.1
+    assert final.evaluations < steps / 10  # with far fewer evaluations
 
 
 def test_stop_reasons_in_order():
@@ -181,7 +194,9 @@ def test_a_point_where_every_step_fails_ends_with_dt_underflow():
             return torch.ones(2, dtype=F64), torch.zeros(3, dtype=F64)
         return torch.full((2,), float("nan"), dtype=F64), torch.zeros(3, dtype=F64)
 
-    state = advance(start_flow(torch.zeros(2, dtype=F64), evaluate, FlowSpec()), evaluate, FlowSpec())
+    state = advance(
+        start_flow(torch.zeros(2, dtype=F64), evaluate, FlowSpec()), evaluate, FlowSpec()
+    )
     assert state.dt == 0.0 and state.step == 0
     assert stop_reason(state, 3, FlowSpec()) == "stalled"
 
@@ -204,8 +219,9 @@ def hinge_problem(alpha: float):
     theta0 = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
     with torch.no_grad():
         initial = net(x)
-    objective = AlphaObjective(net, alpha, loss_derivative(LossSpec("hinge")), x, y, initial,
-                               kinked=True)
+    objective = AlphaObjective(
+        net, alpha, loss_derivative(LossSpec("hinge")), x, y, initial, kinked=True
+    )
     return objective, theta0
 
 
@@ -223,9 +239,10 @@ def test_hinge_flow_crosses_kinks_and_matches_tiny_dt_euler(alpha, tolerance):
     for _ in range(steps):
         theta = theta - dt * objective(theta)[0]
     euler_outputs = objective(theta)[1]
-    assert unsatisfied_margins(objective.y * euler_outputs) <= 10           # kinks were crossed
+    assert unsatisfied_margins(objective.y * euler_outputs) <= 10  # kinks were crossed
     assert unsatisfied_margins(objective.y * state.outputs) == unsatisfied_margins(
-        objective.y * euler_outputs)
+        objective.y * euler_outputs
+    )
     error = (state.outputs - euler_outputs).norm() / euler_outputs.norm()
     assert error < tolerance
 

@@ -1,4 +1,5 @@
 """Models in the NTK parametrisation and the normalised activations (paper Eq. 1–3)."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,7 @@ import torch
 from scipy.integrate import quad
 
 from tasks.activations import ACTIVATIONS, activation
-from tasks.models import (ConvNet, FullyConnected, build_from_spec, build_model,
-                          count_parameters)
+from tasks.models import ConvNet, FullyConnected, build_from_spec, build_model, count_parameters
 from tasks.specs import ModelSpec
 
 F64 = torch.float64
@@ -21,16 +21,22 @@ F64 = torch.float64
 
 def _gaussian_mean_of_square(fn) -> float:
     """E_{z~N(0,1)}[fn(z)²] by QUADPACK, split at 0 where the sharp activations bend."""
+
     def integrand(z: float) -> float:
         value = float(fn(torch.tensor([z], dtype=F64))[0])
         return value * value * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    return sum(quad(integrand, a, b, epsabs=1e-13, epsrel=1e-11, limit=200)[0]
-               for a, b in [(-np.inf, -0.1), (-0.1, 0.0), (0.0, 0.1), (0.1, np.inf)])
+
+    return sum(
+        quad(integrand, a, b, epsabs=1e-13, epsrel=1e-11, limit=200)[0]
+        for a, b in [(-np.inf, -0.1), (-0.1, 0.0), (0.0, 0.1), (0.1, np.inf)]
+    )
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
 @pytest.mark.parametrize("beta", [0.5, 1.0, 10.0, 100.0])
-def test_activation_has_unit_second_moment_under_a_standard_gaussian(name: str, beta: float) -> None:
+def test_activation_has_unit_second_moment_under_a_standard_gaussian(
+    name: str, beta: float
+) -> None:
     assert _gaussian_mean_of_square(activation(name, beta)) == pytest.approx(1.0, rel=1e-8)
 
 
@@ -45,8 +51,12 @@ def test_activation_unit_second_moment_by_monte_carlo() -> None:
 def test_sharp_activations_follow_their_definition() -> None:
     x = torch.linspace(-3, 3, 13, dtype=F64)
     sigmoid = torch.sigmoid
-    for name, raw in [("relu", torch.relu(x)), ("swish", x * sigmoid(10 * x)),
-                      ("tanh", torch.tanh(10 * x) / 10), ("softplus", torch.log1p(torch.exp(10 * x)) / 10)]:
+    for name, raw in [
+        ("relu", torch.relu(x)),
+        ("swish", x * sigmoid(10 * x)),
+        ("tanh", torch.tanh(10 * x) / 10),
+        ("softplus", torch.log1p(torch.exp(10 * x)) / 10),
+    ]:
         sigma = activation(name, 10.0)
         assert torch.allclose(sigma(x) / sigma.scale, raw, rtol=1e-12, atol=1e-15)
     assert activation("relu", 7.0).scale == math.sqrt(2.0)
@@ -68,15 +78,19 @@ def test_fc_output_is_one_number_per_point_in_float64() -> None:
 
 def test_same_generator_seed_gives_the_same_net_and_another_seed_does_not() -> None:
     x = torch.randn(4, 3, dtype=F64)
-    nets = [build_model(3, 8, 3, "swish", 10.0, True, torch.Generator().manual_seed(s))
-            for s in (1, 1, 2)]
+    nets = [
+        build_model(3, 8, 3, "swish", 10.0, True, torch.Generator().manual_seed(s))
+        for s in (1, 1, 2)
+    ]
     assert torch.equal(nets[0](x), nets[1](x))
     assert not torch.allclose(nets[0](x), nets[2](x))
 
 
 def test_bias_and_no_bias_nets_from_one_seed_share_their_weights() -> None:
-    with_bias, without = (build_model(3, 8, 2, bias=b, generator=torch.Generator().manual_seed(5))
-                          for b in (True, False))
+    with_bias, without = (
+        build_model(3, 8, 2, bias=b, generator=torch.Generator().manual_seed(5))
+        for b in (True, False)
+    )
     assert all(torch.equal(a, b) for a, b in zip(with_bias.weights, without.weights))
 
 
@@ -125,7 +139,9 @@ def test_convnet_reads_pca_features_as_1d_and_pixels_as_images() -> None:
 @pytest.mark.parametrize("d, shape", [(10, (1, 10)), (784, (1, 28, 28))])
 def test_convnet_output_shape_and_parameter_count(d: int, shape: tuple[int, ...]) -> None:
     h, depth, taps = 6, 3, 3 ** (len(shape) - 1)
-    model = ConvNet(d, h, depth, "swish", 10.0, bias=True, generator=torch.Generator().manual_seed(0))
+    model = ConvNet(
+        d, h, depth, "swish", 10.0, bias=True, generator=torch.Generator().manual_seed(0)
+    )
     assert model(torch.randn(5, d, dtype=F64)).shape == (5,)
     expected = shape[0] * taps * h + (depth - 1) * h * h * taps + h + depth * h
     assert count_parameters(model) == expected
@@ -158,6 +174,8 @@ def test_invalid_sizes_are_rejected_with_the_field_name() -> None:
 
 
 def test_importing_models_and_ntk_does_no_numerical_work() -> None:
-    code = ("import tasks.models, tasks.ntk, tasks.activations as a; "
-            "assert a.normalisation.cache_info().currsize == 0")
+    code = (
+        "import tasks.models, tasks.ntk, tasks.activations as a; "
+        "assert a.normalisation.cache_info().currsize == 0"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

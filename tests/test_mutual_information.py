@@ -1,5 +1,6 @@
 """The k-NN mutual-information estimator against distributions with a known answer, and the
 kernel PCA of the NTK on a kernel with a planted label-aligned eigenvector (paper Fig. 10)."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ def _gaussian(n: int, seed: int) -> np.ndarray:
 def test_independent_labels_have_zero_information():
     values = _gaussian(4000, 0)
     labels = np.random.default_rng(1).integers(0, 2, 4000)
-    assert abs(knn_mutual_information(values, labels)) < 0.02       # bits
+    assert abs(knn_mutual_information(values, labels)) < 0.02  # bits
 
 
 def test_a_balanced_threshold_label_carries_one_bit():
@@ -77,15 +78,17 @@ def test_non_finite_values_give_nan_and_bad_shapes_raise():
 
 # Kernel PCA ------------------------------------------------------------------------------
 
+
 def _planted_kernel(n: int, aligned_rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Θ = Σ_r λ_r φ_r φ_rᵀ with λ_r = 10/(r+1) and φ_{aligned_rank} ∝ y (balanced ±1);
     the other φ_r an orthonormal random basis of y's complement."""
     g = torch.Generator().manual_seed(seed)
     y = torch.where(torch.arange(n) % 2 == 0, 1.0, -1.0).double()
     y = y[torch.randperm(n, generator=g)]
-    basis = torch.cat([y[:, None] / y.norm(), torch.randn(n, n - 1, generator=g,
-                                                          dtype=torch.float64)], dim=1)
-    q, _ = torch.linalg.qr(basis)          # column 0 = ±y/‖y‖, the rest orthogonal to it
+    basis = torch.cat(
+        [y[:, None] / y.norm(), torch.randn(n, n - 1, generator=g, dtype=torch.float64)], dim=1
+    )
+    q, _ = torch.linalg.qr(basis)  # column 0 = ±y/‖y‖, the rest orthogonal to it
     order = list(range(1, n))
     order.insert(aligned_rank, 0)
     vectors = q[:, order]
@@ -108,8 +111,12 @@ def test_kernel_pca_rank_is_capped_by_the_kernel_size_and_zero_rank_is_empty():
     gram, y = _planted_kernel(30, aligned_rank=0, seed=8)
     assert len(kernel_pca(gram, y, rank=100).eigenvalues) == 30
     assert len(kernel_pca(gram, y, rank=0).mutual_information) == 0
-    assert len(kernel_pca(torch.full((3, 3), math.nan, dtype=torch.float64),
-                          y[:3], rank=5).eigenvalues) == 0
+    assert (
+        len(
+            kernel_pca(torch.full((3, 3), math.nan, dtype=torch.float64), y[:3], rank=5).eigenvalues
+        )
+        == 0
+    )
 
 
 def test_a_two_valued_variable_equal_to_the_label_carries_one_bit():

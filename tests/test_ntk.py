@@ -1,5 +1,6 @@
 """The fast layer-wise NTK against torch.func, and the empirical NTK against its
 infinite-width limit (Jacot et al.'s arc-cosine recursion, written out here)."""
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,11 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def _ntk_by_autograd_loop(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Θ from one autograd.grad per point and a dense Jacobian (the slowest, plainest way)."""
     params = list(model.parameters())
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(model(x[i:i + 1])[0], params)])
-            for i in range(x.shape[0])]
-    J = torch.stack(rows)                                                 # [P, N]
+    rows = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(model(x[i : i + 1])[0], params)])
+        for i in range(x.shape[0])
+    ]
+    J = torch.stack(rows)  # [P, N]
     return J @ J.T
 
 
@@ -38,8 +41,9 @@ def _ntk_by_autograd_loop(model: torch.nn.Module, x: torch.Tensor) -> torch.Tens
 @pytest.mark.parametrize("bias", [False, True])
 def test_fast_ntk_equals_torch_func_jacobian_ntk(activation: str, depth: int, bias: bool) -> None:
     seed = 100 * depth + 10 * bias + ACTIVATIONS.index(activation)
-    model = build_model(4, 9, depth, activation, 3.0, bias,
-                        generator=torch.Generator().manual_seed(seed))
+    model = build_model(
+        4, 9, depth, activation, 3.0, bias, generator=torch.Generator().manual_seed(seed)
+    )
     x = torch.randn(7, 4, generator=torch.Generator().manual_seed(seed + 1), dtype=F64)
     fast = ntk_gram(model, x)
     assert fast.dtype == F64 and fast.shape == (7, 7)
@@ -54,9 +58,11 @@ def test_fast_ntk_does_not_depend_on_row_blocks() -> None:
 
 def test_jacobian_ntk_equals_per_point_autograd_for_fc_and_cnn() -> None:
     g = torch.Generator().manual_seed(3)
-    models = [build_model(5, 6, 2, "tanh", 2.0, True, g),
-              ConvNet(10, 4, 2, "swish", 10.0, bias=True, generator=g),
-              ConvNet(256, 3, 1, "relu", generator=g)]
+    models = [
+        build_model(5, 6, 2, "tanh", 2.0, True, g),
+        ConvNet(10, 4, 2, "swish", 10.0, bias=True, generator=g),
+        ConvNet(256, 3, 1, "relu", generator=g),
+    ]
     for model in models:
         x = torch.randn(4, _input_dim(model), generator=g, dtype=F64)
         reference = _ntk_by_autograd_loop(model, x)
@@ -96,9 +102,15 @@ def _arccos_relu_ntk(x: torch.Tensor, depth: int) -> torch.Tensor:
 def _mean_error_to_infinite_width(width: int, seeds: range, depth: int = 2) -> float:
     x = _points(20, 6, seed=7)
     limit = _arccos_relu_ntk(x, depth)
-    errors = [_relative_error(ntk_gram(build_model(6, width, depth, "relu",
-                                                   generator=torch.Generator().manual_seed(s)), x),
-                              limit) for s in seeds]
+    errors = [
+        _relative_error(
+            ntk_gram(
+                build_model(6, width, depth, "relu", generator=torch.Generator().manual_seed(s)), x
+            ),
+            limit,
+        )
+        for s in seeds
+    ]
     return sum(errors) / len(errors)
 
 
@@ -116,7 +128,8 @@ def test_arccos_reference_has_the_closed_form_diagonal() -> None:
 
 
 def test_ntk_change_is_relative_frobenius_distance() -> None:
-    theta = ntk_gram(build_model(3, 8, 2, generator=torch.Generator().manual_seed(9)),
-                     _points(6, 3, seed=10))
+    theta = ntk_gram(
+        build_model(3, 8, 2, generator=torch.Generator().manual_seed(9)), _points(6, 3, seed=10)
+    )
     assert ntk_change(theta, theta) == 0.0
     assert ntk_change(theta, 3 * theta) == pytest.approx(2.0, rel=1e-14)

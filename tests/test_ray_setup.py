@@ -5,6 +5,7 @@ message within PHASEGRID_RAY_PREFLIGHT_S; a driver with the same (disabled) mode
 The head has its own temp dir and ports and is stopped by its process group only (never
 `ray stop`: other engineers' Ray sessions run on this machine). Each driver runs in a
 process of its own (Ray keeps per-process state, and pytest may hold an embedded Ray)."""
+
 from __future__ import annotations
 
 import shutil
@@ -39,23 +40,38 @@ print("OK")
 session.close()
 """
 
-pytestmark = pytest.mark.faults   # two drivers, one waits out its pre-flight: > 20 s
+pytestmark = pytest.mark.faults  # two drivers, one waits out its pre-flight: > 20 s
 
 
 @pytest.fixture(scope="module")
 def unauthenticated_head() -> Iterator[str]:
     """`ray start --head --block` with RAY_AUTH_MODE=disabled; yields its address."""
-    temp_dir = Path(tempfile.mkdtemp(prefix="pgrs", dir="/tmp"))   # short: Unix sockets
+    temp_dir = Path(tempfile.mkdtemp(prefix="pgrs", dir="/tmp"))  # short: Unix sockets
     port, client, agent, metrics = free_ports(4)
     head = subprocess.Popen(
-        [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={port}", "--num-cpus=1", "--object-store-memory=80000000",
-         f"--temp-dir={temp_dir}", "--include-dashboard=false",
-         f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
-         f"--metrics-export-port={metrics}"],
-        env=base_env(RAY_AUTH_MODE="disabled"), cwd=REPO, text=True,
-        stdin=subprocess.DEVNULL, stdout=(temp_dir / "head.log").open("w"),
-        stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(VENV_BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--object-store-memory=80000000",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=false",
+            f"--ray-client-server-port={client}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--metrics-export-port={metrics}",
+        ],
+        env=base_env(RAY_AUTH_MODE="disabled"),
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=(temp_dir / "head.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for(temp_dir / "head.log", "Ray runtime started", head, timeout=120)
         yield f"127.0.0.1:{port}"
@@ -79,18 +95,25 @@ def wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float) ->
 def drive(address: str, **auth: str) -> tuple[int, float, str]:
     """start_ray(address) in a driver process: (exit code, seconds start_ray took, output)."""
     log = tempfile.TemporaryFile(mode="w+")
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address], cwd=REPO,
-                              env=base_env(PHASEGRID_RAY_PREFLIGHT_S=str(PREFLIGHT_S), **auth),
-                              stdout=log, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, address],
+        cwd=REPO,
+        env=base_env(PHASEGRID_RAY_PREFLIGHT_S=str(PREFLIGHT_S), **auth),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         driver.wait(timeout=PREFLIGHT_S + 120)
     finally:
         stop_group(driver)
     log.seek(0)
     text = log.read()
-    seconds = next((float(line.split()[1]) for line in text.splitlines()
-                    if line.startswith("SECONDS ")), float("nan"))
+    seconds = next(
+        (float(line.split()[1]) for line in text.splitlines() if line.startswith("SECONDS ")),
+        float("nan"),
+    )
     return driver.returncode, seconds, text
 
 
@@ -101,15 +124,17 @@ def test_a_driver_with_the_clusters_auth_mode_passes_the_preflight(unauthenticat
 
 
 def test_a_token_driver_on_a_cluster_without_auth_fails_clearly_in_bounded_time(
-        unauthenticated_head):
+    unauthenticated_head,
+):
     t0 = time.monotonic()
-    code, seconds, text = drive(unauthenticated_head, RAY_AUTH_MODE="token",
-                                RAY_AUTH_TOKEN=uuid.uuid4().hex)
+    code, seconds, text = drive(
+        unauthenticated_head, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex
+    )
     wall = time.monotonic() - t0
     assert code == 1, text[-3000:]
     error = next(line for line in text.splitlines() if line.startswith("ERROR "))
     assert f"did not run a test task within {PREFLIGHT_S} s" in error
     assert "token-auth mismatch" in error and "RAY_AUTH_MODE=disabled on both" in error
     assert "cluster/README.md" in error
-    assert PREFLIGHT_S <= seconds < PREFLIGHT_S + 30, text[-3000:]   # bounded, not a hang
+    assert PREFLIGHT_S <= seconds < PREFLIGHT_S + 30, text[-3000:]  # bounded, not a hang
     assert wall < PREFLIGHT_S + 90

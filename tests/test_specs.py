@@ -1,4 +1,5 @@
 """Cell ids: a stable hash of the fully resolved configuration."""
+
 import dataclasses
 
 from tasks.specs import CellSpec, DataSpec, LossSpec, ModelSpec, ObservableSpec
@@ -42,9 +43,11 @@ def test_settings_added_later_keep_stored_cell_ids_at_their_default():
     mnist = CellSpec(alpha_tilde=2.0, seed=1, data=DataSpec("mnist", dimension=10))
     assert mnist.cell_id == "043a145e3fa4df63"
     base = CellSpec(alpha_tilde=0.5, seed=3)
-    changed = [dataclasses.replace(base, data=DataSpec(perpendicular_scale=4.0)),
-               dataclasses.replace(base, data=DataSpec(pca=False)),
-               dataclasses.replace(base, data=DataSpec(parallel_dimension=3)),
-               dataclasses.replace(base, observables=ObservableSpec(kernel_pca_rank=10))]
+    changed = [
+        dataclasses.replace(base, data=DataSpec(perpendicular_scale=4.0)),
+        dataclasses.replace(base, data=DataSpec(pca=False)),
+        dataclasses.replace(base, data=DataSpec(parallel_dimension=3)),
+        dataclasses.replace(base, observables=ObservableSpec(kernel_pca_rank=10)),
+    ]
     ids = {c.cell_id for c in changed}
     assert base.cell_id not in ids and len(ids) == len(changed)

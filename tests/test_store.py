@@ -2,6 +2,7 @@
 failed cells replaced by done ones, and live rows of dead attempts never mixed in.
 
 Cells are trained for real (in-process `train_cell`, via the scheduler's `run_cell`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,7 @@ from pipeline.campaign import StoreSink
 from pipeline.rows import Provenance, done_tables, failed_cell_table, manifest_table, utc_now
 from pipeline.scheduler import AttemptFinished, AttemptStarted, MeasurementBatch, run_cell
 from pipeline.spec import load_campaign
-from pipeline.store import (COMMIT, PENDING, CampaignLockedError, CampaignNotFoundError,
-                            ParquetStore)
+from pipeline.store import COMMIT, PENDING, CampaignLockedError, CampaignNotFoundError, ParquetStore
 from tasks.records import KERNEL_PCA_COLUMNS, CellResult, Measurement
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,8 +32,10 @@ TABLES = ("cells", "measurements", "predictions", "kernels")
 def cells():
     """Two tiny stripe cells of campaigns/stripe_small.toml (d=5, P=64, h=8)."""
     spec = load_campaign(REPO / "campaigns" / "stripe_small.toml")
-    return [dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_steps=200))
-            for c in spec.cells()[:2]]
+    return [
+        dataclasses.replace(c, flow=dataclasses.replace(c.flow, max_steps=200))
+        for c in spec.cells()[:2]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,13 @@ def new_store(tmp_path, cells) -> ParquetStore:
 
 
 def test_readme_is_generated_from_the_schemas():
-    generated = subprocess.run([sys.executable, "-m", "results_schema"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout
+    generated = subprocess.run(
+        [sys.executable, "-m", "results_schema"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert (REPO / "results_schema" / "README.md").read_text() == generated
     for name, schema in rs.TABLES.items():
         assert schema.metadata[rs.VERSION_KEY] == str(rs.SCHEMA_VERSION).encode()
@@ -80,28 +87,35 @@ def test_readme_is_generated_from_the_schemas():
 def test_minimum_columns_of_the_issue_and_record_fields_are_in_the_schemas():
     minimum = {
         "cells": "cell_id width alpha_tilde alpha train_size seed depth n_params status "
-                 "stop_reason fitted train_loss n_unsatisfied test_error ntk_change steps "
-                 "flow_time wall_seconds error",
+        "stop_reason fitted train_loss n_unsatisfied test_error ntk_change steps "
+        "flow_time wall_seconds error",
         "measurements": "cell_id step flow_time train_loss n_unsatisfied train_error test_error",
         "predictions": "cell_id test_index test_output test_label",
         "kernels": "cell_id ntk_norm_initial ntk_norm_final ntk_change h0_eigenvalues "
-                   + " ".join(KERNEL_PCA_COLUMNS)}
+        + " ".join(KERNEL_PCA_COLUMNS),
+    }
     for table, columns in minimum.items():
         assert set(columns.split()) <= set(rs.schema_of(table).names), table
-    arrays = {"test_outputs", "test_labels", "h0_eigenvalues", *KERNEL_PCA_COLUMNS,
-              "weights_initial", "weights_final"}
+    arrays = {
+        "test_outputs",
+        "test_labels",
+        "h0_eigenvalues",
+        *KERNEL_PCA_COLUMNS,
+        "weights_initial",
+        "weights_final",
+    }
     result_fields = {f.name for f in dataclasses.fields(CellResult)} - arrays
     assert result_fields <= set(rs.CELLS.names)
     assert {f.name for f in dataclasses.fields(Measurement)} <= set(rs.MEASUREMENTS.names)
 
 
 def test_validate_names_each_mismatch(cells, events):
-    table = done_tables(cells[0], finished(events[cells[0].cell_id]).result, [],
-                        provenance())["cells"]
+    table = done_tables(cells[0], finished(events[cells[0].cell_id]).result, [], provenance())[
+        "cells"
+    ]
     rs.validate("cells", table)
     broken = table.drop_columns(["seed"]).append_column("sede", pa.array([0]))
-    broken = broken.set_column(broken.schema.get_field_index("width"), "width",
-                               pa.array([8.0]))
+    broken = broken.set_column(broken.schema.get_field_index("width"), "width", pa.array([8.0]))
     with pytest.raises(rs.SchemaError) as error:
         rs.validate("cells", broken)
     message = str(error.value)
@@ -118,8 +132,7 @@ def test_committed_cell_reads_back_with_pandas_and_duckdb(tmp_path, cells, event
     store = new_store(tmp_path, cells)
     cell = cells[0]
     end = finished(events[cell.cell_id])
-    store.commit(cell.cell_id, done_tables(cell, end.result, list(end.measurements),
-                                           provenance()))
+    store.commit(cell.cell_id, done_tables(cell, end.result, list(end.measurements), provenance()))
     campaign = store.location.root
     for table in TABLES:
         frame = read(campaign, table)
@@ -134,16 +147,17 @@ def test_committed_cell_reads_back_with_pandas_and_duckdb(tmp_path, cells, event
     assert len(predictions) == cell.data.test_size
     row = read(campaign, "cells").iloc[0]
     assert (row.status, row.width, row.alpha_tilde, row.seed) == ("done", 8, 0.1, 0)
-    assert row.alpha == pytest.approx(0.1 / 8 ** 0.5)
+    assert row.alpha == pytest.approx(0.1 / 8**0.5)
 
 
 def test_crash_before_the_commit_marker_is_discarded_by_recovery(tmp_path, cells, events):
     store = new_store(tmp_path, cells)
     cell = cells[0]
     end = finished(events[cell.cell_id])
-    store.write_pending(cell.cell_id, done_tables(cell, end.result, list(end.measurements),
-                                                  provenance()))
-    for table in TABLES:    # nothing visible: pending files live under _pending/
+    store.write_pending(
+        cell.cell_id, done_tables(cell, end.result, list(end.measurements), provenance())
+    )
+    for table in TABLES:  # nothing visible: pending files live under _pending/
         assert read(store.location.root, table).empty
     assert store.recover() == (0, 1)
     assert not store.location.listdir(PENDING)
@@ -156,11 +170,13 @@ def test_crash_in_the_middle_of_the_moves_is_finished_by_recovery(tmp_path, cell
     end = finished(events[cell.cell_id])
     tables = done_tables(cell, end.result, list(end.measurements), provenance())
     store.write_pending(cell.cell_id, tables)
-    store.location.write_bytes(f"{PENDING}/{cell.cell_id}/{COMMIT}", b'["cells", "kernels", '
-                               b'"measurements", "predictions"]')
-    store.location.move(f"{PENDING}/{cell.cell_id}/measurements.parquet",
-                        f"measurements/{cell.cell_id}.parquet")        # then the driver died
-    assert store.cell_states() == {}      # the cells record is the last file moved
+    store.location.write_bytes(
+        f"{PENDING}/{cell.cell_id}/{COMMIT}", b'["cells", "kernels", "measurements", "predictions"]'
+    )
+    store.location.move(
+        f"{PENDING}/{cell.cell_id}/measurements.parquet", f"measurements/{cell.cell_id}.parquet"
+    )  # then the driver died
+    assert store.cell_states() == {}  # the cells record is the last file moved
     assert store.recover() == (1, 0)
     assert store.recover() == (0, 0)
     campaign = store.location.root
@@ -173,12 +189,15 @@ def test_crash_in_the_middle_of_the_moves_is_finished_by_recovery(tmp_path, cell
 def test_failed_cell_is_replaced_by_its_done_rerun(tmp_path, cells, events):
     store = new_store(tmp_path, cells)
     cell = cells[1]
-    store.commit(cell.cell_id, {"cells": failed_cell_table(cell, "Traceback ...\nOops: boom",
-                                                           provenance("first", 1))})
+    store.commit(
+        cell.cell_id,
+        {"cells": failed_cell_table(cell, "Traceback ...\nOops: boom", provenance("first", 1))},
+    )
     assert store.cell_states() == {cell.cell_id: ("failed", 1)}
     end = finished(events[cell.cell_id])
-    store.commit(cell.cell_id, done_tables(cell, end.result, list(end.measurements),
-                                           provenance("second", 2)))
+    store.commit(
+        cell.cell_id, done_tables(cell, end.result, list(end.measurements), provenance("second", 2))
+    )
     rows = read(store.location.root, "cells")
     assert len(rows) == 1 and rows.status.iloc[0] == "done" and rows.attempts.iloc[0] == 2
     assert rows.error.isna().all()
@@ -203,7 +222,7 @@ def test_live_rows_of_a_dead_attempt_are_never_mixed_in(tmp_path, cells, events)
     for batch in batches[:3]:
         sink.batch(dataclasses.replace(batch, attempt_id="dead-attempt"), cell)
     assert store.read_live(cell.cell_id).num_rows == 3
-    sink.started(start, cell)                                   # the retry
+    sink.started(start, cell)  # the retry
     sink.batch(dataclasses.replace(batches[3], attempt_id="dead-attempt"), cell)  # too late
     for batch in batches[:2]:
         sink.batch(batch, cell)
@@ -220,8 +239,9 @@ def test_live_rows_of_a_dead_attempt_are_never_mixed_in(tmp_path, cells, events)
 
 def test_cell_exception_becomes_a_failed_record_with_its_traceback(tmp_path, cells):
     store = new_store(tmp_path, cells)
-    bad = dataclasses.replace(cells[0], observables=dataclasses.replace(
-        cells[0].observables, dtype="float16"))
+    bad = dataclasses.replace(
+        cells[0], observables=dataclasses.replace(cells[0].observables, dtype="float16")
+    )
     stream = list(run_cell(bad))
     assert isinstance(stream[0], AttemptStarted)
     end = finished(stream)
@@ -239,7 +259,7 @@ def test_one_driver_per_campaign(tmp_path, cells):
         with pytest.raises(CampaignLockedError, match="in use by another phasegrid driver"):
             with ParquetStore.open(store.uri).lock():
                 pass
-    with ParquetStore.open(store.uri).lock():   # released
+    with ParquetStore.open(store.uri).lock():  # released
         pass
 
 

@@ -1,4 +1,5 @@
 """tasks/ is the pure core (design.md §1): no shell libraries, no printing, no global seeding."""
+
 from __future__ import annotations
 
 import ast
@@ -8,9 +9,16 @@ import pytest
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 FORBIDDEN_MODULES = ("ray", "typer", "matplotlib", "rich", "pyarrow", "pandas")
-FORBIDDEN_CALLS = ("torch.manual_seed", "torch.cuda.manual_seed", "torch.cuda.manual_seed_all",
-                   "torch.random.manual_seed", "numpy.random.seed", "np.random.seed",
-                   "random.seed", "print")
+FORBIDDEN_CALLS = (
+    "torch.manual_seed",
+    "torch.cuda.manual_seed",
+    "torch.cuda.manual_seed_all",
+    "torch.random.manual_seed",
+    "numpy.random.seed",
+    "np.random.seed",
+    "random.seed",
+    "print",
+)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -46,9 +54,16 @@ def test_tasks_module_is_pure(path):
 
 
 def test_the_checker_catches_each_kind_of_violation():
-    bad = ("import ray\nfrom pyarrow import parquet\nimport pyarrow.dataset as ds\n"
-           "from matplotlib.pyplot import plot\nimport pandas\nfrom rich.progress import track\n"
-           "import typer\nimport torch\ntorch.manual_seed(0)\nprint('x')\n")
+    bad = (
+        "import ray\nfrom pyarrow import parquet\nimport pyarrow.dataset as ds\n"
+        "from matplotlib.pyplot import plot\nimport pandas\nfrom rich.progress import track\n"
+        "import typer\nimport torch\ntorch.manual_seed(0)\nprint('x')\n"
+    )
     assert len(violations(bad)) == 9
-    assert violations("import torch\nimport numpy as np\nfrom tasks.specs import CellSpec\n"
-                      "g = torch.Generator().manual_seed(0)\n") == []
+    assert (
+        violations(
+            "import torch\nimport numpy as np\nfrom tasks.specs import CellSpec\n"
+            "g = torch.Generator().manual_seed(0)\n"
+        )
+        == []
+    )

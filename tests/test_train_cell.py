@@ -1,5 +1,6 @@
 """train_cell end to end: records, reproducibility, observables against oracles, and the
 paper's lazy/feature claim on the stripe model."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,11 +23,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_spec(**flow) -> CellSpec:
-    return CellSpec(alpha_tilde=1.0, seed=3,
-                    data=DataSpec("stripe", dimension=5, train_size=64, test_size=100,
-                                  kernel_size=32),
-                    model=ModelSpec(width=16, depth=2),
-                    flow=FlowSpec(**({"max_steps": 300} | flow)))
+    return CellSpec(
+        alpha_tilde=1.0,
+        seed=3,
+        data=DataSpec("stripe", dimension=5, train_size=64, test_size=100, kernel_size=32),
+        model=ModelSpec(width=16, depth=2),
+        flow=FlowSpec(**({"max_steps": 300} | flow)),
+    )
 
 
 def run(spec: CellSpec) -> tuple[list[Measurement], CellResult]:
@@ -67,7 +70,12 @@ def test_step_zero_measures_the_alpha_trick_zero_function():
     """f = α(f̃_θ₀ − f̃_θ₀) = 0 at the start: every margin is 0 and the loss is ℓ(0)."""
     first = run(small_spec(max_steps=1))[0][0]
     zero_loss = soft_hinge(torch.zeros(1, dtype=torch.float64), 20.0).item()
-    assert (first.step, first.flow_time, first.weight_change, first.output_rms) == (0, 0.0, 0.0, 0.0)
+    assert (first.step, first.flow_time, first.weight_change, first.output_rms) == (
+        0,
+        0.0,
+        0.0,
+        0.0,
+    )
     assert first.train_loss == pytest.approx(zero_loss, rel=1e-15)
     assert first.test_loss == pytest.approx(zero_loss, rel=1e-15)
     assert (first.train_error, first.n_unsatisfied, first.min_margin) == (1.0, 64, 0.0)
@@ -96,8 +104,9 @@ def test_budgets_stop_the_flow_with_their_reason():
 
 
 def test_ntk_change_at_checkpoints_ends_at_the_result_value():
-    spec = dataclasses.replace(small_spec(max_steps=40),
-                               observables=ObservableSpec(ntk_at_checkpoints=True))
+    spec = dataclasses.replace(
+        small_spec(max_steps=40), observables=ObservableSpec(ntk_at_checkpoints=True)
+    )
     measurements, result = run(spec)
     assert measurements[0].ntk_change == 0.0
     assert measurements[-1].ntk_change == pytest.approx(result.ntk_change, rel=1e-12)
@@ -105,12 +114,13 @@ def test_ntk_change_at_checkpoints_ends_at_the_result_value():
 
 
 def test_minibatch_and_float32_run_reproducibly():
-    spec = dataclasses.replace(small_spec(max_steps=30, batch_size=16),
-                               observables=ObservableSpec(dtype="float32"))
+    spec = dataclasses.replace(
+        small_spec(max_steps=30, batch_size=16), observables=ObservableSpec(dtype="float32")
+    )
     first, second = run(spec), run(spec)
     assert first[1].test_outputs.dtype == np.float32
     assert numbers(first[1]) == numbers(second[1])
-    assert first[1].gradient_evaluations >= 2 * first[1].steps    # a rebatch per step
+    assert first[1].gradient_evaluations >= 2 * first[1].steps  # a rebatch per step
     with pytest.raises(ValueError, match="float64, float32"):
         run(dataclasses.replace(spec, observables=ObservableSpec(dtype="float16")))
 
@@ -127,14 +137,14 @@ def test_h0_spectrum_matches_the_explicit_parameter_space_matrix():
     params = {n: p.detach() for n, p in model.named_parameters()}
     sizes = [p.numel() for p in params.values()]
 
-    def delta(t: torch.Tensor) -> torch.Tensor:       # Δ = 1 − y α (f̃_θ − f̃_θ₀)
+    def delta(t: torch.Tensor) -> torch.Tensor:  # Δ = 1 − y α (f̃_θ − f̃_θ₀)
         views = {n: c.view(p.shape) for (n, p), c in zip(params.items(), t.split(sizes))}
         raw = torch.func.functional_call(model, views, (x,))
         return 1 - y * alpha * (raw - model(x).detach())
 
     unsatisfied = delta(theta).detach() > 0
-    jacobian = torch.func.jacrev(delta)(theta)[unsatisfied]            # [N_Δ, N]
-    explicit = torch.linalg.eigvalsh(jacobian.T @ jacobian)            # H₀ [N, N]
+    jacobian = torch.func.jacrev(delta)(theta)[unsatisfied]  # [N_Δ, N]
+    explicit = torch.linalg.eigvalsh(jacobian.T @ jacobian)  # H₀ [N, N]
     explicit = explicit[explicit > 1e-10 * explicit.max()]
     ours = h0_eigenvalues(model, theta, x[unsatisfied], alpha)
     assert 0 < len(ours) == int(unsatisfied.sum()) == len(explicit)
@@ -144,12 +154,14 @@ def test_h0_spectrum_matches_the_explicit_parameter_space_matrix():
 
 def stripe_spec(alpha_tilde: float, max_steps: int) -> CellSpec:
     """The stripe model of the engine issue: d = 5, P = 256, FC L = 2, h = 64."""
-    return CellSpec(alpha_tilde=alpha_tilde, seed=0,
-                    data=DataSpec("stripe", dimension=5, train_size=256, test_size=256,
-                                  kernel_size=128),
-                    model=ModelSpec(width=64, depth=2, activation="swish", activation_beta=10.0),
-                    flow=FlowSpec(max_steps=max_steps),
-                    observables=ObservableSpec(h0_spectrum=False))
+    return CellSpec(
+        alpha_tilde=alpha_tilde,
+        seed=0,
+        data=DataSpec("stripe", dimension=5, train_size=256, test_size=256, kernel_size=128),
+        model=ModelSpec(width=64, depth=2, activation="swish", activation_beta=10.0),
+        flow=FlowSpec(max_steps=max_steps),
+        observables=ObservableSpec(h0_spectrum=False),
+    )
 
 
 def test_stripe_lazy_regime_fits_with_a_frozen_kernel():
@@ -182,8 +194,9 @@ def test_stripe_ntk_change_decreases_with_alpha_tilde_and_every_net_fits():
 def test_a_hinge_cell_fits():
     """The plain hinge (ℓ' jumps at margin 1) fits too: the flow's kink continuation
     (tasks.flow) carries it across the crossings (measured: 985 steps)."""
-    spec = dataclasses.replace(small_spec(max_steps=3000), alpha_tilde=100.0,
-                               loss=LossSpec("hinge"))
+    spec = dataclasses.replace(
+        small_spec(max_steps=3000), alpha_tilde=100.0, loss=LossSpec("hinge")
+    )
     _, result = run(spec)
     assert result.stop_reason == "fitted" and result.n_unsatisfied == 0
 
@@ -191,8 +204,15 @@ def test_a_hinge_cell_fits():
 def test_a_diverged_state_ends_the_cell_with_stop_reason_nan():
     cell = prepare_cell(small_spec())
     nan = torch.full_like(cell.theta0, float("nan"))
-    state = FlowState(nan, nan, torch.full((64,), float("nan"), dtype=torch.float64),
-                      float("nan"), dt=1.0, flow_time=2.0, step=12)
+    state = FlowState(
+        nan,
+        nan,
+        torch.full((64,), float("nan"), dtype=torch.float64),
+        float("nan"),
+        dt=1.0,
+        flow_time=2.0,
+        step=12,
+    )
     *measurements, result = run_cell(cell, state)
     assert [m.step for m in measurements] == [12] and measurements[0].n_unsatisfied == 64
     assert (result.stop_reason, result.fitted, result.steps) == ("nan", False, 12)

@@ -1,5 +1,6 @@
 """Error curves: double descent vs h (Fig. 5), regimes vs α̃ (Fig. 8) and
 learning curves ε(P) with fitted β (Fig. 9)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,17 @@ from matplotlib.lines import Line2D
 
 from pipeline.aggregate import fit_log_log
 from pipeline.figures.data import CampaignData
-from pipeline.figures.style import (LABELS, SkipFigure, fmt, line_colours, log_axes, main_slice,
-                                    new_figure, outside_legend, spread)
+from pipeline.figures.style import (
+    LABELS,
+    SkipFigure,
+    fmt,
+    line_colours,
+    log_axes,
+    main_slice,
+    new_figure,
+    outside_legend,
+    spread,
+)
 
 MAX_LINES = 5
 
@@ -31,19 +41,32 @@ def double_descent(data: CampaignData) -> Figure:
     fig, (ax,) = new_figure(width=6.4)
     for alpha, colour in zip(alphas, line_colours(len(alphas))):
         line = ens.loc[ens["alpha_tilde"] == alpha].sort_values("width")
-        ax.plot(line["width"], line["mean_test_error"], "-o", color=colour, ms=3,
-                label=rf"$\tilde\alpha = {fmt(alpha)}$")
+        ax.plot(
+            line["width"],
+            line["mean_test_error"],
+            "-o",
+            color=colour,
+            ms=3,
+            label=rf"$\tilde\alpha = {fmt(alpha)}$",
+        )
         ax.plot(line["width"], line["ensemble_test_error"], "--s", color=colour, ms=3)
         for h_star in jamming.loc[jamming["alpha_tilde"] == alpha, "value"].dropna():
             ax.axvline(h_star, color=colour, ls=":", lw=1)
-    styles = [Line2D([], [], color="grey", ls="-", marker="o", ms=3, label=LABELS["mean_test_error"]),
-              Line2D([], [], color="grey", ls="--", marker="s", ms=3, label=LABELS["ensemble_test_error"]),
-              Line2D([], [], color="grey", ls=":", label=r"jamming $h^*$")]
+    styles = [
+        Line2D([], [], color="grey", ls="-", marker="o", ms=3, label=LABELS["mean_test_error"]),
+        Line2D(
+            [], [], color="grey", ls="--", marker="s", ms=3, label=LABELS["ensemble_test_error"]
+        ),
+        Line2D([], [], color="grey", ls=":", label=r"jamming $h^*$"),
+    ]
     outside_legend(ax, handles=ax.get_legend_handles_labels()[0] + styles)
     log_axes(ax)
-    ax.set(xlabel=LABELS["width"], ylabel=LABELS["test_error"],
-           title="double descent and its removal by ensembling"
-           + (f"\n{where.title}" if where.title else ""))
+    ax.set(
+        xlabel=LABELS["width"],
+        ylabel=LABELS["test_error"],
+        title="double descent and its removal by ensembling"
+        + (f"\n{where.title}" if where.title else ""),
+    )
     return fig
 
 
@@ -61,18 +84,29 @@ def regimes(data: CampaignData) -> Figure:
     fig, (ax,) = new_figure(width=6.4)
     for width, colour in zip(widths, line_colours(len(widths))):
         line = ens.loc[ens["width"] == width].sort_values("alpha_tilde")
-        ax.plot(line["alpha_tilde"], line["ensemble_test_error"], "-o", color=colour, ms=3,
-                label=f"$h = {fmt(width)}$")
+        ax.plot(
+            line["alpha_tilde"],
+            line["ensemble_test_error"],
+            "-o",
+            color=colour,
+            ms=3,
+            label=f"$h = {fmt(width)}$",
+        )
         if not crossover.empty:
-            star = crossover.loc[(crossover["width"] == width) & np.isclose(crossover["level"], 1.0)]
+            star = crossover.loc[
+                (crossover["width"] == width) & np.isclose(crossover["level"], 1.0)
+            ]
             for alpha_star in star["value"].dropna():
                 ax.axvline(alpha_star, color=colour, ls=":", lw=1)
     ax.plot([], [], ":", color="grey", label=r"$\|\Delta\Theta\|/\|\Theta_0\| = 1$")
     outside_legend(ax)
     log_axes(ax)
-    ax.set(xlabel=LABELS["alpha_tilde"], ylabel=LABELS["ensemble_test_error"],
-           title="feature learning (small α̃) vs lazy (large α̃)"
-           + (f"\n{where.title}" if where.title else ""))
+    ax.set(
+        xlabel=LABELS["alpha_tilde"],
+        ylabel=LABELS["ensemble_test_error"],
+        title="feature learning (small α̃) vs lazy (large α̃)"
+        + (f"\n{where.title}" if where.title else ""),
+    )
     return fig
 
 
@@ -83,7 +117,7 @@ def learning_curves(data: CampaignData) -> Figure:
         raise SkipFigure("learning_curves needs train_size swept (at least two values of P)")
     where = main_slice(data.ensembles, free=("alpha_tilde", "train_size"))
     ens = where.select(data.ensembles)
-    widest = ens                       # the slice fixes h at its largest value
+    widest = ens  # the slice fixes h at its largest value
     alphas = spread(widest["alpha_tilde"], MAX_LINES)
     fig, (ax,) = new_figure(width=6.4)
     for alpha, colour in zip(alphas, line_colours(len(alphas))):
@@ -94,12 +128,14 @@ def learning_curves(data: CampaignData) -> Figure:
             error = f" ± {fit.slope_error:.2f}" if np.isfinite(fit.slope_error) else ""
             label += rf": $\beta = {-fit.slope:.2f}${error}"
             p = np.geomspace(line["train_size"].min(), line["train_size"].max(), 20)
-            ax.plot(p, np.exp(fit.intercept) * p ** fit.slope, "-", color=colour, lw=1)
+            ax.plot(p, np.exp(fit.intercept) * p**fit.slope, "-", color=colour, lw=1)
         ax.plot(line["train_size"], line["ensemble_test_error"], "o", color=colour, label=label)
     outside_legend(ax)
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel=LABELS["train_size"],
-           ylabel=LABELS["ensemble_test_error"],
-           title=r"learning curves $\epsilon \sim P^{-\beta}$"
-           + (f"\n{where.title}" if where.title else ""))
+    ax.set(
+        xlabel=LABELS["train_size"],
+        ylabel=LABELS["ensemble_test_error"],
+        title=r"learning curves $\epsilon \sim P^{-\beta}$"
+        + (f"\n{where.title}" if where.title else ""),
+    )
     return fig

@@ -1,4 +1,5 @@
 """What every figure receives: a campaign's done cells and aggregates, in memory."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

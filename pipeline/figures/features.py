@@ -1,6 +1,7 @@
 """How feature learning compresses invariants (paper Sec. 5): the weight alignment Λ along
 training (Fig. 9 left, as a curve) and the kernel PCA of the NTK against the labels at
 initialisation and at the end (Fig. 10)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,19 +9,29 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline.figures.data import CampaignData
-from pipeline.figures.style import (SkipFigure, fmt, line_colours, log_axes, new_figure,
-                                    outside_legend, spread)
+from pipeline.figures.style import (
+    SkipFigure,
+    fmt,
+    line_colours,
+    log_axes,
+    new_figure,
+    outside_legend,
+    spread,
+)
 
 MAX_LINES = 4
-KPCA_RANKS = 30          # ranks drawn (of the stored top kernel_pca_rank)
+KPCA_RANKS = 30  # ranks drawn (of the stored top kernel_pca_rank)
 
 
 def feature_alignment(data: CampaignData) -> Figure:
     """Λ = W∥/W⊥ against flow time, one colour per α̃ (one line per seed), at the main
     slice's width and P: grows with feature learning, flat in the lazy regime."""
     measured = data.measurements
-    if measured is None or "weight_alignment" not in measured \
-            or not np.isfinite(measured["weight_alignment"].to_numpy(float)).any():
+    if (
+        measured is None
+        or "weight_alignment" not in measured
+        or not np.isfinite(measured["weight_alignment"].to_numpy(float)).any()
+    ):
         raise SkipFigure("feature_alignment needs weight_alignment (stripe or cylinder data)")
     where = data.slice()
     cells = where.select(data.cells)
@@ -33,14 +44,23 @@ def feature_alignment(data: CampaignData) -> Figure:
     for alpha, colour in zip(alphas, line_colours(len(alphas))):
         for k, (_, line) in enumerate(rows.loc[rows["alpha_tilde"] == alpha].groupby("seed")):
             line = line.sort_values("flow_time")
-            ax.plot(line["flow_time"], line["weight_alignment"], "-", color=colour, lw=1,
-                    label=rf"$\tilde\alpha = {fmt(alpha)}$" if k == 0 else None)
+            ax.plot(
+                line["flow_time"],
+                line["weight_alignment"],
+                "-",
+                color=colour,
+                lw=1,
+                label=rf"$\tilde\alpha = {fmt(alpha)}$" if k == 0 else None,
+            )
     ax.axhline(1.0, color="grey", ls=":", lw=1)
     outside_legend(ax)
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel="flow time $t$", ylabel=r"$\Lambda = W_\parallel / W_\perp$",
-           title=rf"feature alignment, $h = {fmt(width)}$"
-           + (f"\n{where.title}" if where.title else ""))
+    ax.set(
+        xlabel="flow time $t$",
+        ylabel=r"$\Lambda = W_\parallel / W_\perp$",
+        title=rf"feature alignment, $h = {fmt(width)}$"
+        + (f"\n{where.title}" if where.title else ""),
+    )
     return fig
 
 
@@ -58,23 +78,34 @@ def kernel_pca(data: CampaignData) -> Figure:
     (right) against the rank of the NTK eigenvector, at init (dashed) and at the end
     (solid), seed-averaged, for the smallest and largest α̃ of the main slice."""
     kernels = data.kernels
-    if kernels is None or "kpca_label_projection_final" not in kernels \
-            or not len(_seed_mean(kernels["kpca_label_projection_final"])):
+    if (
+        kernels is None
+        or "kpca_label_projection_final" not in kernels
+        or not len(_seed_mean(kernels["kpca_label_projection_final"]))
+    ):
         raise SkipFigure("kernel_pca needs kpca_* columns (NTK measured, kernel_pca_rank > 0)")
     where = data.slice()
     cells = where.select(data.cells)
     cells = cells.loc[cells["width"] == cells["width"].max()].merge(kernels, on="cell_id")
     alphas = sorted({cells["alpha_tilde"].min(), cells["alpha_tilde"].max()})
     fig, axes = new_figure(ncols=2, width=4.2)
-    panels = (("label_projection", r"$\omega_\lambda = (\phi_\lambda\cdot y)^2/\|y\|^2$"),
-              ("mutual_information", r"MI$(\phi_\lambda; y)$ [bits]"))
+    panels = (
+        ("label_projection", r"$\omega_\lambda = (\phi_\lambda\cdot y)^2/\|y\|^2$"),
+        ("mutual_information", r"MI$(\phi_\lambda; y)$ [bits]"),
+    )
     for ax, (quantity, label) in zip(axes, panels):
         for alpha, colour in zip(alphas, line_colours(len(alphas))):
             at = cells.loc[cells["alpha_tilde"] == alpha]
             for when, style in (("initial", "--"), ("final", "-")):
                 values = _seed_mean(at[f"kpca_{quantity}_{when}"])
-                ax.plot(np.arange(1, len(values) + 1), values, style, color=colour, lw=1.2,
-                        label=rf"$\tilde\alpha = {fmt(alpha)}$, {when}")
+                ax.plot(
+                    np.arange(1, len(values) + 1),
+                    values,
+                    style,
+                    color=colour,
+                    lw=1.2,
+                    label=rf"$\tilde\alpha = {fmt(alpha)}$, {when}",
+                )
         log_axes(ax, x=True)
         ax.set(xlabel=r"rank of the NTK eigenvalue $\lambda$", ylabel=label)
     outside_legend(axes[-1])
@@ -99,15 +130,17 @@ def weight_scatter(data: CampaignData) -> Figure:
     fig, (ax,) = new_figure(width=4.8, height=4.4)
     for checkpoint, colour in (("initial", "lightgrey"), ("final", line_colours(1)[0])):
         at = rows.loc[(rows["cell_id"] == cell) & (rows["checkpoint"] == checkpoint)]
-        first = np.stack(at["first_layer_weights"].to_numpy())            # [h, d]
+        first = np.stack(at["first_layer_weights"].to_numpy())  # [h, d]
         scale = np.array([np.linalg.norm(v) for v in at["output_weights"]])  # [h]
         points = scale[:, None] * first[:, :2]
-        points /= np.sqrt(np.mean(points**2)) or 1.0     # shapes compare across the growth
+        points /= np.sqrt(np.mean(points**2)) or 1.0  # shapes compare across the growth
         ax.scatter(points[:, 0], points[:, 1], s=8, color=colour, label=checkpoint)
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
     ax.legend(loc="best")
-    ax.set(xlabel=r"$|W_2|\,W_{1,\parallel}$ (first coordinate)",
-           ylabel=r"$|W_2|\,W_{1,\perp}$ (second coordinate)",
-           title=rf"first-layer weights (unit rms), $\tilde\alpha = {fmt(alpha)}$")
+    ax.set(
+        xlabel=r"$|W_2|\,W_{1,\parallel}$ (first coordinate)",
+        ylabel=r"$|W_2|\,W_{1,\perp}$ (second coordinate)",
+        title=rf"first-layer weights (unit rms), $\tilde\alpha = {fmt(alpha)}$",
+    )
     return fig

@@ -1,6 +1,7 @@
 """Fig. 7: jamming. A: fitted / not fitted in the (P, N) plane with N*(P);
 B: N_Δ/N vs final loss; C: H₀ spectrum at the cells nearest jamming;
 D: output fluctuations ‖f − ⟨f⟩‖ vs N with the fitted slope (expected −1/4)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,18 @@ from matplotlib.figure import Figure
 
 from pipeline.aggregate import fit_log_log
 from pipeline.figures.data import CampaignData
-from pipeline.figures.style import (LABELS, SkipFigure, budget_lines, fmt, line_colours, log_axes,
-                                    main_slice, new_figure, outside_legend, spread)
+from pipeline.figures.style import (
+    LABELS,
+    SkipFigure,
+    budget_lines,
+    fmt,
+    line_colours,
+    log_axes,
+    main_slice,
+    new_figure,
+    outside_legend,
+    spread,
+)
 
 MAX_LINES = 5
 
@@ -23,30 +34,52 @@ def _n_star_panel(ax, data: CampaignData, n_star: pd.DataFrame) -> None:
     alpha = counts.idxmax()
     grid = main_slice(data.ensembles, free=("width", "train_size")).select(data.ensembles)
     grid = grid.loc[grid["alpha_tilde"] == alpha]
-    points = ax.scatter(grid["train_size"], grid["n_params"], c=grid["fitted_fraction"],
-                        cmap="Blues", vmin=0, vmax=1, edgecolors="grey", s=25, zorder=2)
+    points = ax.scatter(
+        grid["train_size"],
+        grid["n_params"],
+        c=grid["fitted_fraction"],
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        edgecolors="grey",
+        s=25,
+        zorder=2,
+    )
     ax.figure.colorbar(points, ax=ax, label="fraction of seeds fitted")
     rows = n_star.loc[n_star["alpha_tilde"] == alpha]
     for budget, colour, line in budget_lines(rows):
         line = line.dropna(subset=["value"]).sort_values("train_size")
-        ax.plot(line["train_size"], line["value"], "-", color=colour, lw=2,
-                label=f"$N^*(P)$, {budget}")
+        ax.plot(
+            line["train_size"], line["value"], "-", color=colour, lw=2, label=f"$N^*(P)$, {budget}"
+        )
     p = np.geomspace(grid["train_size"].min(), grid["train_size"].max(), 10)
     ax.plot(p, p, ":", color="grey", label="$N = P$")
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel=LABELS["train_size"], ylabel=LABELS["n_params"],
-           title=rf"A: jamming in the $(P, N)$ plane, $\tilde\alpha = {fmt(alpha)}$")
+    ax.set(
+        xlabel=LABELS["train_size"],
+        ylabel=LABELS["n_params"],
+        title=rf"A: jamming in the $(P, N)$ plane, $\tilde\alpha = {fmt(alpha)}$",
+    )
     ax.legend(loc="lower right")
 
 
 def _unsatisfied_panel(ax, cells: pd.DataFrame) -> None:
     """N_Δ/N against the final train loss of every done cell, coloured by N."""
-    points = ax.scatter(cells["train_loss"], cells["n_unsatisfied"] / cells["n_params"],
-                        c=cells["n_params"], norm=LogNorm(), cmap="viridis", s=12)
+    points = ax.scatter(
+        cells["train_loss"],
+        cells["n_unsatisfied"] / cells["n_params"],
+        c=cells["n_params"],
+        norm=LogNorm(),
+        cmap="viridis",
+        s=12,
+    )
     ax.figure.colorbar(points, ax=ax, label=LABELS["n_params"])
     log_axes(ax)
-    ax.set(xlabel=LABELS["train_loss"], ylabel=LABELS["unsatisfied_per_param"],
-           title=r"B: $N_\Delta/N$ jumps at jamming")
+    ax.set(
+        xlabel=LABELS["train_loss"],
+        ylabel=LABELS["unsatisfied_per_param"],
+        title=r"B: $N_\Delta/N$ jumps at jamming",
+    )
 
 
 def jamming(data: CampaignData) -> Figure:
@@ -54,8 +87,11 @@ def jamming(data: CampaignData) -> Figure:
     cells = data.cells.loc[(data.cells["train_loss"] > 0) & (data.cells["n_params"] > 0)]
     if cells.empty:
         raise SkipFigure("jamming needs done cells with a positive final train loss")
-    n_star = data.boundaries.loc[data.boundaries["boundary"] == "n_star"] \
-        if not data.boundaries.empty else data.boundaries
+    n_star = (
+        data.boundaries.loc[data.boundaries["boundary"] == "n_star"]
+        if not data.boundaries.empty
+        else data.boundaries
+    )
     with_a = not n_star.empty and np.isfinite(n_star["value"]).any()
     fig, axes = new_figure(ncols=2 if with_a else 1)
     if with_a:
@@ -80,16 +116,26 @@ def fluctuations(data: CampaignData) -> Figure:
         label = rf"$\tilde\alpha = {fmt(alpha)}$"
         if np.isfinite(fit.slope):
             label += f": slope {fit.slope:.2f}"
-            ax.plot(past["n_params"], np.exp(fit.intercept) * past["n_params"] ** fit.slope,
-                    "-", color=colour, lw=1)
+            ax.plot(
+                past["n_params"],
+                np.exp(fit.intercept) * past["n_params"] ** fit.slope,
+                "-",
+                color=colour,
+                lw=1,
+            )
         ax.plot(line["n_params"], line["fluctuation"], "o", color=colour, ms=4, label=label)
     n = np.geomspace(ens["n_params"].min(), ens["n_params"].max(), 10)
-    anchor = np.exp(np.log(ens["fluctuation"]).mean()) * np.exp(np.log(ens["n_params"]).mean()) ** 0.25
-    ax.plot(n, anchor * n ** -0.25, "--", color="grey", label=r"$N^{-1/4}$")
+    anchor = (
+        np.exp(np.log(ens["fluctuation"]).mean()) * np.exp(np.log(ens["n_params"]).mean()) ** 0.25
+    )
+    ax.plot(n, anchor * n**-0.25, "--", color="grey", label=r"$N^{-1/4}$")
     outside_legend(ax)
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel=LABELS["n_params"], ylabel=LABELS["fluctuation"],
-           title="D: output fluctuations over seeds" + (f"\n{where.title}" if where.title else ""))
+    ax.set(
+        xlabel=LABELS["n_params"],
+        ylabel=LABELS["fluctuation"],
+        title="D: output fluctuations over seeds" + (f"\n{where.title}" if where.title else ""),
+    )
     return fig
 
 
@@ -101,7 +147,9 @@ def nearest_jamming_spectra(data: CampaignData) -> list[tuple[str, np.ndarray]]:
         return []
     where = data.slice()
     ens = where.select(data.ensembles)
-    cells = where.select(data.cells).merge(data.kernels[["cell_id", "h0_eigenvalues"]], on="cell_id")
+    cells = where.select(data.cells).merge(
+        data.kernels[["cell_id", "h0_eigenvalues"]], on="cell_id"
+    )
     spectra = []
     for alpha in spread(ens["alpha_tilde"], 3):
         jammed = ens.loc[(ens["alpha_tilde"] == alpha) & (ens["fitted_fraction"] < 0.5)]
@@ -120,7 +168,9 @@ def h0_spectrum(data: CampaignData) -> Figure:
     """Fig. 7C: eigenvalue density of H₀ near jamming, log-spaced bins, log-log."""
     spectra = nearest_jamming_spectra(data)
     if not spectra:
-        raise SkipFigure("h0_spectrum needs H0 eigenvalues (kernels table) of an unfitted grid point")
+        raise SkipFigure(
+            "h0_spectrum needs H0 eigenvalues (kernels table) of an unfitted grid point"
+        )
     fig, (ax,) = new_figure(width=6.4)
     for (label, values), colour in zip(spectra, line_colours(len(spectra))):
         low, high = values.min(), values.max()
@@ -130,6 +180,9 @@ def h0_spectrum(data: CampaignData) -> Figure:
         ax.stairs(np.where(density > 0, density, np.nan), bins, color=colour, lw=1.5, label=label)
     outside_legend(ax)
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel=LABELS["eigenvalue"], ylabel=r"density $D(\lambda)$",
-           title=r"C: spectrum of $\mathcal{H}_0$ at the widest unfitted $h$")
+    ax.set(
+        xlabel=LABELS["eigenvalue"],
+        ylabel=r"density $D(\lambda)$",
+        title=r"C: spectrum of $\mathcal{H}_0$ at the widest unfitted $h$",
+    )
     return fig

@@ -1,5 +1,6 @@
 """Fig. 4: the (h, α̃) phase diagram — colour = ensemble test error, black = not
 fitted, crossover iso-lines ‖ΔΘ‖/‖Θ₀‖ = c, jamming lines per step budget."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -10,10 +11,19 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from pipeline.figures.data import CampaignData
-from pipeline.figures.style import ERROR_CMAP, budget_lines, HALO, LABELS, SkipFigure, fmt, log_axes, new_figure
+from pipeline.figures.style import (
+    ERROR_CMAP,
+    budget_lines,
+    HALO,
+    LABELS,
+    SkipFigure,
+    fmt,
+    log_axes,
+    new_figure,
+)
 
-UNFITTED = (0.0, 0.0, 0.0, 1.0)      # black, as in the paper
-MISSING = (1.0, 1.0, 1.0, 0.0)       # grid points with no done cell: transparent
+UNFITTED = (0.0, 0.0, 0.0, 1.0)  # black, as in the paper
+MISSING = (1.0, 1.0, 1.0, 0.0)  # grid points with no done cell: transparent
 
 
 def log_edges(values: np.ndarray) -> np.ndarray:
@@ -25,8 +35,9 @@ def log_edges(values: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[logs[0] - half[0]], inner, [logs[-1] + half[-1]]]))
 
 
-def phase_colours(ensembles: pd.DataFrame, norm: Normalize, cmap: str = ERROR_CMAP
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def phase_colours(
+    ensembles: pd.DataFrame, norm: Normalize, cmap: str = ERROR_CMAP
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(widths [W], alphas [A], rgba [A, W, 4]) of a single-slice ensembles frame:
     cmap(norm(ensemble_test_error)), black where fitted_fraction < 1/2, transparent
     where the grid point has no row."""
@@ -50,7 +61,7 @@ def fill_between_points(rgba: np.ndarray, alphas: np.ndarray, widths: np.ndarray
     for axis, values in ((0, alphas), (1, widths)):
         logs = np.log(values)
         for k in range(rgba.shape[1 - axis]):
-            line = rgba[:, k] if axis == 0 else rgba[k, :]       # a view: [len(values), 4]
+            line = rgba[:, k] if axis == 0 else rgba[k, :]  # a view: [len(values), 4]
             have = np.flatnonzero(line[:, 3] > 0)
             for i in range(have[0] + 1, have[-1]) if len(have) > 1 else ():
                 if line[i, 3] == 0:
@@ -63,8 +74,10 @@ def _fitted_side(rows: pd.DataFrame, ensembles: pd.DataFrame) -> pd.DataFrame:
     crossover is drawn in the fitted region only, as in the paper."""
     fitted = ensembles.loc[ensembles["fitted_fraction"] >= 0.5]
     points = set(zip(fitted["width"], fitted["alpha_tilde"]))
-    keep = [(w, lo) in points or (w, hi) in points
-            for w, lo, hi in zip(rows["width"], rows["lower"], rows["upper"])]
+    keep = [
+        (w, lo) in points or (w, hi) in points
+        for w, lo, hi in zip(rows["width"], rows["lower"], rows["upper"])
+    ]
     return rows.loc[np.asarray(keep, bool)]
 
 
@@ -84,11 +97,25 @@ def _draw_crossover(ax, rows: pd.DataFrame) -> None:
             label = r"$\|\Delta\Theta\|/\|\Theta_0\| = 1$"
         elif not dashed_labelled:
             label, dashed_labelled = r"$\|\Delta\Theta\|/\|\Theta_0\| = c$ (other levels)", True
-        ax.plot(line["width"], line["value"], "-" if solid else "--", color="k", lw=1.6,
-                path_effects=HALO, marker="." if len(line) == 1 else None, label=label)
-        ax.annotate(f"{fmt(level)}", (line["width"].iloc[-1], line["value"].iloc[-1]),
-                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=7,
-                    path_effects=HALO)
+        ax.plot(
+            line["width"],
+            line["value"],
+            "-" if solid else "--",
+            color="k",
+            lw=1.6,
+            path_effects=HALO,
+            marker="." if len(line) == 1 else None,
+            label=label,
+        )
+        ax.annotate(
+            f"{fmt(level)}",
+            (line["width"].iloc[-1], line["value"].iloc[-1]),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+            path_effects=HALO,
+        )
 
 
 def _draw_jamming(ax, rows: pd.DataFrame) -> None:
@@ -99,8 +126,16 @@ def _draw_jamming(ax, rows: pd.DataFrame) -> None:
         line = line.sort_values("alpha_tilde")
         if line.empty:
             continue
-        ax.plot(line["value"], line["alpha_tilde"], "-", color=colour, lw=2, marker="o", ms=3,
-                label=f"jamming, {budget}")
+        ax.plot(
+            line["value"],
+            line["alpha_tilde"],
+            "-",
+            color=colour,
+            lw=2,
+            marker="o",
+            ms=3,
+            label=f"jamming, {budget}",
+        )
 
 
 def phase_diagram(data: CampaignData) -> Figure:
@@ -115,9 +150,12 @@ def phase_diagram(data: CampaignData) -> Figure:
     fig, (ax,) = new_figure(width=5.6, height=5.0)
     ax.pcolormesh(log_edges(widths), log_edges(alphas), rgba, shading="flat")
     log_axes(ax, x=True, y=True)
-    ax.set(xlabel=LABELS["width"], ylabel=LABELS["alpha_tilde"],
-           title="ensemble test error (black: not fitted)"
-           + (f"\n{where.title}" if where.title else ""))
+    ax.set(
+        xlabel=LABELS["width"],
+        ylabel=LABELS["alpha_tilde"],
+        title="ensemble test error (black: not fitted)"
+        + (f"\n{where.title}" if where.title else ""),
+    )
     crossover = data.boundary("crossover", where)
     _draw_crossover(ax, _fitted_side(crossover, ens) if not crossover.empty else crossover)
     _draw_jamming(ax, data.boundary("jamming", where))

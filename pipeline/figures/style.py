@@ -1,5 +1,6 @@
 """The paper's look: notation for axis labels, log axes, colour maps, and the
 slice of a multi-axis campaign that a two-dimensional figure shows."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,10 +29,16 @@ LABELS = {
     "fluctuation": r"$\|f-\langle f\rangle\|$",
     "eigenvalue": r"eigenvalue $\lambda$ of $\mathcal{H}_0$",
 }
-ERROR_CMAP = "viridis"          # perceptually uniform; unfitted cells are drawn black
-LINE_CMAP = "plasma"            # one colour per α̃ / width in line plots
-RC = {"font.size": 10, "axes.titlesize": 10, "legend.fontsize": 8, "legend.frameon": False,
-      "axes.spines.top": False, "axes.spines.right": False}
+ERROR_CMAP = "viridis"  # perceptually uniform; unfitted cells are drawn black
+LINE_CMAP = "plasma"  # one colour per α̃ / width in line plots
+RC = {
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 LARGEST = ("train_size", "width")  # slices show the largest P and h of the grid
 SYMBOLS = {"train_size": "P", "width": "h", "alpha_tilde": "α̃"}
 HALO = [patheffects.withStroke(linewidth=3.5, foreground="white")]  # lines over any colour
@@ -121,6 +128,9 @@ def main_slice(ensembles: pd.DataFrame, free: Sequence[str] = ("width", "alpha_t
             continue
         coords[axis] = values.max() if axis in LARGEST else sorted(values.unique())[0]
         if ensembles[axis].nunique() > 1 or axis in LARGEST:
-            parts.append(f"{SYMBOLS.get(axis, axis)} = {coords[axis]:g}" if axis in SYMBOLS
-                         else f"{axis} = {coords[axis]}")
+            parts.append(
+                f"{SYMBOLS.get(axis, axis)} = {coords[axis]:g}"
+                if axis in SYMBOLS
+                else f"{axis} = {coords[axis]}"
+            )
     return Slice(coords, ", ".join(parts))
