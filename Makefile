@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-faults test-slow bench reproduce clean
+.PHONY: install demo lint test test-faults test-slow bench reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,13 @@ demo: $(STAMP)
 	@echo "Parquet tables: results/demo/{cells,measurements,predictions,kernels,ensembles,boundaries}"
 	@echo "Figures:        results/demo/figures/"
 
-test: $(STAMP)
+# The quality gate: lint, format and types (config in pyproject.toml), then the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q
 
 test-faults: $(STAMP)
@@ -39,7 +45,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 reproduce: $(STAMP)
-	$(PY) -m pipeline.reproduce
+	$(PY) -m reproduction
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -189,7 +189,7 @@ def append_results(rows: Iterable[Row], info: dict, path: Path = RESULTS) -> Pat
     """Append the rows to the CSV at `path` (header if new), each with the run's date,
     commit and machine, so runs can be compared across commits."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     version, where = commit(), json.dumps(info, sort_keys=True)
     names = [f.name for f in dataclasses.fields(Row)]
     fresh = not path.exists()

@@ -5,10 +5,10 @@
 Both sides run the same M `CellSpec`s (seeds 0..M−1, stripe model, α̃ = 1, swish β=10,
 L=2, NTK and H₀ off so that training steps dominate) for a fixed number of accepted
 steps (`max_steps`, not to convergence), so that their times compare. Each side does
-what a Ray task of the campaign does with its cells (pipeline/scheduler.py `bundle_task`),
+what a Ray task of the campaign does with its cells (pipeline/execute/scheduler.py `bundle_task`),
 without Ray, which is not needed here and absent on the GPU machine:
 
-- bundled: one task of all M cells. `tasks.ensemble.training_plan(specs, device)` — the
+- bundled: one task of all M cells. `tasks.bundling.training_plan(specs, device)` — the
   bundler's cost model — decides: one batched ensemble (`tasks.train_bundle`) where
   batching pays, otherwise each cell alone on train_bundle's single-net fast path;
 - one per task: M tasks of one cell each, run one after the other in this process. On
@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from benchmarks.common import Row, stripe_spec, unavailable
+from tasks.cell import resolve_device
 from tasks.records import CellResult
 from tasks.specs import CellSpec
-from tasks.train_cell import resolve_device, train_cell
+from tasks.train_cell import train_cell
 
 # (name, P, d, h, steps): steps are few at the paper size to stay within the time budget.
 SIZES = (("small", 256, 5, 32, 100), ("medium", 1000, 10, 128, 30), ("paper", 5000, 10, 256, 3))
@@ -55,7 +56,7 @@ def bundler() -> tuple[Callable | None, Callable | None, str]:
     except Exception as err:  # a trainer that exists but fails to import: say so
         return None, None, f"not available: importing tasks.train_bundle raised {err!r}"[:200]
     try:
-        from tasks.ensemble import training_plan
+        from tasks.bundling import training_plan
     except ImportError:
         training_plan = None
     return train_bundle, training_plan, ""

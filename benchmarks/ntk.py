@@ -16,8 +16,9 @@ How it measures (CPU, Linux/glibc):
   call touches — tensors, autograd/vmap intermediates, BLAS buffers — which tracemalloc
   misses (torch allocates outside Python's allocator). Before this call glibc is told
   (mallopt M_MMAP_THRESHOLD = 64 KiB, then malloc_trim) to unmap every freed block above
-  64 KiB at once (and malloc_trim returns what the timed calls freed): by default glibc raises that threshold after large frees and keeps
-  freed tensors resident, so the high-water mark would also count memory that is free
+  64 KiB at once (and malloc_trim returns what the timed calls freed): by default glibc
+  raises that threshold after large frees and keeps freed tensors resident, so the
+  high-water mark would also count memory that is free
   but not reusable by the next, larger tensor (fast path: ~99 MiB that way vs ~50 MiB
   live at the default size). `run(eager_free=False)` / `--glibc-default` skips this.
 """

@@ -67,7 +67,7 @@ def write_spec(directory: Path, cells: int) -> Path:
 
 
 def _cells(spec_path: Path) -> list:
-    from pipeline.spec import load_campaign
+    from pipeline.spec.campaign import load_campaign
 
     return load_campaign(spec_path).cells()
 
@@ -81,7 +81,7 @@ def _train(spec) -> list:
 def startup() -> None:
     """Import what the other ways import, start and stop embedded Ray."""
     import tasks.train_cell  # noqa: F401
-    from pipeline.ray_setup import start_ray
+    from pipeline.execute.ray_session import start_ray
 
     start_ray().close()
 
@@ -89,7 +89,8 @@ def startup() -> None:
 def bare(spec_path: Path) -> None:
     """Every cell as one bare Ray task; wait for all results."""
     import ray
-    from pipeline.ray_setup import start_ray
+
+    from pipeline.execute.ray_session import start_ray
 
     cells = _cells(spec_path)
     session = start_ray()
@@ -103,7 +104,8 @@ def tune_grid(spec_path: Path, storage: Path, reuse_actors: bool = True) -> None
     """Every cell as one trial of a Ray Tune grid search (`reuse_actors`: Tune's option;
     its default, False, starts a fresh worker process per trial)."""
     from ray import tune
-    from pipeline.ray_setup import start_ray
+
+    from pipeline.execute.ray_session import start_ray
     from tasks.specs import CellSpec
 
     cells = _cells(spec_path)

@@ -42,7 +42,7 @@ def _fast_path(spec: CellSpec):
 def _ms_per_step(spec: CellSpec, trainer=train_cell) -> tuple[float, int, str]:
     """(wall ms per accepted step of trainer(spec), steps, stop reason)."""
     start = time.perf_counter()
-    result = [item for item in trainer(spec) if isinstance(item, CellResult)][0]
+    result = next(item for item in trainer(spec) if isinstance(item, CellResult))
     return (
         1e3 * (time.perf_counter() - start) / max(result.steps, 1),
         result.steps,

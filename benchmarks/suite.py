@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from benchmarks.common import Row, best_seconds, synchronizer, unavailable
 
-ROWS = ("ensemble", "peer", "flow-step", "ntk", "orchestration", "scaling")
+ROWS = ("ensemble", "peer", "flow-step", "ntk", "orchestration", "scaling", "integrator")
 NTK_SIZE = {"points": 1000, "width": 512, "depth": 2, "dim": 10}
 NTK_QUICK = {"points": 20, "width": 16, "depth": 2, "dim": 3}
 NTK_TARGET = 20.0  # issue 2: ≥ 20× faster and ≥ 20× less memory
@@ -34,6 +34,12 @@ def flow_step(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import flow_step as bench
 
     return bench.run(bench.QUICK_SIZES if quick else bench.SIZES, device=device)
+
+
+def integrator(quick: bool, device: str, **_) -> list[Row]:
+    from benchmarks import integrator as bench
+
+    return bench.run(quick=quick, device=device)
 
 
 def scaling(quick: bool, device: str, **_) -> list[Row]:
@@ -112,6 +118,7 @@ def _plain(fast: dict, ref: dict) -> dict:
 
 def _ntk_cuda(device: str, points: int, width: int, depth: int, dim: int) -> tuple[dict, dict]:
     import torch
+
     from tasks.models import build_model
     from tasks.ntk import ntk_gram, ntk_gram_jacobian
 
@@ -146,4 +153,5 @@ BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
     "ntk": ntk,
     "orchestration": orchestration,
     "scaling": scaling,
+    "integrator": integrator,
 }

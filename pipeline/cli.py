@@ -9,7 +9,7 @@ no campaign at the path, unknown dataset), 130 interrupted.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ app.add_typer(data_app, name="data")
 out, err = Console(), Console(stderr=True)
 
 Address = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray here)."
     ),
@@ -43,10 +43,10 @@ def fail(message: str, code: int) -> None:
 def _run_guarded(title: str, action, again: str = "phasegrid resume <campaign>") -> None:
     """Run `action(progress)` under a progress bar, mapping known errors to exit codes;
     `again` is the command that continues after an interrupt."""
-    from pipeline.progress import CellProgress
-    from pipeline.ray_setup import RayConnectError
-    from pipeline.spec import SpecError
-    from pipeline.store import CampaignLockedError, CampaignNotFoundError
+    from pipeline.execute.progress import CellProgress
+    from pipeline.execute.ray_session import RayConnectError
+    from pipeline.spec.campaign import SpecError
+    from pipeline.store.campaign_store import CampaignLockedError, CampaignNotFoundError
 
     try:
         with CellProgress(title, console=err) as progress:
@@ -87,7 +87,7 @@ def run(
 ) -> None:
     r"""Run a campaign: every cell of SPEC without a done record (a grown grid runs only the
     new cells); then, if SPEC has a \[refine] section, refine that boundary."""
-    from pipeline.refine import run_and_refine
+    from pipeline.drivers.refine import run_and_refine
 
     _run_guarded("cells", lambda progress: run_and_refine(spec, store, address, progress))
 
@@ -95,7 +95,7 @@ def run(
 @app.command()
 def resume(campaign: Campaign, address: Address = None) -> None:
     """Re-run the failed, interrupted and missing cells of a stored campaign."""
-    from pipeline.campaign import resume_campaign
+    from pipeline.drivers.run import resume_campaign
 
     _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress))
 
@@ -104,7 +104,7 @@ def resume(campaign: Campaign, address: Address = None) -> None:
 def status(
     campaign: Campaign,
     live: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--live",
             help="Show the measurements streamed so far by this running cell "
@@ -113,8 +113,8 @@ def status(
     ] = None,
 ) -> None:
     """Done / failed / running / pending cells, and why cells failed."""
-    from pipeline.status import campaign_status
-    from pipeline.store import CampaignNotFoundError
+    from pipeline.drivers.status import campaign_status
+    from pipeline.store.campaign_store import CampaignNotFoundError
 
     try:
         state = campaign_status(campaign)
@@ -148,6 +148,16 @@ def _print_health(campaign: str, state) -> None:
             reasons.add_column(reason, justify="right")
         reasons.add_row(*(str(n) for n in state.stop_reasons.values()))
         out.print(reasons)
+    if state.stalled is not None and len(state.stalled):
+        stalled = Table(title=f"stalled cells ({len(state.stalled)})")
+        for column in state.stalled.columns:
+            stalled.add_column(column)
+        for row in state.stalled.itertuples(index=False):
+            stalled.add_row(*(str(v) for v in row))
+        out.print(stalled)
+        from pipeline.drivers.status import STALL_FIX
+
+        err.print(STALL_FIX, markup=False, highlight=False)
     for bad in state.corrupt:
         err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
     if state.corrupt:
@@ -160,8 +170,8 @@ def _print_health(campaign: str, state) -> None:
 
 
 def _print_brackets(campaign: str) -> None:
-    """Per boundary point: its bracket and whether it is resolved (pipeline.refine_status)."""
-    from pipeline.refine_status import bracket_table, campaign_brackets
+    """Per boundary point: its bracket and whether it is resolved (drivers/refine_status)."""
+    from pipeline.drivers.refine_status import bracket_table, campaign_brackets
 
     rows = bracket_table(campaign_brackets(campaign))
     if len(rows):
@@ -174,7 +184,7 @@ def _print_brackets(campaign: str) -> None:
 
 
 def _print_live(campaign: str, cell: str) -> None:
-    from pipeline.store import ParquetStore
+    from pipeline.store.campaign_store import ParquetStore
 
     rows = ParquetStore.open(campaign).read_live().to_pandas()
     rows = rows.loc[rows.cell_id.str.startswith(cell)]
@@ -196,7 +206,7 @@ def _print_live(campaign: str, cell: str) -> None:
 @data_app.command("list")
 def data_list(
     data_dir: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--data-dir", help="Look here first (else $PHASEGRID_DATA, the cache, system dirs)."
         ),
@@ -221,7 +231,7 @@ def data_list(
 
 @data_app.command("locate")
 def data_locate(
-    name: str, data_dir: Annotated[Optional[str], typer.Option("--data-dir")] = None
+    name: str, data_dir: Annotated[str | None, typer.Option("--data-dir")] = None
 ) -> None:
     """Where dataset NAME would be read from."""
     from tasks.data import DatasetNotFoundError, locate_dataset
@@ -236,14 +246,14 @@ def data_locate(
 def data_download(
     name: str,
     dest: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--dest", help="Directory to download into (default: the phasegrid cache dir)."
         ),
     ] = None,
 ) -> None:
     """Download dataset NAME's canonical files (checksums verified) where phasegrid looks."""
-    from pipeline.download import download_dataset
+    from pipeline.drivers.download import download_dataset
     from tasks.data_files import cache_dir
 
     try:
@@ -267,8 +277,8 @@ def data_download(
 def aggregate(campaign: Campaign) -> None:
     """Write CAMPAIGN/ensembles and CAMPAIGN/boundaries from the cells done so far (also
     while the campaign runs; failed cells are left out and counted)."""
-    from pipeline.aggregate import aggregate_campaign
-    from pipeline.store import CampaignNotFoundError
+    from pipeline.drivers.aggregate import aggregate_campaign
+    from pipeline.store.campaign_store import CampaignNotFoundError
 
     try:
         report = aggregate_campaign(campaign)
@@ -283,18 +293,18 @@ def aggregate(campaign: Campaign) -> None:
 def plot(
     campaign: Campaign,
     formats: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--format", help="File format, repeatable (default: png and pdf)."),
     ] = None,
     figures: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--figure", help="Only this figure, repeatable (default: all)."),
     ] = None,
 ) -> None:
     """Draw the paper's figures into CAMPAIGN/figures/; a figure whose data the campaign
     lacks is skipped with the reason."""
-    from pipeline.plots import plot_campaign
-    from pipeline.store import CampaignNotFoundError
+    from pipeline.drivers.plot import plot_campaign
+    from pipeline.store.campaign_store import CampaignNotFoundError
 
     try:
         outcomes = plot_campaign(campaign, tuple(formats or ("png", "pdf")), figures)
@@ -308,7 +318,7 @@ def plot(
 def refine(
     campaign: Campaign,
     boundary: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--boundary",
             help="crossover (ntk_change = c, bisecting log alpha_tilde at each "
@@ -317,13 +327,13 @@ def refine(
         ),
     ] = None,
     level: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--level", help="c of the crossover (default 1), or the jamming fraction (default 0.5)."
         ),
     ] = None,
     tolerance: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--tolerance",
             help="Stop when each boundary point is bracketed within this "
@@ -332,7 +342,7 @@ def refine(
         ),
     ] = None,
     max_cells: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--max-cells", help="Cap on the campaign's cells, coarse grid included."),
     ] = None,
     address: Address = None,
@@ -340,7 +350,7 @@ def refine(
     """Add grid points (all seeds each) where a phase boundary lies, round by round, until
     each of its points is bracketed within the tolerance or --max-cells is reached. Run it
     again to continue after an interrupt."""
-    from pipeline.refine import RefineTargetError, refine_on_ray
+    from pipeline.drivers.refine import RefineTargetError, refine_on_ray
 
     again = f"phasegrid refine {campaign}" + (f" --boundary {boundary}" if boundary else "")
     try:

@@ -1,4 +1,4 @@
-"""Schemas of the aggregate tables written by `phasegrid aggregate` (pipeline.aggregate):
+"""Schemas of the aggregate tables written by `phasegrid aggregate` (pipeline.analysis.ensembles):
 `ensembles/part-0.parquet` and `boundaries/part-0.parquet`, recomputed from the done
 cells each time. Like the cell tables, every row carries the grid and settings columns
 (those constant over the campaign too), so a reader can filter without joins.
@@ -25,7 +25,18 @@ ENSEMBLES = _schema(
         _GRID["depth"],
         *SETTINGS,
         _field(
-            "n_seeds", I64, "M: done cells (initialisation seeds) averaged here.", nullable=False
+            "n_seeds",
+            I64,
+            "M: done cells (initialisation seeds) averaged here; stalled cells are not among them.",
+            nullable=False,
+        ),
+        _field(
+            "n_stalled",
+            I64,
+            "Done cells of this grid point that stopped stalled "
+            "(stop_reason = stalled): left out of every average here and of the boundaries; "
+            "the phase diagram hatches a point where they are at least half.",
+            nullable=False,
         ),
         _field("n_params", I64, "N: number of trained parameters."),
         _field("fitted_fraction", F64, "Fraction of the M seeds with N_Δ = 0 at the end."),

@@ -87,7 +87,7 @@ def _gaussian_second_moment(fn, beta: float, nodes_per_panel: int = 24) -> float
     return float(np.sum(weights * fn(z) ** 2))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def normalisation(name: str, beta: float) -> float:
     """c(name, β) = 1/√E[(σ₀(βz)/β)²], so that E[σ(z)²] = 1. Cached."""
     _check(name, beta)

@@ -31,7 +31,7 @@ def weight_alignment(first: Tensor, outgoing: Tensor, informative: Sequence[int]
     ``outgoing`` [n_out, h]; ``informative`` the indices of ∥ (a proper, non-empty subset of
     0..d−1). NaN if every c_i is 0 or W⊥ = 0."""
     h, d = first.shape
-    parallel = sorted(set(int(a) for a in informative))
+    parallel = sorted({int(a) for a in informative})
     if not parallel or parallel[0] < 0 or parallel[-1] >= d or len(parallel) == d:
         raise ValueError(
             f"informative directions {list(informative)} must be a proper "
@@ -70,7 +70,8 @@ def layer_weights_on_host(
     weights = layer_weights(model, theta) if wanted else None
     if weights is None:
         return None
-    return tuple(w.detach().to(torch.float64).cpu().numpy().copy() for w in weights)
+    first, second = (w.detach().to(torch.float64).cpu().numpy().copy() for w in weights)
+    return first, second
 
 
 def weight_alignment_at(
@@ -78,7 +79,9 @@ def weight_alignment_at(
 ) -> float:
     """Λ of a `FullyConnected` net at the flat parameters θ [N];
     NaN when there are no informative directions (image data) or for other architectures."""
-    weights = layer_weights(model, theta) if informative is not None else None
+    if informative is None:
+        return math.nan
+    weights = layer_weights(model, theta)
     if weights is None:
         return math.nan
     return weight_alignment(*weights, informative)

@@ -59,7 +59,8 @@ class Workspace:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.output.shape[:2])
+        members, points = self.output.shape[:2]
+        return int(members), int(points)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class BatchedFC:
     splits: tuple[int, ...]  # sizes of the blocks of θ: W_1 … W_{L+1}, B_1 … B_L
 
     @classmethod
-    def of(cls, model: FullyConnected) -> "BatchedFC":
+    def of(cls, model: FullyConnected) -> BatchedFC:
         """The batched form of ``model``'s architecture (its parameter values are not read)."""
         act = model.act
         sizes = tuple(model.fan_ins) + (1,)
@@ -136,7 +137,7 @@ class BatchedFC:
         inputs, derivatives = [s], []
         for l in range(self.depth):
             u, k = ws.preacts[l], self.coefficients[l]
-            if biases:
+            if biases and self.bias_coefficient is not None:  # both or neither
                 torch.baddbmm(
                     biases[l].unsqueeze(1),
                     s,
@@ -175,7 +176,7 @@ class BatchedFC:
             torch.baddbmm(
                 zero, delta.mT, saved.inputs[l], beta=0.0, alpha=k, out=weight_grads[l]
             )  # [M, out, in]
-            if l < self.depth and bias_grads:
+            if l < self.depth and bias_grads and self.bias_coefficient is not None:
                 torch.sum(delta, 1, out=bias_grads[l]).mul_(self.bias_coefficient)
             if l == 0:
                 return gradient

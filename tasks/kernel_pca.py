@@ -36,7 +36,7 @@ class KernelPCA:
     mutual_information: np.ndarray = field(repr=False)  # I(φ_λ; y), bits
 
     @classmethod
-    def empty(cls) -> "KernelPCA":
+    def empty(cls) -> KernelPCA:
         return cls(np.zeros(0), np.zeros(0), np.zeros(0))
 
 

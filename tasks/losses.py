@@ -9,7 +9,7 @@ precomputed outputs (``AlphaObjective.initial_outputs``), never as a second copy
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -133,7 +133,7 @@ class AlphaObjective:
         self._shapes = [p.shape for _, p in named]
         self._sizes = [p.numel() for _, p in named]
 
-    def unflatten(self, theta: Tensor) -> Mapping[str, Tensor]:
+    def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Views of θ [N] shaped like the module's parameters, by name."""
         chunks = torch.split(theta, self._sizes)
         return {n: c.view(s) for n, c, s in zip(self._names, chunks, self._shapes)}

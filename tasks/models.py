@@ -20,6 +20,7 @@ The one-hidden-layer net of the stripe model (paper Eq. 6, whose 1/h readout is 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -86,7 +87,8 @@ class FullyConnected(nn.Module):
 
         x: [P, d]. Returns (f̃ [P], inputs [x_0 = x, x_1, …, x_L] with x_l [P, h_l]
         — the input of layer l+1 —, pre-activations [a_1, …, a_L] each [P, h])."""
-        inputs, preacts = [x], []
+        inputs: list[Tensor] = [x]
+        preacts: list[Tensor] = []
         for l, (w, fan_in) in enumerate(zip(self.weights, self.fan_ins)):
             a = inputs[-1] @ (w.T / math.sqrt(fan_in))  # [P, fan_out]
             if l == len(self.weights) - 1:
@@ -107,8 +109,8 @@ class ConvNet(nn.Module):
 
     Each row of x is read as a signal of shape `input_shape` = (C, *positions): by default
     an image (1, s, s) when d = s², (3, s, s) when d = 3s² with s ≥ 16 (raw MNIST /
-    CIFAR-10 pixels), otherwise a 1-D signal (1, d) — e.g. the d PCA features. Then `depth` convolutions
-    with `width` channels, kernel 3, stride 1 and zero 'same' padding,
+    CIFAR-10 pixels), otherwise a 1-D signal (1, d) — e.g. the d PCA features. Then `depth`
+    convolutions with `width` channels, kernel 3, stride 1 and zero 'same' padding,
 
         a_l = conv(W_l, x_{l−1}) / √(C_{l−1}·3^n) + c_b B_l,   x_l = σ(a_l),
 
@@ -204,13 +206,13 @@ def build_from_spec(
     (`model.depth` is not used); "cnn": `ConvNet` with `depth` conv layers of `width`
     channels, reading each input row as ``input_shape`` (e.g. (1, 28, 28) for raw MNIST
     pixels, `tasks.data.input_shape`) when it has more than one axis."""
-    common = dict(
-        activation=model.activation,
-        activation_beta=model.activation_beta,
-        bias=model.bias,
-        generator=generator,
-        dtype=dtype,
-    )
+    common: dict[str, Any] = {
+        "activation": model.activation,
+        "activation_beta": model.activation_beta,
+        "bias": model.bias,
+        "generator": generator,
+        "dtype": dtype,
+    }
     if model.arch == "fc":
         return FullyConnected(d, model.width, model.depth, **common)
     if model.arch == "one-hidden":

@@ -17,7 +17,7 @@ label still gives ≈ 1 bit instead of the Ross formula's ψ(k) − ψ(1). Value
 rounded to a grid of 10⁻⁹ of their standard deviation (`TIE_RESOLUTION`), so that values
 equal up to floating-point roundoff (an eigenvector from LAPACK) count as tied.
 
-Known values (tests/test_mutual_information.py): labels independent of c give ≈ 0 (the
+Known values (tests/tasks/test_mutual_information.py): labels independent of c give ≈ 0 (the
 estimate is not clipped, so it can be slightly negative); a balanced label that is a
 deterministic function of c with one threshold gives ≈ 1 bit; a two-Gaussian mixture
 matches its numerically integrated MI.
@@ -78,7 +78,7 @@ def knn_mutual_information(
         raise ValueError(f"neighbours must be ≥ 1, got {neighbours}")
     if not np.isfinite(c).all():
         return math.nan
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     keep = counts[inverse] > 1
     c, inverse = c[keep], inverse[keep]
     if len(c) < 2:

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# nan: the gradient became non-finite (divergence); stalled: no step size passed the
-# flow's tests (dt underflowed to 0) although the point is finite.
+# nan: the gradient became non-finite (divergence); stalled: the flow stopped moving
+# although the point is finite (dt < 1e-12, an accepted step left θ unchanged, or flow
+# time froze over 50 steps: tasks/flow.py) — never a result, never counted as jammed.
 STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled", "zero_gradient")
 
 
@@ -47,6 +48,7 @@ class Measurement:
     weight_change: float  # ||theta - theta_0||
     gradient_norm: float  # ||grad L~||
     ntk_change: float = float("nan")  # only when measured at checkpoints
+    forward_evaluations: int = 0  # forward-only passes so far (euler-heun's error estimate)
     weight_alignment: float = float("nan")  # Λ = W∥/W⊥ (tasks.alignment); nan: no ∥ directions
 
 
@@ -72,6 +74,7 @@ class CellResult:
     test_outputs: np.ndarray = field(repr=False)  # f(x_test), shape [test_size]
     test_labels: np.ndarray = field(repr=False)  # y_test in {-1, +1}
     h0_eigenvalues: np.ndarray = field(repr=False)  # non-zero spectrum of H0 (may be empty)
+    forward_evaluations: int = 0  # forward-only passes (a third of a gradient evaluation)
     # kernel PCA of Θ₀ / Θ_end on the kernel set (tasks.kernel_pca), top ranks; empty if off
     kpca_eigenvalues_initial: np.ndarray = field(repr=False, default_factory=_empty)
     kpca_eigenvalues_final: np.ndarray = field(repr=False, default_factory=_empty)
@@ -90,7 +93,7 @@ class TrainingState:
     """A snapshot of one cell's flow, enough to continue it exactly (`train_cell`'s
     ``resume_from``): the `tasks.flow.FlowState` as host arrays plus what the loop around
     it keeps. θ₀ and f̃_θ₀ are not here: they are recomputed from the cell's seeds.
-    pipeline/checkpoint.py stores it as raw arrays in Parquet (never pickled)."""
+    pipeline/store/snapshots.py stores it as raw arrays in Parquet (never pickled)."""
 
     step: int
     flow_time: float
@@ -105,3 +108,5 @@ class TrainingState:
     batch: np.ndarray | None = field(repr=False)  # current minibatch indices [B]; None: full batch
     batch_generator_state: np.ndarray = field(repr=False)  # uint8 state of the minibatch generator
     last_measurement: Measurement | None = None  # the latest Measurement yielded before it
+    forward_evaluations: int = 0
+    window_time: float = 0.0  # flow time at the last stall-window boundary

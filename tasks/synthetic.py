@@ -35,8 +35,8 @@ from tasks.preprocess import class_counts, round_robin_order
 from tasks.specs import SYNTHETIC_DATASETS, DataSpec
 
 __all__ = [
-    "SYNTHETIC_DATASETS",
     "STRIPE_INTERVAL",
+    "SYNTHETIC_DATASETS",
     "cylinder_classes",
     "informative_directions",
     "sphere_classes",
@@ -100,7 +100,7 @@ def _stratified(
     classify, counts: list[int], d: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """Per class k, the first counts[k] points of the stream whose class is k: [counts[k], d]."""
-    kept = [[] for _ in counts]
+    kept: list[list[torch.Tensor]] = [[] for _ in counts]
     missing = list(counts)
     while any(missing):
         x = _gaussian_chunk(d, generator)

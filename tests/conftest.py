@@ -62,7 +62,7 @@ def stripe_spec(tmp_path):
 @pytest.fixture(scope="session")
 def ray_session():
     """One embedded Ray (2 CPUs) shared by the tests that run cells in-process."""
-    from pipeline.ray_setup import start_ray
+    from pipeline.execute.ray_session import start_ray
 
     session = start_ray(num_cpus=2)
     yield session

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Start and stop the Ray cluster of one phasegrid campaign.
 #
-# Sourced by phasegrid.sbatch (one Ray node per Slurm node) and by tests/test_cluster.py
+# Sourced by phasegrid.sbatch (one Ray node per Slurm node) and by tests/cluster/test_cluster.py
 # (a head and a worker on loopback, no Slurm). Nothing here is Slurm-specific: the caller
 # says how to reach a node by setting the launch prefix PG_RAY_LAUNCH (a bash array)
 # before each start, e.g. PG_RAY_LAUNCH=(srun --nodes=1 --ntasks=1 -w "$node"); empty

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pipeline.aggregate import fit_log_log
+from pipeline.analysis.ensembles import fit_log_log
 from pipeline.figures.data import CampaignData
 from pipeline.figures.style import (
     LABELS,

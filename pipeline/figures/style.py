@@ -3,8 +3,9 @@ slice of a multi-axis campaign that a two-dimensional figure shows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -12,8 +13,9 @@ import pandas as pd
 from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
+from matplotlib.typing import RcKeyType
 
-from pipeline.aggregate import ENSEMBLE_VALUES
+from pipeline.analysis.ensembles import ENSEMBLE_VALUES
 
 LABELS = {
     "width": r"width $h$",
@@ -31,7 +33,7 @@ LABELS = {
 }
 ERROR_CMAP = "viridis"  # perceptually uniform; unfitted cells are drawn black
 LINE_CMAP = "plasma"  # one colour per α̃ / width in line plots
-RC = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 10,
     "axes.titlesize": 10,
     "legend.fontsize": 8,
@@ -89,7 +91,7 @@ def budget_lines(rows: pd.DataFrame) -> list[tuple[str, tuple, pd.DataFrame]]:
 
 def spread(values: Sequence[float], k: int) -> list[float]:
     """At most k of the sorted unique values, evenly spaced in rank (ends kept)."""
-    values = sorted(set(float(v) for v in values))
+    values = sorted({float(v) for v in values})
     if len(values) <= k:
         return values
     return [values[int(round(i))] for i in np.linspace(0, len(values) - 1, k)]

@@ -1,0 +1,1 @@
+"""The commands behind the CLI: run, resume, refine, status, aggregate, plot, download."""

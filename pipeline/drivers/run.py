@@ -1,0 +1,188 @@
+"""`run` and `resume`: from a spec (or a stored campaign) to committed cells in the store.
+
+All resume state lives in the store (design.md §3): a cell is done when its cells record
+says so, whatever happened to the driver or Ray before. A run
+1. validates the spec (nothing is written if it is invalid),
+2. takes the campaign's lock, finishes or discards interrupted commits (`recover`),
+   deletes the live rows of attempts that died with an earlier driver, and quarantines
+   unreadable files with their cells (pipeline/store/quarantine.py), which then run again,
+3. stores the spec and adds its new cells to the manifest (a grown grid adds cells; cells
+   are identified by id, so a changed fixed setting also adds new ones),
+4. runs on Ray every requested cell without a done record, committing each as it ends;
+   a cell with a training-state snapshot (pipeline/store/snapshots.py) continues from it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pipeline.drivers.sources import load_resolved_campaign_text
+from pipeline.execute.progress import Progress
+from pipeline.execute.scheduler import RayExecutor
+from pipeline.execute.sink import StoreSink
+from pipeline.execute.stream import Executor
+from pipeline.spec.campaign import CampaignSpec, parse_campaign
+from pipeline.spec.schema import Resources
+from pipeline.store import quarantine
+from pipeline.store import snapshots as checkpoint
+from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
+from pipeline.store.location import join_uri
+from pipeline.store.names import MANIFEST_FILE
+from pipeline.store.rows import manifest_table, spec_from_config
+from tasks.bundling import plan_bundles
+from tasks.specs import CellSpec
+
+DEFAULT_STORE = "results"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run/resume did. `done`/`failed` count the cells that ended in this run."""
+
+    campaign: str
+    requested: int  # cells the spec (or manifest) asks for
+    added: int  # cells new to the manifest
+    already_done: int  # skipped: done before this run
+    done: int
+    failed: int
+    wall_seconds: float
+    quarantined: tuple[str, ...] = ()  # unreadable files moved to _quarantine/ (with reasons)
+
+    def describe(self) -> str:
+        ran = self.requested - self.already_done
+        text = (
+            f"{self.campaign}: {self.requested} cells ({self.added} new), "
+            f"{self.already_done} already done, ran {ran}: {self.done} done, "
+            f"{self.failed} failed, in {self.wall_seconds:.1f} s"
+        )
+        return "\n".join([text, *(f"quarantined {q}" for q in self.quarantined)])
+
+
+def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
+    """Groups of at most `bundle_size` cells, one task each: cells that can train as one
+    batched ensemble together, in grid order (seed fastest, then α̃), the others alone
+    (`tasks.bundling.plan_bundles`)."""
+    return plan_bundles(cells, bundle_size)
+
+
+def _execute(
+    store: ParquetStore,
+    cells: list[CellSpec],
+    resources: Resources,
+    executor: Executor,
+    progress: Progress | None,
+    added: int,
+) -> RunSummary:
+    """Run the cells without a done record; the caller holds the lock."""
+    start = time.monotonic()
+    cells = list({c.cell_id: c for c in cells}.values())
+    states = store.cell_states()
+    todo = [c for c in cells if states.get(c.cell_id, ("", 0))[0] != "done"]
+    sink = StoreSink(store, {c: a for c, (_, a) in states.items()}, len(todo), progress)
+    if todo:
+        sink._report()
+        executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
+    return RunSummary(
+        store.uri,
+        len(cells),
+        added,
+        len(cells) - len(todo),
+        sink.done,
+        sink.failed,
+        time.monotonic() - start,
+    )
+
+
+def _take_over(store: ParquetStore) -> tuple[str, ...]:
+    """Clean up after any earlier driver: finish or discard its commits, drop live rows
+    and stale snapshots; quarantine unreadable files with their cells. Returns the
+    quarantined files as "from -> to (why)"."""
+    store.recover()
+    store.delete_live()
+    moved = quarantine.take_over(store)
+    checkpoint.clean_up(store)
+    return tuple(f"{m['from']} -> {m['to']} ({m['reason']})" for m in moved)
+
+
+def run_campaign(
+    spec_path: str | Path,
+    store: str = DEFAULT_STORE,
+    address: str | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run the campaign of `spec_path` into `<store>/<name>`; cells already done are skipped.
+    Raises SpecError (writing nothing) for an invalid spec, CampaignLockedError if another
+    driver holds the campaign. One Ray session, opened at the first cell to run."""
+    spec, toml_text = load_resolved_campaign_text(spec_path)
+    with RayExecutor(address) as executor:
+        return run_spec(spec, toml_text, store, executor, progress)
+
+
+def run_spec(
+    spec: CampaignSpec,
+    toml_text: str,
+    store: str,
+    executor: Executor,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Run the loaded campaign `spec` (whose TOML is `toml_text`) into `<store>/<name>`
+    with `executor` (RayExecutor, or LocalExecutor in process)."""
+    campaign = ParquetStore.open(join_uri(store, spec.name), create=True)
+    with campaign.lock():
+        moved = _take_over(campaign)
+        campaign.write_spec(spec.to_dict(), toml_text)
+        cells = spec.cells()
+        added = campaign.extend_manifest(manifest_table(cells))
+        summary = _execute(campaign, cells, spec.resources, executor, progress, added)
+        return replace(summary, quarantined=moved)
+
+
+def resume_campaign(
+    campaign_uri: str,
+    address: str | None = None,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> RunSummary:
+    """Re-run every cell of the campaign's manifest that is not done (failed, interrupted
+    or never started), with the resources of the stored spec (on Ray at `address` unless
+    an `executor` is given)."""
+    if executor is None:
+        with RayExecutor(address) as ray_executor:
+            return resume_campaign(campaign_uri, address, progress, ray_executor)
+    campaign = ParquetStore.open(campaign_uri)
+    with campaign.lock():
+        moved = _take_over(campaign)
+        if not campaign.location.exists(MANIFEST_FILE):
+            raise CampaignNotFoundError(
+                f"the manifest of {campaign_uri} was unreadable and is now in _quarantine/ "
+                f"({'; '.join(moved)}); rebuild it with `phasegrid run {campaign_uri}/spec.toml "
+                "--store <the campaign's parent directory>` (done cells are kept)"
+            )
+        spec = parse_campaign(campaign.read_spec(), f"{campaign_uri}/spec.json")
+        cells = [spec_from_config(c) for c in campaign.manifest()["config"].to_pylist()]
+        return replace(
+            _execute(campaign, cells, spec.resources, executor, progress, 0), quarantined=moved
+        )
+
+
+def run_cells(
+    campaign_uri: str,
+    cells: list[CellSpec],
+    resources: Resources,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Add `cells` to an existing campaign's manifest and run those not done (for drivers
+    such as `refine` that choose cells themselves), with `executor` (default: embedded Ray)."""
+    if executor is None:
+        with RayExecutor() as ray_executor:
+            return run_cells(campaign_uri, cells, resources, ray_executor, progress)
+    campaign = ParquetStore.open(campaign_uri)
+    with campaign.lock():
+        moved = _take_over(campaign)
+        added = campaign.extend_manifest(manifest_table(cells))
+        return replace(
+            _execute(campaign, cells, resources, executor, progress, added), quarantined=moved
+        )

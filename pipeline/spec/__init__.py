@@ -1,0 +1,1 @@
+"""Campaign specs: TOML -> validated, frozen CampaignSpec; the axis syntax; spec errors."""

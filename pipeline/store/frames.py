@@ -1,0 +1,72 @@
+"""Campaign tables as pandas DataFrames, for the drivers that aggregate, plot and refine.
+
+The same door as `ParquetStore`: reads verify page CRCs and skip (naming) unreadable
+files, writes go through `Location.write_parquet` (page CRCs, temp name then rename).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+import results_schema as rs
+from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
+from pipeline.store.location import Location, join_uri
+from pipeline.store.names import MANIFEST_FILE
+from pipeline.store.reading import conform
+
+AGGREGATE_FILE = "part-0.parquet"  # an aggregate table is one file, rewritten whole
+
+
+def read_table(
+    campaign: str, table: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame | None:
+    """A campaign table (a directory of Parquet files, or the manifest file) as a DataFrame
+    read with its results_schema schema (files written before a column existed read it
+    as null), or None if the table does not exist yet."""
+    location = Location.open(campaign)
+    if not location.exists(table):
+        return None
+    wanted = list(columns) if columns else None
+    if table == MANIFEST_FILE:
+        manifest = conform(location.read_parquet(MANIFEST_FILE), rs.MANIFEST)
+        return (manifest.select(wanted) if wanted else manifest).to_pandas()
+    return ParquetStore(location).read_table(table, wanted).to_pandas()
+
+
+def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
+    """Write `frame` as <campaign>/<table>/part-0.parquet, cast to the table's schema
+    (missing columns null), atomically and with page CRCs. Returns the file's path or URI."""
+    schema = rs.schema_of(table)
+    arrow = pa.Table.from_pandas(
+        frame.reindex(columns=schema.names), schema=schema, preserve_index=False
+    )
+    Location.open(campaign).write_parquet(f"{table}/{AGGREGATE_FILE}", arrow)
+    return join_uri(campaign, f"{table}/{AGGREGATE_FILE}")
+
+
+def write_file(campaign: str, rel: str, data: bytes) -> str:
+    """Write `data` (a figure, a report) to <campaign>/<rel> atomically (temp name, then
+    rename). Returns its path or URI as the user names the campaign."""
+    Location.open(campaign).write_bytes(rel, data)
+    return join_uri(campaign, rel)
+
+
+def require_campaign(campaign: str) -> None:
+    """Raise CampaignNotFoundError unless `campaign` holds a manifest or a cells table."""
+    location = Location.open(campaign)
+    if not (location.exists(MANIFEST_FILE) or location.exists("cells")):
+        raise CampaignNotFoundError(
+            f"no campaign at {campaign} (no {MANIFEST_FILE} or cells/); "
+            f"start one with `phasegrid run SPEC.toml --store DIR`"
+        )
+
+
+def pending_cells(campaign: str, cells: pd.DataFrame) -> int:
+    """Cells of the manifest without a cells record yet (queued or running)."""
+    manifest = read_table(campaign, MANIFEST_FILE, ["cell_id"])
+    if manifest is None:
+        return 0
+    return int((~manifest["cell_id"].isin(cells["cell_id"])).sum())

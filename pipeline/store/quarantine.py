@@ -1,0 +1,205 @@
+"""Corrupt files of a campaign: found, reported with their path, moved aside, cells re-run.
+
+A Parquet file of the store that cannot be read (truncated, garbage, a page that does not
+decode, a schema that is not its table's) never crashes a reader and never vanishes
+silently:
+- readers (`ParquetStore.read_table`, hence `load_results` and `status`) skip it with a
+  `CorruptFileWarning` that names it;
+- `phasegrid status` lists it (`find_corrupt`: footers and schemas, cheap) and does not
+  count its cell as done;
+- every driver that takes the campaign over (`run`, `resume`, `refine`) reads every file
+  in full and moves each bad one *with every other file of its cell* to
+  `_quarantine/<when>/<table>/` (readers skip names starting with `_`), `report.json`
+  saying why; the cell then has no record and is run again.
+
+A quarantine is journalled: `plan.json` is written first, then the files move (each
+cell's `cells` file first, so a cell is never "done" with rows missing), then
+`report.json`. A driver killed half-way leaves the plan, which the next take-over
+finishes (`finish_interrupted`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import results_schema as rs
+from pipeline.store.kill_points import kill_point
+from pipeline.store.location import Location
+from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
+from pipeline.store.reading import CorruptFileWarning, visible_parquet
+
+if TYPE_CHECKING:
+    from pipeline.store.campaign_store import ParquetStore
+
+PLAN, REPORT = "plan.json", "report.json"
+MANIFEST = MANIFEST_FILE
+READ_THREADS = 8  # file checks are I/O bound (object stores: one request each)
+
+
+@dataclass(frozen=True)
+class CorruptFile:
+    """One unreadable file. `path` is relative to the campaign root."""
+
+    path: str
+    table: str  # cells, measurements, ..., ensembles, boundaries, manifest
+    cell_id: str | None  # the cell whose file it is (per-cell tables)
+    error: str
+
+    def describe(self, campaign: str) -> str:
+        return f"{campaign}/{self.path}: {self.error}"
+
+
+def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) -> str | None:
+    """Why the Parquet file `rel` is unreadable as a file of `schema`, or None. Reads the
+    footer (truncated or garbage files fail there); with `deep`, every page too."""
+    try:
+        if deep:
+            found = location.read_parquet(rel).schema
+        else:
+            found = pq.read_schema(location.path(rel), filesystem=location.fs)
+    except (pa.ArrowException, OSError) as error:
+        return f"{type(error).__name__}: {error}"
+    for field in found:
+        if field.name not in schema.names or not field.type.equals(schema.field(field.name).type):
+            return (
+                f"not a file of this table: column {field.name!r} ({field.type}) is not "
+                f"in its schema"
+            )
+    return None
+
+
+def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
+    """(rel path, table, cell_id) of every file the tables and manifest consist of."""
+    files: list[tuple[str, str, str | None]] = []
+    if location.exists(MANIFEST):
+        files.append((MANIFEST, "manifest", None))
+    for table in PER_CELL + AGGREGATES:
+        for entry in location.listdir(table):
+            if not entry.is_dir and visible_parquet(entry.name):
+                cell = entry.name.removesuffix(".parquet") if table in PER_CELL else None
+                files.append((f"{table}/{entry.name}", table, cell))
+    return files
+
+
+def find_corrupt(store: ParquetStore, deep: bool = False) -> list[CorruptFile]:
+    """Every unreadable file of the campaign's tables and manifest (see `file_problem`)."""
+    location = store.location
+
+    def check(item: tuple[str, str, str | None]) -> CorruptFile | None:
+        rel, table, cell = item
+        problem = file_problem(location, rel, rs.schema_of(table), deep)
+        return None if problem is None else CorruptFile(rel, table, cell, problem)
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return [c for c in pool.map(check, _candidates(location)) if c is not None]
+
+
+def read_reporting_corrupt(store: ParquetStore, tables: tuple[str, ...]) -> dict[str, pa.Table]:
+    """Read `tables` (and the manifest, as "manifest") for a user: every unreadable file
+    is named once in a CorruptFileWarning and left out (so is a per-cell file of another
+    table, whose rows would otherwise slip in under this table's schema). Per-cell rows
+    of cells without a readable cells record are left out too: they belong to a commit
+    still moving its files (or cut short by a kill, until the next driver finishes it)."""
+    corrupt = find_corrupt(store)
+    for bad in corrupt:
+        warnings.warn(
+            CorruptFileWarning(
+                f"{bad.describe(store.uri)}; it is left out. `phasegrid resume {store.uri}` "
+                "quarantines it and re-runs its cell"
+            ),
+            stacklevel=3,
+        )
+    named = {bad.path for bad in corrupt}
+    out = {}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", CorruptFileWarning)
+        for table in tables:
+            read = store.read_table(table)
+            dropped = [bad.cell_id for bad in corrupt if bad.table == table and bad.cell_id]
+            out[table] = (
+                read.filter(pc.invert(pc.is_in(read["cell_id"], pa.array(dropped, pa.string()))))
+                if dropped
+                else read
+            )
+        out["manifest"] = rs.MANIFEST.empty_table() if MANIFEST in named else store.manifest()
+    if "cells" in out:
+        for table in set(out) & set(PER_CELL[1:]):
+            out[table] = out[table].filter(pc.is_in(out[table]["cell_id"], out["cells"]["cell_id"]))
+    for warning in seen:  # the read's own warnings, for files not named above
+        if not any(f"{store.uri}/{path} " in str(warning.message) for path in named):
+            warnings.warn(warning.message, stacklevel=3)
+    return out
+
+
+def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
+    """Move every corrupt file, and all files of the cells they belong to, to
+    `_quarantine/<when>/`; returns the report's entries ({from, to, reason}). Call only
+    while holding the campaign."""
+    if not corrupt:
+        return []
+    when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    entries = []
+    for cell in sorted({c.cell_id for c in corrupt if c.cell_id}):
+        reason = "; ".join(c.describe(store.uri) for c in corrupt if c.cell_id == cell)
+        for table in PER_CELL:  # cells first: the cell stops being done first
+            rel = f"{table}/{cell}.parquet"
+            if store.location.exists(rel):
+                entries.append({"from": rel, "to": f"{QUARANTINE}/{when}/{rel}", "reason": reason})
+    for bad in (c for c in corrupt if not c.cell_id):
+        entries.append(
+            {
+                "from": bad.path,
+                "to": f"{QUARANTINE}/{when}/{bad.path}",
+                "reason": bad.describe(store.uri),
+            }
+        )
+    store.location.write_bytes(f"{QUARANTINE}/{when}/{PLAN}", json.dumps(entries).encode())
+    _carry_out(store.location, f"{QUARANTINE}/{when}", entries)
+    return entries
+
+
+def _carry_out(location: Location, folder: str, entries: list[dict]) -> None:
+    """The moves of a plan (those already done are skipped), then its report."""
+    for entry in entries:
+        if location.exists(entry["from"]):
+            location.makedirs(entry["to"].rsplit("/", 1)[0])
+            location.move(entry["from"], entry["to"])
+            kill_point("quarantine")
+    location.write_bytes(f"{folder}/{REPORT}", json.dumps(entries, indent=1).encode())
+
+
+def finish_interrupted(store: ParquetStore) -> int:
+    """Finish the quarantines a killed driver left half done; returns how many."""
+    finished = 0
+    for entry in store.location.listdir(QUARANTINE):
+        folder = f"{QUARANTINE}/{entry.name}"
+        if (
+            entry.is_dir
+            and store.location.exists(f"{folder}/{PLAN}")
+            and not store.location.exists(f"{folder}/{REPORT}")
+        ):
+            plan = json.loads(store.location.read_bytes(f"{folder}/{PLAN}"))
+            _carry_out(store.location, folder, plan)
+            finished += 1
+    return finished
+
+
+def take_over(store: ParquetStore) -> list[dict]:
+    """What a driver does on taking the campaign over: finish interrupted quarantines,
+    then read every file in full and quarantine the unreadable ones (with their cells)."""
+    finish_interrupted(store)
+    return quarantine(store, find_corrupt(store, deep=True))
+
+
+def corrupt_report(corrupt: list[CorruptFile]) -> list[dict]:
+    """The corrupt files as plain dicts (for JSON or a table)."""
+    return [asdict(c) for c in corrupt]

@@ -1,0 +1,5 @@
+"""`python -m reproduction`: see reproduction.run."""
+
+from reproduction.run import main
+
+main()

