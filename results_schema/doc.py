@@ -25,6 +25,7 @@ A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI
 | `measurements/<cell_id>.parquet` | the cell's time series (done cells only) |
 | `predictions/<cell_id>.parquet` | the cell's final test outputs (done cells only) |
 | `kernels/<cell_id>.parquet` | the cell's NTK summary and H₀ spectrum (done cells only) |
+| `weights/<cell_id>.parquet` | first-layer weights at start and end (done FC cells with `[observables] weights = true`) |
 | `ensembles/`, `boundaries/` | aggregates over seeds and phase boundaries, rewritten by `phasegrid aggregate` |
 | `_live/<cell_id>/<attempt_id>/part-*.parquet` | measurements of running cells (streaming) |
 | `_pending/<cell_id>/` | a commit in progress; finished or discarded when the campaign is next opened |

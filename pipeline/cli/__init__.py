@@ -62,10 +62,11 @@ def _print_summary(summary: Any) -> None:
 def _load_spec(spec: str, overrides: list[str] | None = None) -> tuple[Any, str]:
     """The spec (with `--set` overrides) and its TOML, or exit 2 before anything starts
     (no progress bar)."""
-    from pipeline.spec.campaign import SpecError, load_campaign_text
+    from pipeline.drivers.sources import load_resolved_campaign_text
+    from pipeline.spec.campaign import SpecError
 
     try:
-        return load_campaign_text(spec, overrides=overrides or ())
+        return load_resolved_campaign_text(spec, overrides=overrides or ())
     except SpecError as error:
         fail(f"error: {error}", guard.BAD_INPUT)
 

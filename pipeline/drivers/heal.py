@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import tomllib
 
+from pipeline.drivers.sources import resolve_sources
 from pipeline.spec.campaign import CampaignSpec, parse_campaign
 from pipeline.spec.overrides import with_overrides_applied
 from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
@@ -44,7 +45,7 @@ def readable_spec(store: ParquetStore) -> CampaignSpec:
             "campaign's spec again with `phasegrid run SPEC.toml --store <its parent>` "
             "(done cells are kept)"
         ) from None
-    return parse_campaign(raw, f"{store.uri}/spec.toml")
+    return resolve_sources(parse_campaign(raw, f"{store.uri}/spec.toml"))
 
 
 def heal(store: ParquetStore) -> tuple[CampaignSpec, tuple[str, ...]]:

@@ -21,12 +21,13 @@ from pathlib import Path
 from pipeline.drivers.heal import heal, readable_spec
 from pipeline.drivers.preflight import check_run, cluster_preflight
 from pipeline.drivers.settings import check_settings
+from pipeline.drivers.sources import load_resolved_campaign_text
 from pipeline.drivers.status import STALL_FIX
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.sink import StoreSink
 from pipeline.execute.stream import Executor
-from pipeline.spec.campaign import CampaignSpec, load_campaign_text
+from pipeline.spec.campaign import CampaignSpec
 from pipeline.spec.schema import Resources
 from pipeline.store import quarantine
 from pipeline.store import snapshots as checkpoint
@@ -138,7 +139,7 @@ def run_campaign(
     Raises SpecError, InfeasibleRunError or SettingsChangedError (writing nothing) for an
     invalid spec, a failed pre-flight or changed fixed settings, CampaignLockedError if
     another driver holds the campaign. One Ray session, opened at the first cell to run."""
-    spec, toml_text = load_campaign_text(spec_path)
+    spec, toml_text = load_resolved_campaign_text(spec_path)
     campaign = join_uri(store, spec.name)
     check_run(spec.observables.device, spec.resources, campaign, address)
     check_settings(

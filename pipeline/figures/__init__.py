@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from pipeline.figures.curves import double_descent, learning_curves, regimes
 from pipeline.figures.data import CampaignData
+from pipeline.figures.features import feature_alignment, kernel_pca, weight_scatter
 from pipeline.figures.jamming import fluctuations, h0_spectrum, jamming
 from pipeline.figures.phase import phase_colours, phase_diagram
 from pipeline.figures.style import SkipFigure
@@ -36,6 +37,9 @@ FIGURES: dict[str, DrawFigure] = {
         "fluctuations": fluctuations,  # Fig. 7D
         "regimes": regimes,  # Fig. 8
         "learning_curves": learning_curves,  # Fig. 9
+        "feature_alignment": feature_alignment,  # Fig. 9 left: Λ along training
+        "weight_scatter": weight_scatter,  # Fig. 9 left: the weight vectors
+        "kernel_pca": kernel_pca,  # Fig. 10
     }.items()
 }
 
