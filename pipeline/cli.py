@@ -280,6 +280,24 @@ def aggregate(campaign: Campaign) -> None:
 
 
 @app.command()
+def compact(campaign: Campaign) -> None:
+    """Rewrite the per-cell files of CAMPAIGN's done cells into a few large sorted files
+    (run and resume do this themselves when every cell is done, unless [resources]
+    compact_when_done = false). New cells keep landing beside them."""
+    from pipeline.drivers.compact import compact_campaign
+    from pipeline.store.campaign_store import CampaignLockedError, CampaignNotFoundError
+    from pipeline.store.compaction import CompactionError
+
+    try:
+        report = compact_campaign(campaign)
+    except CampaignNotFoundError as error:
+        fail(f"error: {error}", 2)
+    except (CampaignLockedError, CompactionError) as error:
+        fail(f"error: {error}", 1)
+    out.print(report.describe(), markup=False, highlight=False)
+
+
+@app.command()
 def plot(
     campaign: Campaign,
     formats: Annotated[

@@ -24,7 +24,7 @@ from pipeline.execute.sink import StoreSink
 from pipeline.execute.stream import Executor
 from pipeline.spec.campaign import CampaignSpec, load_campaign_text, parse_campaign
 from pipeline.spec.schema import Resources
-from pipeline.store import quarantine
+from pipeline.store import compaction, quarantine
 from pipeline.store import snapshots as checkpoint
 from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
 from pipeline.store.location import join_uri
@@ -48,6 +48,7 @@ class RunSummary:
     failed: int
     wall_seconds: float
     quarantined: tuple[str, ...] = ()  # unreadable files moved to _quarantine/ (with reasons)
+    compacted: str = ""  # what the compaction at the end did (pipeline/store/compaction.py)
 
     def describe(self) -> str:
         ran = self.requested - self.already_done
@@ -56,7 +57,8 @@ class RunSummary:
             f"{self.already_done} already done, ran {ran}: {self.done} done, "
             f"{self.failed} failed, in {self.wall_seconds:.1f} s"
         )
-        return "\n".join([text, *(f"quarantined {q}" for q in self.quarantined)])
+        lines = [text, *(f"quarantined {q}" for q in self.quarantined)]
+        return "\n".join(lines + [self.compacted] if self.compacted else lines)
 
 
 def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
@@ -83,6 +85,7 @@ def _execute(
     if todo:
         sink._report()
         executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
+    every_cell_done = sink.done == len(todo)
     return RunSummary(
         store.uri,
         len(cells),
@@ -91,10 +94,24 @@ def _execute(
         sink.done,
         sink.failed,
         time.monotonic() - start,
+        compacted=_compact_if(store, resources.compact_when_done and every_cell_done),
     )
 
 
-def _take_over(store: ParquetStore) -> tuple[str, ...]:
+def _compact_if(store: ParquetStore, wanted: bool) -> str:
+    """Compact the store when `wanted` (every requested cell is done and the spec's
+    [resources] compact_when_done is on); returns what happened, for the summary. A
+    compaction that cannot read a file changes nothing and says so (the run still stands)."""
+    if not wanted:
+        return ""
+    try:
+        report = compaction.compact(store.location)
+    except compaction.CompactionError as error:
+        return f"not compacted: {error}"
+    return report.describe() if report.run else ""
+
+
+def take_over(store: ParquetStore) -> tuple[str, ...]:
     """Clean up after any earlier driver: finish or discard its commits, drop live rows
     and stale snapshots; quarantine unreadable files with their cells. Returns the
     quarantined files as "from -> to (why)"."""
@@ -130,7 +147,7 @@ def run_spec(
     with `executor` (RayExecutor, or LocalExecutor in process)."""
     campaign = ParquetStore.open(join_uri(store, spec.name), create=True)
     with campaign.lock():
-        moved = _take_over(campaign)
+        moved = take_over(campaign)
         campaign.write_spec(spec.to_dict(), toml_text)
         cells = spec.cells()
         added = campaign.extend_manifest(manifest_table(cells))
@@ -152,7 +169,7 @@ def resume_campaign(
             return resume_campaign(campaign_uri, address, progress, ray_executor)
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        moved = _take_over(campaign)
+        moved = take_over(campaign)
         if not campaign.location.exists(MANIFEST_FILE):
             raise CampaignNotFoundError(
                 f"the manifest of {campaign_uri} was unreadable and is now in _quarantine/ "
@@ -180,7 +197,7 @@ def run_cells(
             return run_cells(campaign_uri, cells, resources, ray_executor, progress)
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        moved = _take_over(campaign)
+        moved = take_over(campaign)
         added = campaign.extend_manifest(manifest_table(cells))
         return replace(
             _execute(campaign, cells, resources, executor, progress, added), quarantined=moved

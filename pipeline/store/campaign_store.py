@@ -30,16 +30,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 import results_schema as rs
+from pipeline.store.compaction import recover_compactions
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import TEMP_SUFFIX, Location
 from pipeline.store.names import CELL_TABLES, MANIFEST_FILE
-from pipeline.store.reading import read_readable_files
+from pipeline.store.reading import VERIFIED_PARQUET, read_readable_files
 
 PENDING, LIVE, COMMIT = "_pending", "_live", "COMMIT"
 LIVE_STALE_SECONDS = 60.0  # a live attempt unseen for longer is not "running"
-VERIFIED_PARQUET = pads.ParquetFileFormat(  # page CRCs checked (Location writes them)
-    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
-)
 
 
 class CampaignNotFoundError(FileNotFoundError):
@@ -231,6 +229,7 @@ class ParquetStore:
                 self.location.delete_dir(f"{PENDING}/{entry.name}")
                 discarded += 1
             kill_point("recover")
+        finished += recover_compactions(self.location)
         for folder in ("", *CELL_TABLES):
             for entry in self.location.listdir(folder):
                 if entry.name.endswith(TEMP_SUFFIX):

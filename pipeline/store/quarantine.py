@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import results_schema as rs
+from pipeline.store.compaction import parse_part, part_cells
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import Location
 from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
@@ -53,6 +54,12 @@ class CorruptFile:
     table: str  # cells, measurements, ..., ensembles, boundaries, manifest
     cell_id: str | None  # the cell whose file it is (per-cell tables)
     error: str
+    part_cells: tuple[str, ...] = ()  # the cells of a compacted part (pipeline/store/compaction.py)
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """Every cell with rows in this file."""
+        return (self.cell_id,) if self.cell_id else self.part_cells
 
     def describe(self, campaign: str) -> str:
         return f"{campaign}/{self.path}: {self.error}"
@@ -78,14 +85,16 @@ def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) ->
 
 
 def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
-    """(rel path, table, cell_id) of every file the tables and manifest consist of."""
+    """(rel path, table, cell_id) of every file the tables and manifest consist of
+    (cell_id None for aggregates and compacted parts)."""
     files: list[tuple[str, str, str | None]] = []
     if location.exists(MANIFEST):
         files.append((MANIFEST, "manifest", None))
     for table in PER_CELL + AGGREGATES:
         for entry in location.listdir(table):
             if not entry.is_dir and visible_parquet(entry.name):
-                cell = entry.name.removesuffix(".parquet") if table in PER_CELL else None
+                per_cell = table in PER_CELL and parse_part(entry.name) is None
+                cell = entry.name.removesuffix(".parquet") if per_cell else None
                 files.append((f"{table}/{entry.name}", table, cell))
     return files
 
@@ -97,7 +106,10 @@ def find_corrupt(store: ParquetStore, deep: bool = False) -> list[CorruptFile]:
     def check(item: tuple[str, str, str | None]) -> CorruptFile | None:
         rel, table, cell = item
         problem = file_problem(location, rel, rs.schema_of(table), deep)
-        return None if problem is None else CorruptFile(rel, table, cell, problem)
+        if problem is None:
+            return None
+        part = part_cells(location, rel.rsplit("/", 1)[-1]) if table in PER_CELL else ()
+        return CorruptFile(rel, table, cell, problem, part)
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         return [c for c in pool.map(check, _candidates(location)) if c is not None]
@@ -124,7 +136,7 @@ def read_reporting_corrupt(store: ParquetStore, tables: tuple[str, ...]) -> dict
         warnings.simplefilter("always", CorruptFileWarning)
         for table in tables:
             read = store.read_table(table)
-            dropped = [bad.cell_id for bad in corrupt if bad.table == table and bad.cell_id]
+            dropped = [cell for bad in corrupt if bad.table == table for cell in bad.cells]
             out[table] = (
                 read.filter(pc.invert(pc.is_in(read["cell_id"], pa.array(dropped, pa.string()))))
                 if dropped
@@ -148,13 +160,12 @@ def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
         return []
     when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     entries = []
-    for cell in sorted({c.cell_id for c in corrupt if c.cell_id}):
-        reason = "; ".join(c.describe(store.uri) for c in corrupt if c.cell_id == cell)
+    for name, reason in _cell_files(corrupt, store.uri):
         for table in PER_CELL:  # cells first: the cell stops being done first
-            rel = f"{table}/{cell}.parquet"
+            rel = f"{table}/{name}"
             if store.location.exists(rel):
                 entries.append({"from": rel, "to": f"{QUARANTINE}/{when}/{rel}", "reason": reason})
-    for bad in (c for c in corrupt if not c.cell_id):
+    for bad in (c for c in corrupt if c.table not in PER_CELL):
         entries.append(
             {
                 "from": bad.path,
@@ -165,6 +176,18 @@ def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
     store.location.write_bytes(f"{QUARANTINE}/{when}/{PLAN}", json.dumps(entries).encode())
     _carry_out(store.location, f"{QUARANTINE}/{when}", entries)
     return entries
+
+
+def _cell_files(corrupt: list[CorruptFile], campaign: str) -> list[tuple[str, str]]:
+    """(file name, reason) of every file, in each per-cell table, that holds rows of a cell
+    of a corrupt file: the cell's own file, or the same compacted part (which holds the same
+    cells in every table)."""
+    reasons: dict[str, list[str]] = {}
+    for bad in corrupt:
+        if bad.table in PER_CELL:
+            name = bad.path.rsplit("/", 1)[-1]
+            reasons.setdefault(name, []).append(bad.describe(campaign))
+    return [(name, "; ".join(why)) for name, why in sorted(reasons.items())]
 
 
 def _carry_out(location: Location, folder: str, entries: list[dict]) -> None:

@@ -9,9 +9,14 @@ from __future__ import annotations
 import warnings
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 import results_schema as rs
 from pipeline.store.location import Location
+
+VERIFIED_PARQUET = pads.ParquetFileFormat(  # page CRCs checked (Location writes them)
+    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 
 
 class CorruptFileWarning(UserWarning):
