@@ -93,11 +93,22 @@ def run(
 
 
 @app.command()
-def resume(campaign: Campaign, address: Address = None) -> None:
+def resume(
+    campaign: Campaign,
+    address: Address = None,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Read every file in full for damage first (default: only the files new or "
+            "changed since they were last read in full).",
+        ),
+    ] = False,
+) -> None:
     """Re-run the failed, interrupted and missing cells of a stored campaign."""
     from pipeline.drivers.run import resume_campaign
 
-    _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress))
+    _run_guarded("cells", lambda progress: resume_campaign(campaign, address, progress, deep=deep))
 
 
 @app.command()

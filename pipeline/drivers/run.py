@@ -111,13 +111,14 @@ def _compact_if(store: ParquetStore, wanted: bool) -> str:
     return report.describe() if report.run else ""
 
 
-def take_over(store: ParquetStore) -> tuple[str, ...]:
-    """Clean up after any earlier driver: finish or discard its commits, drop live rows
-    and stale snapshots; quarantine unreadable files with their cells. Returns the
-    quarantined files as "from -> to (why)"."""
+def take_over(store: ParquetStore, deep: bool = False) -> tuple[str, ...]:
+    """Clean up after any earlier driver: finish or discard its commits and compactions,
+    drop live rows and stale snapshots; quarantine unreadable files with their cells (files
+    new or changed since last verified are read in full; every file with `deep`). Returns
+    the quarantined files as "from -> to (why)"."""
     store.recover()
     store.delete_live()
-    moved = quarantine.take_over(store)
+    moved = quarantine.take_over(store, deep)
     checkpoint.clean_up(store)
     return tuple(f"{m['from']} -> {m['to']} ({m['reason']})" for m in moved)
 
@@ -160,16 +161,18 @@ def resume_campaign(
     address: str | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    deep: bool = False,
 ) -> RunSummary:
     """Re-run every cell of the campaign's manifest that is not done (failed, interrupted
     or never started), with the resources of the stored spec (on Ray at `address` unless
-    an `executor` is given)."""
+    an `executor` is given). `deep`: read every file in full for damage first, not only
+    the files new or changed since they were last verified."""
     if executor is None:
         with RayExecutor(address) as ray_executor:
-            return resume_campaign(campaign_uri, address, progress, ray_executor)
+            return resume_campaign(campaign_uri, address, progress, ray_executor, deep)
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        moved = take_over(campaign)
+        moved = take_over(campaign, deep)
         if not campaign.location.exists(MANIFEST_FILE):
             raise CampaignNotFoundError(
                 f"the manifest of {campaign_uri} was unreadable and is now in _quarantine/ "
@@ -177,10 +180,29 @@ def resume_campaign(
                 "--store <the campaign's parent directory>` (done cells are kept)"
             )
         spec = parse_campaign(campaign.read_spec(), f"{campaign_uri}/spec.json")
-        cells = [spec_from_config(c) for c in campaign.manifest()["config"].to_pylist()]
+        ids = campaign.manifest_columns(["cell_id"])["cell_id"].to_pylist()
+        cells = _not_done_cells(campaign, set(ids) - set(_done_ids(campaign)))
+        summary = _execute(campaign, cells, spec.resources, executor, progress, 0)
+        requested = len(set(ids))
         return replace(
-            _execute(campaign, cells, spec.resources, executor, progress, 0), quarantined=moved
+            summary,
+            requested=requested,
+            already_done=requested - len(cells),
+            quarantined=moved,
         )
+
+
+def _done_ids(store: ParquetStore) -> list[str]:
+    return [c for c, (status, _) in store.cell_states().items() if status == "done"]
+
+
+def _not_done_cells(store: ParquetStore, ids: set[str]) -> list[CellSpec]:
+    """The CellSpecs of the manifest cells `ids` (only their configs are parsed: resume
+    planning costs the cells that are left, not the campaign)."""
+    if not ids:
+        return []
+    rows = store.manifest_columns(["cell_id", "config"]).to_pydict()
+    return [spec_from_config(c) for i, c in zip(rows["cell_id"], rows["config"]) if i in ids]
 
 
 def run_cells(

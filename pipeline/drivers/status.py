@@ -59,7 +59,7 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     manifest = (
         set()
         if any(c.table == "manifest" for c in corrupt)
-        else set(store.manifest()["cell_id"].to_pylist())
+        else set(store.manifest_columns(["cell_id"])["cell_id"].to_pylist())
     )
     with warnings.catch_warnings():  # the unreadable files are reported in `corrupt`
         warnings.simplefilter("ignore", CorruptFileWarning)

@@ -141,12 +141,22 @@ class ParquetStore:
             return rs.MANIFEST.empty_table()
         return self.location.read_parquet(MANIFEST_FILE).cast(rs.MANIFEST)
 
+    def manifest_columns(self, columns: list[str]) -> pa.Table:
+        """Only `columns` of the manifest (its `config` JSON is most of its bytes)."""
+        if not self.location.exists(MANIFEST_FILE):
+            return rs.MANIFEST.empty_table().select(columns)
+        path = self.location.path(MANIFEST_FILE)
+        return pads.dataset(
+            path, filesystem=self.location.fs, format=VERIFIED_PARQUET, schema=rs.MANIFEST
+        ).to_table(columns=columns)
+
     def extend_manifest(self, rows: pa.Table) -> int:
-        """Add the manifest rows whose cell_id is new (atomic rewrite); returns how many."""
-        old = self.manifest()
-        new = rows.filter(pc.invert(pc.is_in(rows["cell_id"], old["cell_id"])))
+        """Add the manifest rows whose cell_id is new (atomic rewrite); returns how many.
+        With nothing new, only the manifest's cell ids are read."""
+        known = self.manifest_columns(["cell_id"])["cell_id"]
+        new = rows.filter(pc.invert(pc.is_in(rows["cell_id"], known)))
         if new.num_rows or not self.location.exists(MANIFEST_FILE):
-            table = pa.concat_tables([old, new])
+            table = pa.concat_tables([self.manifest(), new])
             rs.validate("manifest", table)
             self.location.write_parquet(MANIFEST_FILE, table)
         return new.num_rows

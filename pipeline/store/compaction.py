@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 import results_schema as rs
+from pipeline.store import verified
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import Location
 from pipeline.store.names import PER_CELL
@@ -193,6 +194,8 @@ def compact(location: Location) -> CompactReport:
     kill_point("compact_planned")
     finish(location, run)
     kill_point("compacted")
+    parts = {f"{t}/{name}" for t, entry in plan.items() for name in entry["parts"]}
+    verified.record(location, PER_CELL, parts)
     return CompactReport(location.uri, run, len(cells), before, _count_files(location))
 
 

@@ -47,11 +47,13 @@ def join_uri(base: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One directory entry: its name, whether it is a directory, its modification time."""
+    """One directory entry: its name, whether it is a directory, its modification time
+    and size (None where the filesystem does not say)."""
 
     name: str
     is_dir: bool
     mtime: datetime | None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Location:
         """Entries directly under `rel`; an absent directory lists as empty."""
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
         return [
-            Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime)
+            Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime, info.size)
             for info in self.fs.get_file_info(selector)
         ]
 

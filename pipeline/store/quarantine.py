@@ -7,8 +7,9 @@ silently:
   `CorruptFileWarning` that names it;
 - `phasegrid status` lists it (`find_corrupt`: footers and schemas, cheap) and does not
   count its cell as done;
-- every driver that takes the campaign over (`run`, `resume`, `refine`) reads every file
-  in full and moves each bad one *with every other file of its cell* to
+- every driver that takes the campaign over (`run`, `resume`, `refine`) reads in full
+  every file new or changed since it was last read in full (pipeline/store/verified.py;
+  every file with `resume --deep`) and moves each bad one *with every other file of its cell* to
   `_quarantine/<when>/<table>/` (readers skip names starting with `_`), `report.json`
   saying why; the cell then has no record and is run again.
 
@@ -32,9 +33,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import results_schema as rs
+from pipeline.store import verified
 from pipeline.store.compaction import parse_part, part_cells
 from pipeline.store.kill_points import kill_point
-from pipeline.store.location import Location
+from pipeline.store.location import Entry, Location
 from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
 from pipeline.store.reading import CorruptFileWarning, visible_parquet
 
@@ -84,27 +86,34 @@ def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) ->
     return None
 
 
-def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
-    """(rel path, table, cell_id) of every file the tables and manifest consist of
+Candidate = tuple[str, str, str | None, Entry]  # rel path, table, cell_id, listing entry
+
+
+def _candidates(location: Location) -> list[Candidate]:
+    """(rel path, table, cell_id, entry) of every file the tables and manifest consist of
     (cell_id None for aggregates and compacted parts)."""
-    files: list[tuple[str, str, str | None]] = []
-    if location.exists(MANIFEST):
-        files.append((MANIFEST, "manifest", None))
+    files: list[Candidate] = []
+    for entry in location.listdir():
+        if entry.name == MANIFEST and not entry.is_dir:
+            files.append((MANIFEST, "manifest", None, entry))
     for table in PER_CELL + AGGREGATES:
         for entry in location.listdir(table):
             if not entry.is_dir and visible_parquet(entry.name):
                 per_cell = table in PER_CELL and parse_part(entry.name) is None
                 cell = entry.name.removesuffix(".parquet") if per_cell else None
-                files.append((f"{table}/{entry.name}", table, cell))
+                files.append((f"{table}/{entry.name}", table, cell, entry))
     return files
 
 
-def find_corrupt(store: ParquetStore, deep: bool = False) -> list[CorruptFile]:
-    """Every unreadable file of the campaign's tables and manifest (see `file_problem`)."""
+def find_corrupt(
+    store: ParquetStore, deep: bool = False, candidates: list[Candidate] | None = None
+) -> list[CorruptFile]:
+    """Every unreadable file of the campaign's tables and manifest (see `file_problem`),
+    among `candidates` (default: every file)."""
     location = store.location
 
-    def check(item: tuple[str, str, str | None]) -> CorruptFile | None:
-        rel, table, cell = item
+    def check(item: Candidate) -> CorruptFile | None:
+        rel, table, cell, _ = item
         problem = file_problem(location, rel, rs.schema_of(table), deep)
         if problem is None:
             return None
@@ -112,7 +121,8 @@ def find_corrupt(store: ParquetStore, deep: bool = False) -> list[CorruptFile]:
         return CorruptFile(rel, table, cell, problem, part)
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        return [c for c in pool.map(check, _candidates(location)) if c is not None]
+        found = pool.map(check, _candidates(location) if candidates is None else candidates)
+        return [c for c in found if c is not None]
 
 
 def read_reporting_corrupt(store: ParquetStore, tables: tuple[str, ...]) -> dict[str, pa.Table]:
@@ -216,11 +226,21 @@ def finish_interrupted(store: ParquetStore) -> int:
     return finished
 
 
-def take_over(store: ParquetStore) -> list[dict]:
+def take_over(store: ParquetStore, deep: bool = False) -> list[dict]:
     """What a driver does on taking the campaign over: finish interrupted quarantines,
-    then read every file in full and quarantine the unreadable ones (with their cells)."""
+    then read in full every file that is new or changed since it was last verified (every
+    file with `deep`; pipeline/store/verified.py) and quarantine the unreadable ones (with
+    their cells). The files that read are recorded as verified."""
     finish_interrupted(store)
-    return quarantine(store, find_corrupt(store, deep=True))
+    location = store.location
+    known = {} if deep else verified.read_registry(location)
+    files = _candidates(location)
+    unchecked = [f for f in files if known.get(f[0]) != verified.signature(f[3])]
+    corrupt = find_corrupt(store, deep=True, candidates=unchecked)
+    moved = quarantine(store, corrupt)
+    gone = {c.path for c in corrupt} | {m["from"] for m in moved}
+    verified.write_registry(location, {f[0]: f[3] for f in files if f[0] not in gone})
+    return moved
 
 
 def corrupt_report(corrupt: list[CorruptFile]) -> list[dict]:
