@@ -141,14 +141,15 @@ class ParquetStore:
             return rs.MANIFEST.empty_table()
         return self.location.read_parquet(MANIFEST_FILE).cast(rs.MANIFEST)
 
-    def manifest_columns(self, columns: list[str]) -> pa.Table:
-        """Only `columns` of the manifest (its `config` JSON is most of its bytes)."""
+    def manifest_columns(self, columns: list[str], filter: pc.Expression | None = None) -> pa.Table:
+        """Only `columns` (and rows matching `filter`) of the manifest (its `config` JSON
+        is most of its bytes)."""
         if not self.location.exists(MANIFEST_FILE):
             return rs.MANIFEST.empty_table().select(columns)
         path = self.location.path(MANIFEST_FILE)
         return pads.dataset(
             path, filesystem=self.location.fs, format=VERIFIED_PARQUET, schema=rs.MANIFEST
-        ).to_table(columns=columns)
+        ).to_table(columns=columns, filter=filter)
 
     def extend_manifest(self, rows: pa.Table) -> int:
         """Add the manifest rows whose cell_id is new (atomic rewrite); returns how many.
@@ -172,15 +173,22 @@ class ParquetStore:
             schema=rs.schema_of(table),
         )
 
-    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
-        """The table's rows. An unreadable file never crashes the reader: it is skipped
-        with a `CorruptFileWarning` naming it (`resume` quarantines it and re-runs its cell)."""
+    def read_table(
+        self, table: str, columns: list[str] | None = None, filter: pc.Expression | None = None
+    ) -> pa.Table:
+        """The table's rows (only `columns`, only rows matching `filter`: pushed down to
+        the files, whose row groups are skipped where their statistics exclude it). An
+        unreadable file never crashes the reader: it is skipped with a
+        `CorruptFileWarning` naming it (`resume` quarantines it and re-runs its cell)."""
         if not self.location.exists(table):
-            return rs.schema_of(table).empty_table().select(columns or rs.schema_of(table).names)
+            empty = rs.schema_of(table).empty_table()
+            return (empty.filter(filter) if filter is not None else empty).select(
+                columns or empty.column_names
+            )
         try:
-            return self.dataset(table).to_table(columns=columns)
+            return self.dataset(table).to_table(columns=columns, filter=filter)
         except (pa.ArrowException, OSError):
-            return read_readable_files(self.location, table, columns)
+            return read_readable_files(self.location, table, columns, filter)
 
     def cell_states(self) -> dict[str, tuple[str, int]]:
         """cell_id -> (status, attempts) of every cell with a cells record."""

@@ -22,14 +22,13 @@ finishes (`finish_interrupted`).
 from __future__ import annotations
 
 import json
-import warnings
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import results_schema as rs
@@ -38,7 +37,8 @@ from pipeline.store.compaction import parse_part, part_cells
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import Entry, Location
 from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
-from pipeline.store.reading import CorruptFileWarning, visible_parquet
+from pipeline.store.reading import CorruptFileWarning as CorruptFileWarning
+from pipeline.store.reading import visible_parquet
 
 if TYPE_CHECKING:
     from pipeline.store.campaign_store import ParquetStore
@@ -106,11 +106,16 @@ def _candidates(location: Location) -> list[Candidate]:
 
 
 def find_corrupt(
-    store: ParquetStore, deep: bool = False, candidates: list[Candidate] | None = None
+    store: ParquetStore,
+    deep: bool = False,
+    candidates: list[Candidate] | None = None,
+    tables: Collection[str] | None = None,
 ) -> list[CorruptFile]:
     """Every unreadable file of the campaign's tables and manifest (see `file_problem`),
-    among `candidates` (default: every file)."""
+    among `candidates` (default: every file; only those of `tables` if given)."""
     location = store.location
+    if candidates is None:
+        candidates = [c for c in _candidates(location) if tables is None or c[1] in tables]
 
     def check(item: Candidate) -> CorruptFile | None:
         rel, table, cell, _ = item
@@ -121,45 +126,8 @@ def find_corrupt(
         return CorruptFile(rel, table, cell, problem, part)
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        found = pool.map(check, _candidates(location) if candidates is None else candidates)
+        found = pool.map(check, candidates)
         return [c for c in found if c is not None]
-
-
-def read_reporting_corrupt(store: ParquetStore, tables: tuple[str, ...]) -> dict[str, pa.Table]:
-    """Read `tables` (and the manifest, as "manifest") for a user: every unreadable file
-    is named once in a CorruptFileWarning and left out (so is a per-cell file of another
-    table, whose rows would otherwise slip in under this table's schema). Per-cell rows
-    of cells without a readable cells record are left out too: they belong to a commit
-    still moving its files (or cut short by a kill, until the next driver finishes it)."""
-    corrupt = find_corrupt(store)
-    for bad in corrupt:
-        warnings.warn(
-            CorruptFileWarning(
-                f"{bad.describe(store.uri)}; it is left out. `phasegrid resume {store.uri}` "
-                "quarantines it and re-runs its cell"
-            ),
-            stacklevel=3,
-        )
-    named = {bad.path for bad in corrupt}
-    out = {}
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always", CorruptFileWarning)
-        for table in tables:
-            read = store.read_table(table)
-            dropped = [cell for bad in corrupt if bad.table == table for cell in bad.cells]
-            out[table] = (
-                read.filter(pc.invert(pc.is_in(read["cell_id"], pa.array(dropped, pa.string()))))
-                if dropped
-                else read
-            )
-        out["manifest"] = rs.MANIFEST.empty_table() if MANIFEST in named else store.manifest()
-    if "cells" in out:
-        for table in set(out) & set(PER_CELL[1:]):
-            out[table] = out[table].filter(pc.is_in(out[table]["cell_id"], out["cells"]["cell_id"]))
-    for warning in seen:  # the read's own warnings, for files not named above
-        if not any(f"{store.uri}/{path} " in str(warning.message) for path in named):
-            warnings.warn(warning.message, stacklevel=3)
-    return out
 
 
 def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
