@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from benchmarks.common import Row, stripe_spec, unavailable
+from tasks.cell import resolve_device
 from tasks.records import CellResult
 from tasks.specs import CellSpec
-from tasks.train_cell import resolve_device, train_cell
+from tasks.train_cell import train_cell
 
 # (name, P, d, h, steps): steps are few at the paper size to stay within the time budget.
 SIZES = (("small", 256, 5, 32, 100), ("medium", 1000, 10, 128, 30), ("paper", 5000, 10, 256, 3))

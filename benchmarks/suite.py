@@ -8,7 +8,16 @@ from collections.abc import Callable
 
 from benchmarks.common import Row, best_seconds, synchronizer, unavailable
 
-ROWS = ("ensemble", "peer", "flow-step", "ntk", "orchestration", "scaling", "store-scale")
+ROWS = (
+    "ensemble",
+    "peer",
+    "flow-step",
+    "ntk",
+    "orchestration",
+    "scaling",
+    "integrator",
+    "store-scale",
+)
 NTK_SIZE = {"points": 1000, "width": 512, "depth": 2, "dim": 10}
 NTK_QUICK = {"points": 20, "width": 16, "depth": 2, "dim": 3}
 NTK_TARGET = 20.0  # issue 2: ≥ 20× faster and ≥ 20× less memory
@@ -34,6 +43,12 @@ def flow_step(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import flow_step as bench
 
     return bench.run(bench.QUICK_SIZES if quick else bench.SIZES, device=device)
+
+
+def integrator(quick: bool, device: str, **_) -> list[Row]:
+    from benchmarks import integrator as bench
+
+    return bench.run(quick=quick, device=device)
 
 
 def scaling(quick: bool, device: str, **_) -> list[Row]:
@@ -159,5 +174,6 @@ BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
     "ntk": ntk,
     "orchestration": orchestration,
     "scaling": scaling,
+    "integrator": integrator,
     "store-scale": store_scale,
 }

@@ -159,6 +159,16 @@ def _print_health(campaign: str, state) -> None:
             reasons.add_column(reason, justify="right")
         reasons.add_row(*(str(n) for n in state.stop_reasons.values()))
         out.print(reasons)
+    if state.stalled is not None and len(state.stalled):
+        stalled = Table(title=f"stalled cells ({len(state.stalled)})")
+        for column in state.stalled.columns:
+            stalled.add_column(column)
+        for row in state.stalled.itertuples(index=False):
+            stalled.add_row(*(str(v) for v in row))
+        out.print(stalled)
+        from pipeline.drivers.status import STALL_FIX
+
+        err.print(STALL_FIX, markup=False, highlight=False)
     for bad in state.corrupt:
         err.print(f"corrupt: {bad.describe(campaign)}", markup=False, highlight=False)
     if state.corrupt:

@@ -48,7 +48,10 @@ def fitted_fraction_lines(data: CampaignData) -> pd.DataFrame:
     rows = []
     h_star = jamming_widths(data).set_index(["alpha_tilde", "train_size"])["value"]
     for (alpha, p), line in data.ensembles.groupby(["alpha_tilde", "train_size"]):
-        line = line.sort_values("width")
+        # a grid point whose seeds all stalled has no fitted fraction: neither end of the line
+        line = line.loc[line["fitted_fraction"].notna()].sort_values("width")
+        if line.empty:
+            continue
         fraction = line["fitted_fraction"].to_numpy(float)
         share = 1.0 / line["n_seeds"].max()
         rows.append(
@@ -169,8 +172,9 @@ HYPOSTATIC_RULE = (
 
 
 def unsatisfied_at_jamming(data: CampaignData) -> pd.DataFrame:
-    """Unfitted cells of the widest jammed width of each (α̃, P): width, N_Δ, N, N_Δ/N, loss."""
-    ens, cells = data.ensembles, data.cells
+    """Unfitted cells of the widest jammed width of each (α̃, P): width, N_Δ, N, N_Δ/N, loss.
+    Stalled cells are left out: not fitted, but not jammed either."""
+    ens, cells = data.ensembles, data.unstalled_cells
     picked = []
     for (alpha, p), line in ens.groupby(["alpha_tilde", "train_size"]):
         jammed = line.loc[line["fitted_fraction"] < 0.5]

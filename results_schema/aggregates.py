@@ -25,7 +25,18 @@ ENSEMBLES = _schema(
         _GRID["depth"],
         *SETTINGS,
         _field(
-            "n_seeds", I64, "M: done cells (initialisation seeds) averaged here.", nullable=False
+            "n_seeds",
+            I64,
+            "M: done cells (initialisation seeds) averaged here; stalled cells are not among them.",
+            nullable=False,
+        ),
+        _field(
+            "n_stalled",
+            I64,
+            "Done cells of this grid point that stopped stalled "
+            "(stop_reason = stalled): left out of every average here and of the boundaries; "
+            "the phase diagram hatches a point where they are at least half.",
+            nullable=False,
         ),
         _field("n_params", I64, "N: number of trained parameters."),
         _field("fitted_fraction", F64, "Fraction of the M seeds with N_Δ = 0 at the end."),

@@ -80,6 +80,18 @@ SETTINGS = [
     _field("max_steps", I64, "Budget in accepted flow steps (null = none)."),
     _field("max_time", F64, "Budget in flow time, paper units (null = none)."),
     _field("max_wall_seconds", F64, "Budget in wall-clock seconds (null = none)."),
+    _field(
+        "integrator",
+        STR,
+        "Step controller of the flow: euler-heun (error-controlled, "
+        "the default) or paper (the reference code's gradient-turn test); "
+        "docs/integrator.md.",
+    ),
+    _field(
+        "max_local_error",
+        F64,
+        "euler-heun's tolerance on max_μ |f_Heun − f_Euler| per step (null for paper).",
+    ),
     _field("dtype", STR, "Floating-point type of the training (float64, float32)."),
 ]
 
@@ -101,6 +113,12 @@ MEASUREMENT = [
     _field("weight_change", F64, "‖θ − θ₀‖."),
     _field("gradient_norm", F64, "‖∇L̃‖."),
     _field("ntk_change", F64, "‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F at this checkpoint (NaN if not measured)."),
+    _field(
+        "forward_evaluations",
+        I64,
+        "Forward-only passes so far (euler-heun's error "
+        "estimate; each costs about a third of a gradient evaluation).",
+    ),
 ]
 
 RESULT = [
@@ -116,14 +134,18 @@ RESULT = [
         "stop_reason",
         STR,
         "Why the flow stopped: fitted, max_steps, max_time, max_wall, "
-        "nan (diverged), stalled (no step size passed the flow's tests), zero_gradient "
-        "(null when failed).",
+        "nan (diverged), stalled (the flow stopped moving: dt < 1e-12, an accepted step "
+        "left θ unchanged or flow time froze over 50 steps; never fitted, left out of "
+        "jamming lines), zero_gradient (null when failed).",
     ),
-    _field("fitted", BOOL, "N_Δ = 0 at the end."),
+    _field("fitted", BOOL, "N_Δ = 0 at the end (always false for a stalled cell)."),
     _field("steps", I64, "Accepted flow steps at the end."),
     _field("flow_time", F64, "Flow time at the end (paper units)."),
     _field("wall_seconds", F64, "Wall-clock seconds of training."),
     _field("gradient_evaluations", I64, "Forward+backward passes in total."),
+    _field(
+        "forward_evaluations", I64, "Forward-only passes in total (euler-heun's error estimate)."
+    ),
     _field("train_loss", F64, "Final training loss L."),
     _field("train_error", F64, "Final training error."),
     _field("n_unsatisfied", I64, "Final N_Δ."),

@@ -162,6 +162,11 @@ class EnsembleObjective:
             self.loss_derivative,
         )
 
+    def outputs(self, theta: Tensor) -> Tensor:
+        """f [m, P] at θ [m, N] (a forward only: euler-heun's error estimate)."""
+        raw, _ = self.net.forward(theta, self.x, self.workspace)
+        return (raw - self.initial_outputs).mul_(self.alpha)
+
     def __call__(
         self, theta: Tensor, frozen: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:

@@ -95,6 +95,7 @@ def measurement(
         weight_change=float(torch.linalg.vector_norm(state.theta - theta0)),
         gradient_norm=state.gradient_norm,
         ntk_change=ntk_change,
+        forward_evaluations=state.forward_evaluations,
     )
 
 

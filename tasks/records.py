@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# nan: the gradient became non-finite (divergence); stalled: no step size passed the
-# flow's tests (dt underflowed to 0) although the point is finite.
+# nan: the gradient became non-finite (divergence); stalled: the flow stopped moving
+# although the point is finite (dt < 1e-12, an accepted step left θ unchanged, or flow
+# time froze over 50 steps: tasks/flow.py) — never a result, never counted as jammed.
 STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled", "zero_gradient")
 
 
@@ -36,6 +37,7 @@ class Measurement:
     weight_change: float  # ||theta - theta_0||
     gradient_norm: float  # ||grad L~||
     ntk_change: float = float("nan")  # only when measured at checkpoints
+    forward_evaluations: int = 0  # forward-only passes so far (euler-heun's error estimate)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class CellResult:
     test_outputs: np.ndarray = field(repr=False)  # f(x_test), shape [test_size]
     test_labels: np.ndarray = field(repr=False)  # y_test in {-1, +1}
     h0_eigenvalues: np.ndarray = field(repr=False)  # non-zero spectrum of H0 (may be empty)
+    forward_evaluations: int = 0  # forward-only passes (a third of a gradient evaluation)
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,5 @@ class TrainingState:
     batch: np.ndarray | None = field(repr=False)  # current minibatch indices [B]; None: full batch
     batch_generator_state: np.ndarray = field(repr=False)  # uint8 state of the minibatch generator
     last_measurement: Measurement | None = None  # the latest Measurement yielded before it
+    forward_evaluations: int = 0
+    window_time: float = 0.0  # flow time at the last stall-window boundary

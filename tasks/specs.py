@@ -18,6 +18,7 @@ DATASETS = ("mnist", "fashion-mnist", "cifar10", "stripe", "sphere", "random-lab
 ARCHITECTURES = ("fc", "cnn", "one-hidden")
 ACTIVATIONS = ("relu", "softplus", "tanh", "swish")
 LOSSES = ("hinge", "quadhinge", "softhinge", "logistic")
+INTEGRATORS = ("euler-heun", "paper")  # tasks/flow.py; docs/integrator.md
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,22 @@ class LossSpec:
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """Adaptive gradient flow (design.md §2) and its budgets."""
+    """Adaptive gradient flow (design.md §2, tasks/flow.py) and its budgets.
 
+    ``integrator``: "euler-heun" (error-controlled: accept iff the Euler–Heun difference
+    of the train outputs is ≤ max_local_error) or "paper" (the reference controller:
+    the gradient-turn test with dt ×dt_grow / ÷dt_shrink). Both keep max_output_change
+    as a trust region."""
+
+    integrator: str = "euler-heun"
     dt_initial: float = 1.0
-    max_gradient_turn: float = 1e-4  # accept if ||g-g'||^2/(|g||g'|) below this
+    max_local_error: float = (
+        2e-4  # euler-heun: accept if max_mu |f_heun - f_euler| <= this (docs/integrator.md)
+    )
+    max_gradient_turn: float = 1e-4  # paper: accept if ||g-g'||^2/(|g||g'|) below this
     max_output_change: float = 0.1  # ... and max_mu |f'_mu - f_mu| below this
-    dt_grow: float = 1.1
-    dt_shrink: float = 10.0
+    dt_grow: float = 1.1  # paper only
+    dt_shrink: float = 10.0  # paper only
     max_steps: int | None = 20_000
     max_time: float | None = None  # budget in flow time (paper units)
     max_wall_seconds: float | None = None
@@ -115,6 +125,9 @@ class CellSpec:
             "flow": FlowSpec,
             "observables": ObservableSpec,
         }
+        d = dict(d)
+        if "flow" in d and "integrator" not in d["flow"]:  # stored before the integrator key:
+            d["flow"] = {**d["flow"], "integrator": "paper"}  # those cells ran the paper's
         kw = {k: (parts[k](**v) if k in parts else v) for k, v in d.items()}
         return cls(**kw)
 
@@ -129,5 +142,8 @@ class CellSpec:
         d["data"].pop("data_dir")
         d["observables"].pop("device")
         d.pop("checkpoint_every_seconds")
+        if d["flow"]["integrator"] == "paper":  # ids of cells stored before the key existed
+            for key in ("integrator", "max_local_error"):
+                d["flow"].pop(key)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -10,102 +10,29 @@ gradient), plus one host sync for N_Δ; observables only at log-spaced checkpoin
 
 from __future__ import annotations
 
-import hashlib
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from tasks.data import Task, load_task
-from tasks.flow import AcrossKink, Evaluate, FlowState, advance, rebatch, start_flow, stop_reason
-from tasks.losses import (
-    AlphaObjective,
-    has_kink,
-    loss_derivative,
-    loss_function,
-    unsatisfied_margins,
+from tasks.cell import Cell, derived_generator, prepare_cell
+from tasks.cell_records import final_result, measure
+from tasks.flow import (
+    AcrossKink,
+    Evaluate,
+    FlowState,
+    Forward,
+    advance,
+    rebatch,
+    start_flow,
+    stop_reason,
 )
-from tasks.models import build_from_spec, count_parameters
-from tasks.observables import (
-    chunked_outputs,
-    h0_eigenvalues,
-    margin_statistics,
-    measurement,
-    next_checkpoint,
-    ntk_at,
-)
+from tasks.losses import unsatisfied_margins
+from tasks.observables import chunked_outputs, next_checkpoint
 from tasks.records import CellResult, Measurement, TrainingState
 from tasks.specs import CellSpec
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def derived_generator(seed: int, role: str) -> torch.Generator:
-    """A CPU generator for one use of a cell's seed ("init", "batch"): seeded by a hash
-    of (role, seed), so it shares no stream with the data sets' generators."""
-    digest = hashlib.sha256(f"phasegrid:{role}:{int(seed)}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-def resolve_device(name: str) -> torch.device:
-    """ "auto" → cuda if available, else cpu; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """What stays fixed while one cell trains (all tensors on the training device)."""
-
-    spec: CellSpec
-    task: Task
-    model: nn.Module
-    objective: AlphaObjective  # θ ↦ (∇L̃, f(x_train)); holds f̃_θ₀(x_train)
-    theta0: Tensor  # θ₀ [N]
-    test_initial: Tensor  # f̃_θ₀(x_test) [n_test]
-    kernel_initial: Tensor  # f̃_θ₀(x_kernel) [P_K]
-    ntk_initial: Tensor | None  # Θ₀ on the kernel set [P_K, P_K], if measured
-    n_params: int
-
-
-def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
-    """Data, net (θ₀ from the "init" generator), α-trick objective and Θ₀ of one cell.
-    ``task``: the data of ``spec.data`` already loaded on the device (a bundle's cells
-    share one), else loaded here."""
-    dtype = _DTYPES.get(spec.observables.dtype)
-    if dtype is None:
-        raise ValueError(
-            f"observables.dtype must be one of {', '.join(_DTYPES)}, got {spec.observables.dtype!r}"
-        )
-    device = resolve_device(spec.observables.device)
-    if task is None:
-        raw = load_task(spec.data, dtype)
-        fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
-        task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
-    model = build_from_spec(
-        spec.model, spec.data.dimension, derived_generator(spec.seed, "init"), dtype
-    ).to(device)
-    theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
-    with torch.no_grad():
-        initial = [model(x) for x in (task.x_train, task.x_test, task.x_kernel)]
-    objective = AlphaObjective(
-        model,
-        spec.alpha,
-        loss_derivative(spec.loss),
-        task.x_train,
-        task.y_train,
-        initial[0],
-        kinked=has_kink(spec.loss),
-    )
-    ntk0 = ntk_at(model, theta0, task.x_kernel) if spec.observables.ntk else None
-    return Cell(
-        spec, task, model, objective, theta0, initial[1], initial[2], ntk0, count_parameters(model)
-    )
 
 
 def train_cell(
@@ -125,6 +52,20 @@ def _evaluator(cell: Cell, batch: Tensor | None) -> Evaluate:
     return lambda theta: cell.objective(theta, batch)
 
 
+def _forward(cell: Cell, batch: Tensor | None) -> Forward:
+    """θ ↦ f on the same points as `_evaluator` (no autograd): euler-heun's error estimate."""
+    objective = cell.objective
+    x, initial = objective.x, objective.initial_outputs
+    if batch is not None:
+        x, initial = x[batch], initial[batch]
+
+    def forward(theta: Tensor) -> Tensor:
+        with torch.no_grad():
+            return objective.outputs(theta, x, initial)
+
+    return forward
+
+
 def _across_kink(cell: Cell, batch: Tensor | None) -> AcrossKink | None:
     """The flow's kink continuation on the same batch, for a kinked loss only."""
     if not cell.objective.kinked:
@@ -142,7 +83,8 @@ def run_cell(
     flow = cell.spec.flow
     batches = _Batches(cell, resume_from)
     clock = _Clock(cell.spec.checkpoint_every_seconds, resume_from)
-    batch, last = batches.current, resume_from and resume_from.last_measurement
+    batch = batches.current
+    last = resume_from.last_measurement if resume_from is not None else None
     if resume_from is not None:  # measured again after the snapshot's last one
         state = _restored(cell, resume_from)
         checkpoint = next_checkpoint(last.step, flow.checkpoints_per_decade) if last else 0
@@ -155,18 +97,21 @@ def run_cell(
         n_unsat = unsatisfied_margins(cell.task.y_train * train_outputs)
         reason = stop_reason(state, n_unsat, flow, clock.wall())
         if (state.step >= checkpoint or reason) and (last is None or last.step != state.step):
-            last = _measure(cell, state, train_outputs, clock.wall())
+            last = measure(cell, state, train_outputs, clock.wall())
             yield last
             checkpoint = next_checkpoint(state.step, flow.checkpoints_per_decade)
         if reason:
             break
         if clock.snapshot_due():
             yield _snapshot(state, batches, clock.wall(), last)
-        state = advance(state, _evaluator(cell, batch), flow, _across_kink(cell, batch))
+        state = advance(
+            state, _evaluator(cell, batch), flow, _across_kink(cell, batch), _forward(cell, batch)
+        )
         if batch is not None:  # a minibatch flow moves to a fresh batch after each step
             batch = batches.draw()
             state = rebatch(state, _evaluator(cell, batch))
-    yield _result(cell, state, reason, last, train_outputs)
+    assert last is not None  # measured at the stop above, or already
+    yield final_result(cell, state, reason, last, train_outputs)
 
 
 class _Batches:
@@ -237,6 +182,8 @@ def _snapshot(
         batch,
         batches.generator.get_state().numpy().copy(),
         last,
+        state.forward_evaluations,
+        state.window_time,
     )
 
 
@@ -265,6 +212,8 @@ def _restored(cell: Cell, saved: TrainingState) -> FlowState:
         saved.step,
         saved.evaluations,
         saved.rejections,
+        saved.forward_evaluations,
+        saved.window_time,
     )
 
 
@@ -274,76 +223,4 @@ def _train_outputs(cell: Cell, state: FlowState, batch: Tensor | None) -> Tensor
         return state.outputs
     return chunked_outputs(
         cell.objective, state.theta, cell.task.x_train, cell.objective.initial_outputs
-    )
-
-
-def _measure(
-    cell: Cell, state: FlowState, train_outputs: Tensor, wall_seconds: float
-) -> Measurement:
-    """The Measurement at ``state`` (NTK change only if asked for at checkpoints)."""
-    loss = loss_function(cell.spec.loss)
-    test = chunked_outputs(cell.objective, state.theta, cell.task.x_test, cell.test_initial)
-    ntk_change = math.nan
-    if cell.spec.observables.ntk_at_checkpoints and cell.ntk_initial is not None:
-        ntk_change = _relative_change(
-            cell.ntk_initial, ntk_at(cell.model, state.theta, cell.task.x_kernel)
-        )
-    return measurement(
-        state,
-        margin_statistics(train_outputs, cell.task.y_train, loss),
-        margin_statistics(test, cell.task.y_test, loss),
-        cell.theta0,
-        cell.n_params,
-        wall_seconds,
-        ntk_change,
-    )
-
-
-def _relative_change(before: Tensor, after: Tensor) -> float:
-    return float(torch.linalg.norm(after - before) / torch.linalg.norm(before))
-
-
-def _result(
-    cell: Cell, state: FlowState, reason: str, last: Measurement, train_outputs: Tensor
-) -> CellResult:
-    """The CellResult: summary (from the final Measurement), NTK change, test outputs, H₀."""
-    obs, task = cell.spec.observables, cell.task
-    ntk_change = norm0 = norm1 = math.nan
-    if cell.ntk_initial is not None:
-        ntk_final = ntk_at(cell.model, state.theta, task.x_kernel)
-        ntk_change = _relative_change(cell.ntk_initial, ntk_final)
-        norm0, norm1 = (
-            float(torch.linalg.norm(cell.ntk_initial)),
-            float(torch.linalg.norm(ntk_final)),
-        )
-    test_outputs = chunked_outputs(cell.objective, state.theta, task.x_test, cell.test_initial)
-    h0 = (
-        h0_eigenvalues(
-            cell.model,
-            state.theta,
-            task.x_train[~(task.y_train * train_outputs >= 1.0)],
-            cell.objective.alpha,
-        )
-        if obs.h0_spectrum
-        else np.zeros(0)
-    )
-    return CellResult(
-        stop_reason=reason,
-        fitted=last.n_unsatisfied == 0,
-        steps=state.step,
-        flow_time=state.flow_time,
-        wall_seconds=last.wall_seconds,
-        gradient_evaluations=state.evaluations,
-        n_params=cell.n_params,
-        train_loss=last.train_loss,
-        train_error=last.train_error,
-        n_unsatisfied=last.n_unsatisfied,
-        test_loss=last.test_loss,
-        test_error=last.test_error,
-        ntk_change=ntk_change,
-        ntk_norm_initial=norm0,
-        ntk_norm_final=norm1,
-        test_outputs=test_outputs.cpu().numpy(),
-        test_labels=task.y_test.cpu().numpy(),
-        h0_eigenvalues=h0,
     )

@@ -42,7 +42,8 @@ BUDGET_AXES = ("max_steps", "max_time", "max_wall_seconds")
 JAMMING_LEVEL = 0.5
 CROSSOVER_LEVELS = (0.01, 0.1, 1.0, 10.0)
 BUDGET_FRACTIONS = (0.01, 0.1, 1.0)  # step budgets as fractions of the campaign's
-TERMINAL_STOPS = ("nan", "stalled", "zero_gradient")  # trajectories that will never fit later
+TERMINAL_STOPS = ("nan", "zero_gradient")  # trajectories that will never fit later
+STALLED = "stalled"  # the integrator failed: not a result, left out of every boundary
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def jamming_line(
     wall-clock budget, the line "as run" (each cell's own budgets, its `fitted`
     column, split by the budget axes) is added with budget_steps = NaN."""
     fixed = [a for a in axes if a != "width" and a not in BUDGET_AXES]
+    cells = without_stalled(cells)
     first = first_fit_step(cells, measurements)
     rows = []
     for budget in step_budgets(cells, fractions):
@@ -225,6 +227,13 @@ def jamming_line(
         as_run = cells.assign(fit=cells["fitted"].astype(float))
         rows += _jamming_rows(as_run, [a for a in axes if a != "width"], math.nan)
     return pd.DataFrame(rows)
+
+
+def without_stalled(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells whose flow did not stall: a stalled cell is neither fitted nor jammed."""
+    if "stop_reason" not in cells:
+        return cells
+    return cells.loc[cells["stop_reason"] != STALLED]
 
 
 def _matching(frame: pd.DataFrame, coords: dict) -> np.ndarray:

@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.analysis.boundaries import boundaries_table, order_columns
+from pipeline.analysis.boundaries import boundaries_table, order_columns, without_stalled
 from results_schema.tables import SETTINGS
 
 # Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
 GRID_AXES = ("width", "alpha_tilde", "train_size", "depth", *(f.name for f in SETTINGS))
 ENSEMBLE_METRICS = (
     "n_seeds",
+    "n_stalled",
     "n_params",
     "fitted_fraction",
     "mean_test_error",
@@ -96,8 +97,9 @@ def streamed_output_statistics(
     """`_output_statistics` computed grid point by grid point: `read(cells)` returns the
     predictions rows of those done cells; consecutive grid points are read together up
     to about `max_rows` rows (by each cell's test_size), so memory is bounded by
-    max(max_rows, the largest grid point), not the campaign."""
-    done = with_groups(done, axes)
+    max(max_rows, the largest grid point), not the campaign. Stalled cells are left out,
+    as in `ensemble_table`."""
+    done = without_stalled(with_groups(done, axes))
     rows = done["test_size"].fillna(1).astype(float) if "test_size" in done else 1.0
     per_group = done.assign(rows=rows).groupby("group")["rows"].sum()
     chunk = (per_group.cumsum() // max(max_rows, 1)).rename("chunk")
@@ -123,16 +125,21 @@ def ensemble_table(
     `streamed_output_statistics`) replaces reading them off `predictions`.
 
     Cells without predictions rows contribute to every column except
-    ensemble_test_error and fluctuation (NaN when no seed has predictions)."""
+    ensemble_test_error and fluctuation (NaN when no seed has predictions). Stalled cells
+    are only counted (n_stalled): a grid point whose cells all stalled has n_seeds = 0
+    and NaN metrics."""
     done = done_cells(cells)
     axes = list(axes) if axes is not None else grid_axes(done)
     done = with_groups(done, axes).assign(fitted=done["fitted"].astype(float))
-    grouped = done.groupby("group")
-    table = grouped[axes].first()
+    table = done.groupby("group")[axes + ["n_params"]].first()
+    valid = without_stalled(done)  # stalled cells: counted, never averaged
+    grouped = valid.groupby("group")
     table = table.assign(
-        alpha=grouped["alpha"].first() if "alpha" in done else np.nan,
-        n_seeds=grouped.size(),
-        n_params=grouped["n_params"].first(),
+        alpha=done.groupby("group")["alpha"].first() if "alpha" in done else np.nan,
+        n_seeds=grouped.size().reindex(table.index, fill_value=0),
+        n_stalled=(
+            done.groupby("group").size() - grouped.size().reindex(table.index, fill_value=0)
+        ),
         fitted_fraction=grouped["fitted"].mean(),
         mean_test_error=grouped["test_error"].mean(),
         ntk_change=grouped["ntk_change"].agg(geometric_mean),
@@ -141,7 +148,7 @@ def ensemble_table(
     )
     if outputs is None:
         outputs = (
-            _output_statistics(done, predictions)
+            _output_statistics(valid, predictions)
             if predictions is not None
             else pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float)
         )

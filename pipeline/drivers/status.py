@@ -6,7 +6,8 @@ holds the campaign (on local stores the lock tells; a dead driver's cells are no
 running); pending: the rest of the manifest (never started, or interrupted). A cell with an
 unreadable file (pipeline/store/quarantine.py) is not done: it is pending, its file listed in
 `corrupt` (the next `resume` quarantines it and runs the cell again). Done cells are
-also counted by stop reason (fitted, max_steps, nan, ...), so a diverged cell shows.
+also counted by stop reason (fitted, max_steps, nan, ...), so a diverged cell shows, and
+stalled cells (the integrator stopped moving) are listed with the fix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ FAILURE_COLUMNS = [
     "attempts",
     "first_error_line",
 ]
+STALLED_COLUMNS = [
+    "cell_id",
+    "width",
+    "alpha_tilde",
+    "train_size",
+    "seed",
+    "integrator",
+    "steps",
+    "flow_time",
+]
+STALL_FIX = (
+    "stalled cells are not results (left out of ensembles and boundaries): their "
+    'integrator stopped moving. Fix: [flow] integrator = "euler-heun" (the default; '
+    '"paper" stalls on relu and hinge kinks), or a smaller max_local_error; then '
+    "`phasegrid run` the spec again (new cell ids)"
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,7 @@ class CampaignStatus:
     running_cells: tuple[str, ...] = ()
     stop_reasons: dict[str, int] = field(default_factory=dict)  # done cells per stop reason
     corrupt: tuple[CorruptFile, ...] = ()  # unreadable files
+    stalled: pd.DataFrame | None = field(default=None, repr=False)  # STALLED_COLUMNS
 
 
 def first_error_line(error: str | None) -> str:
@@ -75,6 +93,9 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
                 "status",
                 "error",
                 "stop_reason",
+                "integrator",
+                "steps",
+                "flow_time",
             ],
         ).to_pandas()
     cells = cells.loc[~cells.cell_id.isin(bad_cells)]
@@ -87,6 +108,9 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     failed = set(failed_rows.cell_id) - running
     failed_rows["first_error_line"] = failed_rows["error"].map(first_error_line)
     failures = failed_rows.loc[failed_rows.cell_id.isin(failed), FAILURE_COLUMNS]
+    stalled = cells.loc[
+        (cells.status == "done") & (cells.stop_reason == "stalled"), STALLED_COLUMNS
+    ]
     total = len(manifest | done | failed | bad_cells)
     return CampaignStatus(
         campaign,
@@ -99,4 +123,5 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
         tuple(sorted(running)),
         dict(sorted(reasons.items())),
         corrupt,
+        stalled.reset_index(drop=True),
     )

@@ -236,7 +236,7 @@ def bundle_task(
     one ensemble (or alone on the fast path); the others, and any cell a batched run did
     not finish, one after the other with `train_cell` (the reference engine)."""
     from tasks.bundling import training_plan
-    from tasks.train_cell import resolve_device
+    from tasks.cell import resolve_device
 
     resumes = resumes or {}
     snapshotting = [s for s in specs if s.checkpoint_every_seconds or s.cell_id in resumes]

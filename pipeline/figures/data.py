@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.analysis.boundaries import without_stalled
 from pipeline.figures.style import SkipFigure, Slice, main_slice
 
 
@@ -18,6 +19,12 @@ class CampaignData:
     ensembles: pd.DataFrame
     boundaries: pd.DataFrame
     kernels: pd.DataFrame | None = None
+
+    @property
+    def unstalled_cells(self) -> pd.DataFrame:
+        """The done cells whose flow did not stall: the only ones a fitted / jammed count
+        may read (a stalled cell is neither; the ensembles already leave it out)."""
+        return without_stalled(self.cells)
 
     def slice(self) -> Slice:
         if self.ensembles.empty:

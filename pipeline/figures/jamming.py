@@ -64,7 +64,8 @@ def _n_star_panel(ax, data: CampaignData, n_star: pd.DataFrame) -> None:
 
 
 def _unsatisfied_panel(ax, cells: pd.DataFrame) -> None:
-    """N_Δ/N against the final train loss of every done cell, coloured by N."""
+    """N_Δ/N against the final train loss of every done cell (stalled ones left out by
+    the caller), coloured by N."""
     points = ax.scatter(
         cells["train_loss"],
         cells["n_unsatisfied"] / cells["n_params"],
@@ -84,7 +85,8 @@ def _unsatisfied_panel(ax, cells: pd.DataFrame) -> None:
 
 def jamming(data: CampaignData) -> Figure:
     """Fig. 7A (when N*(P) was located) and 7B."""
-    cells = data.cells.loc[(data.cells["train_loss"] > 0) & (data.cells["n_params"] > 0)]
+    cells = data.unstalled_cells  # a stalled cell's N_Δ is not a jammed one's
+    cells = cells.loc[(cells["train_loss"] > 0) & (cells["n_params"] > 0)]
     if cells.empty:
         raise SkipFigure("jamming needs done cells with a positive final train loss")
     n_star = (
@@ -142,12 +144,13 @@ def fluctuations(data: CampaignData) -> Figure:
 def nearest_jamming_spectra(data: CampaignData) -> list[tuple[str, np.ndarray]]:
     """For each α̃ (≤ 3): the pooled non-zero H₀ eigenvalues of the seeds at the
     widest grid width that is not fitted (fitted fraction < 1/2), i.e. just on the
-    jammed side of h*, where N_Δ > 0 so H₀ is not empty."""
+    jammed side of h*, where N_Δ > 0 so H₀ is not empty. Stalled cells are left out:
+    their H₀ is not that of a jammed net."""
     if data.kernels is None or "h0_eigenvalues" not in data.kernels:
         return []
     where = data.slice()
     ens = where.select(data.ensembles)
-    cells = where.select(data.cells).merge(
+    cells = where.select(data.unstalled_cells).merge(
         data.kernels[["cell_id", "h0_eigenvalues"]], on="cell_id"
     )
     spectra = []

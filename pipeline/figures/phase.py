@@ -1,5 +1,6 @@
 """Fig. 4: the (h, α̃) phase diagram — colour = ensemble test error, black = not
-fitted, crossover iso-lines ‖ΔΘ‖/‖Θ₀‖ = c, jamming lines per step budget."""
+fitted, hatched grey = stalled (the integrator failed there: not a result), crossover
+iso-lines ‖ΔΘ‖/‖Θ₀‖ = c, jamming lines per step budget."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from pipeline.figures.data import CampaignData
 from pipeline.figures.style import (
@@ -24,6 +26,15 @@ from pipeline.figures.style import (
 
 UNFITTED = (0.0, 0.0, 0.0, 1.0)  # black, as in the paper
 MISSING = (1.0, 1.0, 1.0, 0.0)  # grid points with no done cell: transparent
+STALLED = (0.62, 0.62, 0.62, 1.0)  # grey, hatched: at least half the cells stalled
+
+
+def stalled_points(ensembles: pd.DataFrame) -> pd.DataFrame:
+    """Grid points where at least half of the done cells stalled (n_stalled ≥ n_seeds)."""
+    if "n_stalled" not in ensembles:
+        return ensembles.iloc[:0]
+    stalled = ensembles["n_stalled"].fillna(0)
+    return ensembles.loc[(stalled > 0) & (stalled >= ensembles["n_seeds"])]
 
 
 def log_edges(values: np.ndarray) -> np.ndarray:
@@ -39,16 +50,23 @@ def phase_colours(
     ensembles: pd.DataFrame, norm: Normalize, cmap: str = ERROR_CMAP
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(widths [W], alphas [A], rgba [A, W, 4]) of a single-slice ensembles frame:
-    cmap(norm(ensemble_test_error)), black where fitted_fraction < 1/2, transparent
-    where the grid point has no row."""
+    cmap(norm(ensemble_test_error)), black where fitted_fraction < 1/2, grey where most
+    cells stalled (`stalled_points`), transparent where the grid point has no row."""
     widths = np.sort(ensembles["width"].unique().astype(float))
     alphas = np.sort(ensembles["alpha_tilde"].unique().astype(float))
     rgba = np.tile(np.array(MISSING), (len(alphas), len(widths), 1))
     colour = matplotlib.colormaps[cmap]
+    stalled = set(stalled_points(ensembles).index)
     for row in ensembles.itertuples():
         i, j = np.searchsorted(alphas, row.alpha_tilde), np.searchsorted(widths, row.width)
         fitted = row.fitted_fraction >= 0.5
-        rgba[i, j] = colour(norm(row.ensemble_test_error)) if fitted else UNFITTED
+        rgba[i, j] = (
+            STALLED
+            if row.Index in stalled
+            else colour(norm(row.ensemble_test_error))
+            if fitted
+            else UNFITTED
+        )
     return widths, alphas, fill_between_points(rgba, alphas, widths)
 
 
@@ -138,22 +156,47 @@ def _draw_jamming(ax, rows: pd.DataFrame) -> None:
         )
 
 
+def _hatch_stalled(ax, stalled: pd.DataFrame, widths: np.ndarray, alphas: np.ndarray) -> None:
+    """Hatch the stalled grid points' cells, so they read as failures, not as jammed."""
+    w_edges, a_edges = log_edges(widths), log_edges(alphas)
+    for row in stalled.itertuples():
+        i, j = np.searchsorted(alphas, row.alpha_tilde), np.searchsorted(widths, row.width)
+        ax.add_patch(
+            Rectangle(
+                (w_edges[j], a_edges[i]),
+                w_edges[j + 1] - w_edges[j],
+                a_edges[i + 1] - a_edges[i],
+                fill=False,
+                hatch="///",
+                edgecolor="0.3",
+                lw=0,
+                label=None,
+            )
+        )
+
+
 def phase_diagram(data: CampaignData) -> Figure:
     """Fig. 4 for the campaign's main slice (largest P)."""
     where = data.slice()
     ens = where.select(data.ensembles)
     errors = ens["ensemble_test_error"].to_numpy(float)
-    if not np.isfinite(errors).any():
+    stalled = stalled_points(ens)
+    if not np.isfinite(errors).any() and stalled.empty:
         raise SkipFigure("no ensemble test error (predictions table missing or empty)")
-    norm = Normalize(vmin=np.nanmin(errors), vmax=max(np.nanmax(errors), np.nanmin(errors) + 1e-3))
+    low = np.nanmin(errors) if np.isfinite(errors).any() else 0.0
+    norm = Normalize(
+        vmin=low, vmax=max(np.nanmax(errors) if np.isfinite(errors).any() else low, low + 1e-3)
+    )
     widths, alphas, rgba = phase_colours(ens, norm)
     fig, (ax,) = new_figure(width=5.6, height=5.0)
     ax.pcolormesh(log_edges(widths), log_edges(alphas), rgba, shading="flat")
+    _hatch_stalled(ax, stalled, widths, alphas)
     log_axes(ax, x=True, y=True)
     ax.set(
         xlabel=LABELS["width"],
         ylabel=LABELS["alpha_tilde"],
-        title="ensemble test error (black: not fitted)"
+        title="ensemble test error (black: not fitted"
+        + (", hatched grey: stalled)" if len(stalled) else ")")
         + (f"\n{where.title}" if where.title else ""),
     )
     crossover = data.boundary("crossover", where)

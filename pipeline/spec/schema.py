@@ -19,6 +19,7 @@ from tasks.specs import (
     ACTIVATIONS,
     ARCHITECTURES,
     DATASETS,
+    INTEGRATORS,
     LOSSES,
     DataSpec,
     FlowSpec,
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
     Dtype: TypeAlias = str
     Device: TypeAlias = str
     Boundary: TypeAlias = str
+    Integrator: TypeAlias = str
     IntAxis: TypeAlias = list[int] | Form
     FloatAxis: TypeAlias = list[float] | Form
     SeedAxis: TypeAlias = list[int] | Form
@@ -102,6 +104,7 @@ else:
         one_of(DEVICES),
         one_of(REFINE_BOUNDARIES),
     )
+    Integrator = one_of(INTEGRATORS)
     IntAxis = axis(PositiveInt, integer=True)
     FloatAxis = axis(PositiveNumber, integer=False)
     SeedAxis = axis(NonNegativeInt, integer=True)
@@ -164,7 +167,9 @@ class FlowSection(Section):
     max_steps: PositiveInt | None = None
     max_time: PositiveNumber | None = None
     max_wall_seconds: PositiveNumber | None = None
+    integrator: Integrator = _FLOW.integrator
     dt_initial: PositiveNumber = _FLOW.dt_initial
+    max_local_error: PositiveNumber = _FLOW.max_local_error
     max_gradient_turn: PositiveNumber = _FLOW.max_gradient_turn
     max_output_change: PositiveNumber = _FLOW.max_output_change
     dt_grow: Factor = _FLOW.dt_grow

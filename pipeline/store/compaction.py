@@ -206,7 +206,7 @@ def _count_files(location: Location) -> int:
 def finish(location: Location, run: str) -> None:
     """Steps 3-4 for a run whose plan exists; idempotent (recovery reruns it)."""
     plan = json.loads(location.read_bytes(f"{COMPACT}/{run}/{PLAN}"))
-    for table in PER_CELL:  # cells last: the order of a commit
+    for table in PER_CELL:  # any order: each table holds the same rows before and after
         entry = plan.get(table)
         if entry:
             _swap_in(location, table, f"{COMPACT}/{run}/{table}", entry["parts"], entry["absorbed"])

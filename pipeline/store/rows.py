@@ -71,6 +71,8 @@ def cell_parameters(spec: CellSpec) -> dict:
         "max_steps": flow.max_steps,
         "max_time": flow.max_time,
         "max_wall_seconds": flow.max_wall_seconds,
+        "integrator": flow.integrator,
+        "max_local_error": None if flow.integrator == "paper" else flow.max_local_error,
         "dtype": spec.observables.dtype,
     }
 

@@ -34,7 +34,7 @@ from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, quarantin
 from tasks.records import Measurement, TrainingState
 
 SNAPSHOTS = "_checkpoints"
-FORMAT = "phasegrid-training-state/1"
+FORMAT = "phasegrid-training-state/2"  # 2: + forward_evaluations, window_time
 FLOAT_DTYPES = ("float32", "float64")
 SCALARS = {
     "step": pa.int64(),
@@ -44,6 +44,8 @@ SCALARS = {
     "evaluations": pa.int64(),
     "rejections": pa.int64(),
     "wall_seconds": pa.float64(),
+    "forward_evaluations": pa.int64(),
+    "window_time": pa.float64(),
 }
 ARRAYS = ("theta", "gradient", "outputs", "batch", "batch_generator_state")
 _MEASURED = [f.name for f in dataclasses.fields(Measurement)]

@@ -44,12 +44,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def snapshotting_cell(batch_size: int | None, every: float = 1e-9):
+def snapshotting_cell(batch_size: int | None, every: float = 1e-9, integrator: str = "euler-heun"):
     """A stripe cell of 300 steps that snapshots at every step (every=1e-9 s)."""
     cell = load_campaign(STRIPE).cells()[0]
     return dataclasses.replace(
         cell,
-        flow=dataclasses.replace(cell.flow, max_steps=300, batch_size=batch_size),
+        flow=dataclasses.replace(
+            cell.flow, max_steps=300, batch_size=batch_size, integrator=integrator
+        ),
         checkpoint_every_seconds=every,
     )
 
@@ -68,9 +70,15 @@ def records_equal(got: list, want: list) -> None:
                 assert same(value, other), (name, value, other)
 
 
-@pytest.mark.parametrize("batch_size", [None, 16], ids=["full-batch", "minibatch"])
-def test_a_resumed_cell_continues_the_uninterrupted_trajectory(tmp_path, one_thread, batch_size):
-    cell = snapshotting_cell(batch_size)
+@pytest.mark.parametrize(
+    "batch_size, integrator",
+    [(None, "euler-heun"), (16, "euler-heun"), (None, "paper")],
+    ids=["full-batch", "minibatch", "paper"],
+)
+def test_a_resumed_cell_continues_the_uninterrupted_trajectory(
+    tmp_path, one_thread, batch_size, integrator
+):
+    cell = snapshotting_cell(batch_size, integrator=integrator)
     plain = list(train_cell(dataclasses.replace(cell, checkpoint_every_seconds=None)))
     store = ParquetStore.open(str(tmp_path / "campaign"), create=True)
     measured, snapshots = [], []
@@ -110,8 +118,11 @@ def test_a_snapshot_is_plain_parquet_and_a_damaged_one_costs_time_not_numbers(tm
     np.testing.assert_array_equal(theta, state.theta)
     assert row["measurements"][-1]["step"] == snapshot.measurements[-1].step
 
-    tampered = pq.read_table(path).set_column(
-        10, "theta", pa.array([(theta * (1 + 1e-15)).tobytes()], pa.large_binary())
+    table = pq.read_table(path)
+    tampered = table.set_column(
+        table.schema.get_field_index("theta"),
+        "theta",
+        pa.array([(theta * (1 + 1e-15)).tobytes()], pa.large_binary()),
     )
     pq.write_table(tampered, path)  # a valid file, wrong numbers
     with pytest.warns(CorruptFileWarning, match="SHA-256"):

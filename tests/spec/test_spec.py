@@ -206,6 +206,16 @@ BAD_INPUTS = {
         "resources",
         "whole number",
     ),
+    "unknown integrator": (
+        lambda d: d["flow"].update(integrator="rk4"),
+        "flow.integrator",
+        "one of euler-heun, paper",
+    ),
+    "zero local error": (
+        lambda d: d["flow"].update(max_local_error=0.0),
+        "flow.max_local_error",
+        "positive finite number",
+    ),
     "misspelled refine key": (
         lambda d: d.update(refine={"boundary": "crossover", "levl": 1}),
         "refine.levl",

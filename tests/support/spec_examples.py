@@ -1,4 +1,6 @@
-"""The example spec of issue 3 and helpers to parse mutated copies of it (tests/spec/)."""
+"""The example spec of issue 3 and helpers to parse mutated copies of it (tests/spec/); the
+relu cells the paper controller stalls on (tests/tasks/test_stalls.py and
+tests/drivers/test_stalled_campaign.py)."""
 
 from __future__ import annotations
 
@@ -51,3 +53,32 @@ def rejected(mutate) -> SpecError:
     with pytest.raises(SpecError) as info:
         parse(mutate)
     return info.value
+
+
+# relu + soft hinge under the paper controller: the α̃ = 1 cells stall within 100 steps.
+RELU_PAPER = """
+name = "relu-paper"
+[data]
+dataset = "stripe"
+dimension = 3
+train_size = 32
+test_size = 100
+kernel_size = 16
+[model]
+arch = "one-hidden"
+activation = "relu"
+[loss]
+kind = "softhinge"
+[flow]
+integrator = "paper"
+max_steps = 1300
+[grid]
+width = [8, 32]
+alpha_tilde = [1.0, 1e4]
+seed = [0, 1]
+"""
+
+
+def relu_paper_cells() -> list:
+    """The cells of RELU_PAPER (2 widths × 2 α̃ × 2 seeds)."""
+    return parse_campaign(tomllib.loads(RELU_PAPER)).cells()

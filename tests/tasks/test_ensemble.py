@@ -102,22 +102,46 @@ def test_hand_written_pass_equals_autograd_for_each_member(name, bias, depth):
         )
 
 
-def test_bundle_of_four_gives_each_cell_the_records_it_has_alone():
-    specs = [cell(alpha_tilde, seed) for alpha_tilde in (0.3, 10.0) for seed in (0, 1)]
+@pytest.mark.parametrize("integrator, max_steps", [("paper", 300), ("euler-heun", 60)])
+def test_bundle_of_four_gives_each_cell_the_records_it_has_alone(integrator, max_steps):
+    specs = [
+        cell(alpha_tilde, seed, integrator=integrator, max_steps=max_steps)
+        for alpha_tilde in (0.3, 10.0)
+        for seed in (0, 1)
+    ]
     bundled = by_member(specs)
     results = [records[-1] for records in bundled]
     # the members really went their own ways: stopped at different steps, with rejections
     assert len({r.steps for r in results}) >= 3
     assert {r.stop_reason for r in results} == {"max_time", "max_steps"}
     assert all(r.gradient_evaluations > r.steps + 1 for r in results)
+    # euler-heun: one forward per trial at the Heun point, none at the start
+    assert all(
+        r.forward_evaluations == (r.gradient_evaluations - 1 if integrator == "euler-heun" else 0)
+        for r in results
+    )
     for spec, records in zip(specs, bundled):
         assert_same_records(list(train_cell(spec)), records)
 
 
+@pytest.mark.parametrize("integrator", ["paper", "euler-heun"])
+def test_single_cell_fast_path_and_relu_match_train_cell(integrator):
+    specs = [
+        dataclasses.replace(
+            cell(0.3, 0, integrator=integrator, max_time=None, max_steps=120),
+            model=ModelSpec(width=16, depth=2, activation="relu"),
+        )
+    ]
+    for spec in specs + [cell(3.0, 1, integrator=integrator, max_steps=60)]:
+        assert_same_records(list(train_cell(spec)), by_member([spec])[0])
+    bundled = by_member([cell(1.0, 0, integrator=integrator), cell(1.0, 1, integrator=integrator)])
+    assert all(records[-1].steps > 10 for records in bundled)
+
+
 def test_single_cell_fast_path_and_kink_continuation_match_train_cell():
     specs = [
-        cell(0.3, 0, loss="hinge", max_time=None, max_steps=150),
-        cell(3.0, 1, loss="hinge", max_time=None, max_steps=150),
+        cell(0.3, 0, loss="hinge", max_time=None, max_steps=150, integrator="paper"),
+        cell(3.0, 1, loss="hinge", max_time=None, max_steps=150, integrator="paper"),
     ]
     bundled = by_member(specs)
     alone = [list(train_cell(spec)) for spec in specs]

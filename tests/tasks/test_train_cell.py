@@ -194,7 +194,7 @@ def test_a_hinge_cell_fits():
     """The plain hinge (ℓ' jumps at margin 1) fits too: the flow's kink continuation
     (tasks.flow) carries it across the crossings (measured: 985 steps)."""
     spec = dataclasses.replace(
-        small_spec(max_steps=3000), alpha_tilde=100.0, loss=LossSpec("hinge")
+        small_spec(max_steps=3000, integrator="paper"), alpha_tilde=100.0, loss=LossSpec("hinge")
     )
     _, result = run(spec)
     assert result.stop_reason == "fitted" and result.n_unsatisfied == 0
