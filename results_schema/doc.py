@@ -27,6 +27,7 @@ A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI
 | `kernels/<cell_id>.parquet` | the cell's NTK summary and H₀ spectrum (done cells only) |
 | `<table>/part-<run>-<k>.parquet` | compacted rows (`phasegrid compact`, or a run/resume ending with every cell done): the done cells of chunk k of compaction `<run>` (the same cells in every table), sorted by width, α̃, P, depth, seed, in large row groups; new cells land as `<cell_id>.parquet` beside them |
 | `_compacted/<run>.json` | the cells of each chunk of a compaction (which cells a damaged part holds) |
+| `_verified.parquet` | path, size and time of every file last read in full by a driver: the next take-over reads only files new or changed since (`phasegrid resume --deep`: all) |
 | `_compact/<run>/` | a compaction in progress (staged parts, then `plan.json`); finished or discarded when the campaign is next opened |
 | `ensembles/`, `boundaries/` | aggregates over seeds and phase boundaries, rewritten by `phasegrid aggregate` |
 | `_live/<cell_id>/<attempt_id>/part-*.parquet` | measurements of running cells (streaming) |
