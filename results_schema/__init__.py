@@ -16,6 +16,7 @@ from results_schema.tables import (
     PREDICTIONS,
     SCHEMA_VERSION,
     VERSION_KEY,
+    WEIGHTS,
 )
 from results_schema.validate import SchemaError, schema_of, validate
 
@@ -30,6 +31,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "VERSION_KEY",
+    "WEIGHTS",
     "SchemaError",
     "schema_of",
     "validate",

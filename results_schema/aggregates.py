@@ -48,10 +48,24 @@ ENSEMBLES = _schema(
             "⟨f⟩ the seed-averaged test output (null without predictions).",
         ),
         _field(
+            "ensemble_gain",
+            F64,
+            "⟨ε(f)⟩ − ε(⟨f⟩) = mean_test_error − ensemble_test_error: "
+            "what averaging the outputs over seeds gains, ~N^{-1/2} past jamming (boundaries "
+            "rows with boundary = ensemble_gain fit the exponent; null without predictions).",
+        ),
+        _field(
             "fluctuation",
             F64,
             "(1/M) Σ_s √(mean_x (f_s(x) − ⟨f⟩(x))²): output fluctuations "
             "over seeds, ~N^{-1/4} past jamming (null with fewer than two seeds).",
+        ),
+        _field(
+            "output_norm",
+            F64,
+            "‖f‖ = (1/M) Σ_s √(mean_x f_s(x)²) on the test set at the end "
+            "(the paper's ‖f‖, which peaks near jamming; the per-checkpoint train-set value is "
+            "measurements.output_rms; null without predictions).",
         ),
         _field(
             "ntk_change",
@@ -84,7 +98,8 @@ BOUNDARIES = _schema(
             "jamming (fitted fraction crosses 1/2, interpolated in log h) | "
             "n_star (N at h*, log-log in (h, N)) | crossover (geometric-mean ntk_change "
             "crosses level, log-log) | learning_curve (ε(P) ~ P^{-β}, least squares in "
-            "log-log).",
+            "log-log) | ensemble_gain (⟨ε(f)⟩ − ε(⟨f⟩) ~ N^{-γ} over the widths, least "
+            "squares in log-log over the points with a positive gain; value = γ).",
             nullable=False,
         ),
         _field(
@@ -108,29 +123,31 @@ BOUNDARIES = _schema(
         _field(
             "along",
             STR,
-            "The axis the value lies on: width, n_params, alpha_tilde, "
-            "train_size (learning_curve).",
+            "The axis the value lies on: width, n_params (n_star, "
+            "ensemble_gain), alpha_tilde, train_size (learning_curve).",
         ),
-        _field("value", F64, "h*, N*, α̃*, or β; null unless located (see status)."),
-        _field("value_error", F64, "Standard error of β (learning_curve with ≥ 3 points)."),
+        _field("value", F64, "h*, N*, α̃*, β or γ; null unless located (see status)."),
+        _field("value_error", F64, "Standard error of β or γ (with ≥ 3 points)."),
         _field(
             "lower",
             F64,
             "Bracketing grid point below the value (the largest grid value "
-            "when the crossing lies above the grid); learning_curve: smallest P fitted.",
+            "when the crossing lies above the grid); learning_curve: smallest P fitted; "
+            "ensemble_gain: smallest N fitted.",
         ),
         _field(
             "upper",
             F64,
             "Bracketing grid point above the value (the smallest grid value "
-            "when the crossing lies below the grid); learning_curve: largest P fitted.",
+            "when the crossing lies below the grid); learning_curve: largest P fitted; "
+            "ensemble_gain: largest N fitted.",
         ),
         _field(
             "status",
             STR,
             "bracketed | below_grid | above_grid | not_monotone (several "
-            "crossings; the first is given) | no_data; learning_curve: fitted | two_points "
-            "(no error) | too_few_points.",
+            "crossings; the first is given) | no_data; learning_curve, ensemble_gain: fitted | "
+            "two_points (no error) | too_few_points.",
         ),
         _field("n_points", I64, "Grid points used along the axis."),
         *[_coordinate(_GRID[name]) for name in ("width", "alpha_tilde", "train_size", "depth")],

@@ -25,6 +25,7 @@ A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI
 | `measurements/<cell_id>.parquet` | the cell's time series (done cells only) |
 | `predictions/<cell_id>.parquet` | the cell's final test outputs (done cells only) |
 | `kernels/<cell_id>.parquet` | the cell's NTK summary and H₀ spectrum (done cells only) |
+| `weights/<cell_id>.parquet` | first-layer weights at start and end (done FC cells with `[observables] weights = true`) |
 | `<table>/part-<run>-<k>.parquet` | compacted rows (`phasegrid compact`, or a run/resume ending with every cell done): the done cells of chunk k of compaction `<run>` (the same cells in every table), sorted by width, α̃, P, depth, seed, in large row groups; new cells land as `<cell_id>.parquet` beside them |
 | `_compacted/<run>.json` | the cells of each chunk of a compaction (which cells a damaged part holds) |
 | `_verified.parquet` | path, size and time of every file last read in full by a driver: the next take-over reads only files new or changed since (`phasegrid resume --deep`: all) |

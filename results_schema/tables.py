@@ -63,9 +63,34 @@ SETTINGS = [
     _field(
         "dataset",
         STR,
-        "Dataset name (mnist, fashion-mnist, cifar10, stripe, sphere, random-labels).",
+        "Dataset name (mnist, fashion-mnist, cifar10, stripe, sphere, cylinder, random-labels).",
     ),
-    _field("dimension", I64, "d: PCA components (images) or input dimension (synthetic)."),
+    _field(
+        "dimension",
+        I64,
+        "d: PCA components (images), the pixel count C·H·W (images with "
+        "pca = false) or input dimension (synthetic).",
+    ),
+    _field(
+        "pca",
+        BOOL,
+        "Images projected on `dimension` principal components (true) or raw "
+        "pixels, centred and rescaled to norm √D (false); true for synthetic data. Null in "
+        "files written before this column existed (they all had true).",
+    ),
+    _field(
+        "perpendicular_scale",
+        F64,
+        "Factor dividing the uninformative coordinates of "
+        "stripe/cylinder data (the compressed-data control of Fig. 9 right; 1 = none). "
+        "Null in files written before this column existed (they all had 1).",
+    ),
+    _field(
+        "parallel_dimension",
+        I64,
+        "d∥ of the cylinder: its labels depend on |x∥| of the "
+        "first d∥ coordinates (unused by other datasets).",
+    ),
     _field("test_size", I64, "Number of test points."),
     _field("kernel_size", I64, "P_K: points on which the NTK is measured."),
     _field("train_seed", I64, "Seed of the training-set draw."),
@@ -119,6 +144,16 @@ MEASUREMENT = [
         "Forward-only passes so far (euler-heun's error "
         "estimate; each costs about a third of a gradient evaluation).",
     ),
+    _field(
+        "weight_alignment",
+        F64,
+        "Λ = W∥/W⊥ (Fig. 9 left): root-mean-square first-layer weight component along the "
+        "informative input directions ∥ over that along the others ⊥, each neuron i weighted "
+        "by the magnitude c_i = ‖W₂[:, i]‖ of its output weights: W∥² = Σ_i c_i Σ_{a∈∥} "
+        "W₁[i,a]² / (d∥ Σ_i c_i), W⊥² likewise over ⊥ with d⊥ = d − d∥ "
+        "(tasks/alignment.py). ∥ = x₁ for the stripe, the first d∥ coordinates for the "
+        "cylinder. ≈ 1 at initialisation; NaN for image data and CNNs.",
+    ),
 ]
 
 RESULT = [
@@ -155,6 +190,43 @@ RESULT = [
     _field("ntk_norm_initial", F64, "‖Θ₀‖_F on the kernel set."),
     _field("ntk_norm_final", F64, "‖Θ_end‖_F on the kernel set."),
 ]
+
+_KPCA_RANKS = (
+    "top `[observables] kernel_pca_rank` (default 100, at most P_K) eigenpairs of "
+    "the Gram matrix Θ on the kernel set (not centred), in descending order of λ; "
+    "empty when the NTK is not measured or kernel_pca_rank = 0"
+)
+KERNEL_PCA = (
+    [
+        _field(
+            f"kpca_eigenvalues_{when}",
+            pa.list_(F64),
+            f"Kernel PCA of {theta} (Fig. 10): its eigenvalues λ, for the {_KPCA_RANKS}.",
+        )
+        for when, theta in (("initial", "Θ₀"), ("final", "Θ_end"))
+    ]
+    + [
+        _field(
+            f"kpca_label_projection_{when}",
+            pa.list_(F64),
+            f"ω_λ = (φ_λ·y)²/‖y‖² per eigenvector φ_λ of {theta} (y: the kernel-set labels ±1; "
+            f"Σ over all λ is 1), for the {_KPCA_RANKS}.",
+        )
+        for when, theta in (("initial", "Θ₀"), ("final", "Θ_end"))
+    ]
+    + [
+        _field(
+            f"kpca_mutual_information_{when}",
+            pa.list_(F64),
+            f"Mutual information in bits between the components φ_λ(x_μ) of each eigenvector "
+            f"of {theta} and the labels y_μ over the kernel points: k-nearest-neighbour "
+            "estimator of Ross (2014) with k = 5 (tasks/mutual_information.py; not clipped, "
+            "so ≈ 0 may be slightly negative; a label that is a threshold of φ_λ gives 1), "
+            f"for the {_KPCA_RANKS}.",
+        )
+        for when, theta in (("initial", "Θ₀"), ("final", "Θ_end"))
+    ]
+)
 
 RUN = [
     _field(
@@ -216,6 +288,36 @@ KERNELS = _schema(
             "Non-zero spectrum of H₀ = Σ_{μ:Δ_μ>0} ∇Δ_μ⊗∇Δ_μ "
             "at the end (those of the NTK restricted to the unsatisfied points, Fig. 7C).",
         ),
+        *KERNEL_PCA,
+    ],
+)
+WEIGHTS = _schema(
+    "weights",
+    "First-layer weight vectors and output weights of a done "
+    "fully-connected cell at the start and the end of training, one row per "
+    "(checkpoint, neuron), for the scatter of Fig. 9 left; written only with "
+    "[observables] weights = true.",
+    [
+        CELL_ID,
+        *GRID,
+        _field("checkpoint", STR, "initial (θ₀) or final (the end of the flow).", nullable=False),
+        _field("step", I64, "Accepted flow steps at this checkpoint (0 for initial)."),
+        _field("flow_time", F64, "Flow time at this checkpoint (paper units)."),
+        _field("neuron", I64, "Index i of the first-hidden-layer unit (0..h−1).", nullable=False),
+        _field(
+            "first_layer_weights",
+            pa.list_(F64),
+            "W₁[i, :]: the unit's d input weights, in the "
+            "N(0,1) parametrisation (the forward pass divides by √d); for stripe/cylinder data "
+            "the informative coordinates come first.",
+        ),
+        _field(
+            "output_weights",
+            pa.list_(F64),
+            "W₂[:, i]: the weights leaving the unit (one "
+            "value for the one-hidden-layer net: its readout β_i; h values for deeper nets). "
+            "weight_alignment weights unit i by their norm.",
+        ),
     ],
 )
 MANIFEST = _schema(
@@ -240,5 +342,6 @@ TABLES: dict[str, pa.Schema] = {
     "measurements": MEASUREMENTS,
     "predictions": PREDICTIONS,
     "kernels": KERNELS,
+    "weights": WEIGHTS,
     "manifest": MANIFEST,
 }

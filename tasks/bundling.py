@@ -31,12 +31,14 @@ device idle, always (not measured here: no GPU was available).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from tasks.batched_fc import BatchedFC
+from tasks.data import input_shape
 from tasks.losses import LossFn
 from tasks.specs import CellSpec
 
@@ -98,7 +100,7 @@ def training_plan(
             first.model.width,
             _depth(first),
             len(specs),
-            first.data.dimension,
+            math.prod(input_shape(first.data)),
         ):
             return [list(specs)], []
     return (

@@ -7,12 +7,13 @@ builder (`tasks.cell_records`) read.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from tasks.data import Task, load_task
+from tasks.data import Task, input_shape, load_task
 from tasks.losses import AlphaObjective, has_kink, loss_derivative
 from tasks.models import build_from_spec, count_parameters
 from tasks.observables import ntk_at
@@ -64,8 +65,13 @@ def prepare_cell(spec: CellSpec, task: Task | None = None) -> Cell:
         raw = load_task(spec.data, dtype)
         fields = ("x_train", "y_train", "x_test", "y_test", "x_kernel", "y_kernel")
         task = Task(**{f: getattr(raw, f).to(device) for f in fields}, source=raw.source)
+    shape = input_shape(spec.data)
     model = build_from_spec(
-        spec.model, spec.data.dimension, derived_generator(spec.seed, "init"), dtype
+        spec.model,
+        math.prod(shape),
+        derived_generator(spec.seed, "init"),
+        dtype,
+        input_shape=shape,
     ).to(device)
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     with torch.no_grad():

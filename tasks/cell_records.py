@@ -6,14 +6,17 @@ recomputed); the test outputs, NTK and H₀ spectrum are evaluated here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from tasks.alignment import layer_weights_on_host, weight_alignment_at
 from tasks.cell import Cell
 from tasks.flow import FlowState
+from tasks.kernel_pca import kernel_pca_columns
 from tasks.losses import loss_function
 from tasks.observables import (
     chunked_outputs,
@@ -23,6 +26,7 @@ from tasks.observables import (
     ntk_at,
 )
 from tasks.records import CellResult, Measurement
+from tasks.synthetic import informative_directions
 
 
 def relative_change(before: Tensor, after: Tensor) -> float:
@@ -33,8 +37,9 @@ def relative_change(before: Tensor, after: Tensor) -> float:
 def measure(
     cell: Cell, state: FlowState, train_outputs: Tensor, wall_seconds: float
 ) -> Measurement:
-    """The Measurement at ``state`` (NTK change only if asked for at checkpoints);
-    ``train_outputs`` are f(x_train) at state.theta [P]."""
+    """The Measurement at ``state`` (NTK change only if asked for at checkpoints, the
+    weight alignment Λ where the data have informative directions); ``train_outputs``
+    are f(x_train) at state.theta [P]."""
     loss = loss_function(cell.spec.loss)
     test = chunked_outputs(cell.objective, state.theta, cell.task.x_test, cell.test_initial)
     ntk_change = math.nan
@@ -42,7 +47,7 @@ def measure(
         ntk_change = relative_change(
             cell.ntk_initial, ntk_at(cell.model, state.theta, cell.task.x_kernel)
         )
-    return measurement(
+    record = measurement(
         state,
         margin_statistics(train_outputs, cell.task.y_train, loss),
         margin_statistics(test, cell.task.y_test, loss),
@@ -51,15 +56,19 @@ def measure(
         wall_seconds,
         ntk_change,
     )
+    alignment = weight_alignment_at(cell.model, state.theta, informative_directions(cell.spec.data))
+    return dataclasses.replace(record, weight_alignment=alignment)
 
 
 def final_result(
     cell: Cell, state: FlowState, reason: str, last: Measurement, train_outputs: Tensor
 ) -> CellResult:
     """The CellResult: summary (from the final Measurement ``last``), NTK change, test
-    outputs, H₀. A stalled cell is never fitted (its N_Δ is not a result of the flow)."""
+    outputs, H₀, the kernel PCA of Θ₀ and Θ_end and (if asked for) the layer weights at
+    start and end. A stalled cell is never fitted (its N_Δ is not a result of the flow)."""
     obs, task = cell.spec.observables, cell.task
     ntk_change = norm0 = norm1 = math.nan
+    ntk_final = None
     if cell.ntk_initial is not None:
         ntk_final = ntk_at(cell.model, state.theta, task.x_kernel)
         ntk_change = relative_change(cell.ntk_initial, ntk_final)
@@ -98,4 +107,7 @@ def final_result(
         test_outputs=test_outputs.cpu().numpy(),
         test_labels=task.y_test.cpu().numpy(),
         h0_eigenvalues=h0,
+        **kernel_pca_columns(cell.ntk_initial, ntk_final, task.y_kernel, obs.kernel_pca_rank),
+        weights_initial=layer_weights_on_host(cell.model, cell.theta0, obs.weights),
+        weights_final=layer_weights_on_host(cell.model, state.theta, obs.weights),
     )

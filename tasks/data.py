@@ -29,18 +29,26 @@ from tasks.data_files import (
     read_labels,
     read_pool,
 )
-from tasks.preprocess import balanced_split, binary_labels, preprocess_images, role_generator
+from tasks.preprocess import (
+    balanced_split,
+    binary_labels,
+    centre_and_normalise,
+    preprocess_images,
+    role_generator,
+)
 from tasks.specs import DATASETS, DataSpec
-from tasks.synthetic import SYNTHETIC_DATASETS, synthetic_set
+from tasks.synthetic import SYNTHETIC_DATASETS, informative_directions, synthetic_set
 
 __all__ = [
     "IMAGE_DATASETS",
+    "IMAGE_SHAPES",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DatasetTooSmallError",
     "Task",
     "available_datasets",
     "dataset_size",
+    "input_shape",
     "load_task",
     "locate_dataset",
 ]
@@ -121,11 +129,26 @@ def available_datasets(data_dir: str | None = None) -> list[DatasetInfo]:
     return infos
 
 
+# [C, H, W] of each image dataset's pixel rows (CIFAR-10 rows are channel-major R, G, B)
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def input_shape(spec: DataSpec) -> tuple[int, ...]:
+    """Shape of one input: (C, H, W) for raw pixels (``pca = false``), else (dimension,).
+    Rows of `Task`'s x are always flat: [n, prod(shape)]; the CNN reshapes them."""
+    if spec.dataset in IMAGE_SHAPES and not spec.pca:
+        return IMAGE_SHAPES[spec.dataset]
+    return (spec.dimension,)
+
+
 @functools.lru_cache(maxsize=4)
-def _preprocessed_pool(location: DataLocation, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [N, d] float64 after preprocess_images, classes [N] long. Cached: do not mutate."""
+def _preprocessed_pool(location: DataLocation, d: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [N, d] float64 after preprocess_images (d None: raw pixels [N, D], centred and
+    rescaled to norm √D only), classes [N] long. Cached: do not mutate."""
     pixels, classes = read_pool(location)
-    return preprocess_images(torch.from_numpy(pixels), d), torch.from_numpy(classes)
+    x = torch.from_numpy(pixels)
+    x = centre_and_normalise(x) if d is None else preprocess_images(x, d)
+    return x, torch.from_numpy(classes)
 
 
 def _check_sizes(spec: DataSpec, available: int | None, source: str) -> None:
@@ -157,7 +180,7 @@ def _check_sizes(spec: DataSpec, available: int | None, source: str) -> None:
 def _image_sets(spec: DataSpec) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
     location = locate(spec.dataset, spec.data_dir)
     _check_sizes(spec, _usable_count(location), location.source)
-    x, classes = _preprocessed_pool(location, spec.dimension)
+    x, classes = _preprocessed_pool(location, spec.dimension if spec.pca else None)
     sizes = (spec.test_size, spec.kernel_size, spec.train_size)
     generators = [
         role_generator(spec.test_seed, "test"),
@@ -176,11 +199,37 @@ def _synthetic_sets(spec: DataSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
         ("kernel", spec.kernel_size, spec.kernel_seed),
         ("train", spec.train_size, spec.train_seed),
     ):
-        sets.append(
-            synthetic_set(spec.dataset, spec.dimension, offset, size, role_generator(seed, role))
+        x, classes = synthetic_set(
+            spec.dataset,
+            spec.dimension,
+            offset,
+            size,
+            role_generator(seed, role),
+            spec.parallel_dimension,
         )
+        sets.append((compress_perpendicular(x, spec), classes))
         offset += size
     return sets
+
+
+def compress_perpendicular(x: torch.Tensor, spec: DataSpec) -> torch.Tensor:
+    """x with its uninformative coordinates divided by ``spec.perpendicular_scale`` (the
+    compressed-data control of Fig. 9 right); x itself if the scale is 1. [n, d] → [n, d]."""
+    if spec.perpendicular_scale == 1.0:
+        return x
+    informative = informative_directions(spec)
+    if informative is None:
+        raise ValueError(
+            f"perpendicular_scale needs data with known informative directions "
+            f"(stripe, cylinder), not {spec.dataset!r}: remove it from [data]"
+        )
+    if not spec.perpendicular_scale > 0:
+        raise ValueError(f"perpendicular_scale must be > 0, got {spec.perpendicular_scale}")
+    mask = torch.ones(x.shape[1], dtype=torch.bool)
+    mask[list(informative)] = False
+    out = x.clone()
+    out[:, mask] /= spec.perpendicular_scale
+    return out
 
 
 def load_task(spec: DataSpec, dtype: torch.dtype = torch.float64) -> Task:

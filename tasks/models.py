@@ -198,12 +198,14 @@ def build_from_spec(
     d: int,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
+    input_shape: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """Build the net a `ModelSpec` describes, for inputs of dimension d.
 
     arch "fc": `FullyConnected(depth=L)`; "one-hidden": `FullyConnected(depth=1)`
     (`model.depth` is not used); "cnn": `ConvNet` with `depth` conv layers of `width`
-    channels."""
+    channels, reading each input row as ``input_shape`` (e.g. (1, 28, 28) for raw MNIST
+    pixels, `tasks.data.input_shape`) when it has more than one axis."""
     common: dict[str, Any] = {
         "activation": model.activation,
         "activation_beta": model.activation_beta,
@@ -216,7 +218,8 @@ def build_from_spec(
     if model.arch == "one-hidden":
         return FullyConnected(d, model.width, 1, **common)
     if model.arch == "cnn":
-        return ConvNet(d, model.width, model.depth, **common)
+        shape = input_shape if input_shape is not None and len(input_shape) > 1 else None
+        return ConvNet(d, model.width, model.depth, **common, input_shape=shape)
     raise ValueError(f"unknown architecture {model.arch!r}; valid ones: {', '.join(ARCHITECTURES)}")
 
 

@@ -14,9 +14,10 @@ output depends only on its own pre-activations, so the gradient of the sum at ro
 ∂f̃(x_μ)/∂a_l(x_μ). Cost O(P²·Σ_l h_l) time and O(P·Σ_l h_l + P²) memory; the P×N
 Jacobian is never formed.
 
-Generic path (`ntk_gram_jacobian`, any module f̃: [P, d] → [P]): the Jacobian from
-`torch.func.vmap(jacrev(...))`, contracted as Σ_params J Jᵀ. Memory O(P·N): the test
-reference, and what non-FC architectures (the CNN) use.
+Generic path (`ntk_gram_blocked`, any module f̃: [P, d] → [P], e.g. the CNN): Jacobians
+of B points at a time from `torch.func.vmap(jacrev(...))`, Θ[a, b] = J_a J_bᵀ block by
+block, so memory O(B·N) (B = 2^24/N by default) instead of O(P·N). `ntk_gram_jacobian`
+contracts the whole P×N Jacobian at once: the test reference.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ def ntk_gram(model: nn.Module, x: Tensor, block_rows: int | None = None) -> Tens
     """Θ [P, P] on the points x [P, d], in the model's dtype and device.
 
     Layer-wise formula for `FullyConnected` (computed `block_rows` rows of Θ at a time;
-    default: as many as keep a [rows, P] temporary under 2^24 entries), torch.func
-    Jacobian contraction otherwise."""
+    default: as many as keep a [rows, P] temporary under 2^24 entries), otherwise
+    `ntk_gram_blocked` (Jacobian blocks of B points, never the whole P×N Jacobian)."""
     x = _as_model_input(model, x)
     if not isinstance(model, FullyConnected):
-        return ntk_gram_jacobian(model, x)
+        return ntk_gram_blocked(model, x)
     inputs, signals = _inputs_and_signals(model, x)
     n_points = x.shape[0]
     rows = block_rows or max(1, _BLOCK_ELEMENTS // n_points)
@@ -85,20 +86,48 @@ def _gram_rows(
 def ntk_gram_jacobian(model: nn.Module, x: Tensor) -> Tensor:
     """Θ [P, P] = Σ_params J_p J_pᵀ with J_p = ∂f̃(x_μ)/∂p [P, |p|] from torch.func.
 
-    Works for any module mapping [P, d] → [P]; materialises the P×N Jacobian."""
+    Works for any module mapping [P, d] → [P]; materialises the P×N Jacobian: the test
+    reference."""
     x = _as_model_input(model, x)
+    jacobian = _jacobian_rows(model, x)  # [P, N]
+    return jacobian @ jacobian.T
+
+
+def ntk_gram_blocked(model: nn.Module, x: Tensor, block_points: int | None = None) -> Tensor:
+    """Θ [P, P] of any module f̃: [P, d] → [P] (the CNN's path), from Jacobians of
+    ``block_points`` points at a time: Θ[a, b] = J_a J_bᵀ for blocks a ≤ b, so at most two
+    [B, N] Jacobian blocks exist at once, never the P×N one.
+
+    Memory: 2·B·N·itemsize plus torch.func's per-point activations; B defaults to
+    2^24 / N (two blocks ≤ 256 MiB in float64), and when B ≥ P it is the one-block
+    Jacobian path. Time: ≈ P²/(2B) per-point gradients for P > B (P of them for P ≤ B)."""
+    x = _as_model_input(model, x)
+    n_points, n_params = x.shape[0], sum(p.numel() for p in model.parameters())
+    rows = block_points or max(1, _BLOCK_ELEMENTS // max(1, n_params))
+    starts = list(range(0, n_points, rows))
+    theta = torch.empty(n_points, n_points, dtype=x.dtype, device=x.device)
+    for i, a in enumerate(starts):
+        block_a = slice(a, min(a + rows, n_points))
+        jacobian_a = _jacobian_rows(model, x[block_a])  # [B, N]
+        for b in starts[i:]:
+            block_b = slice(b, min(b + rows, n_points))
+            jacobian_b = jacobian_a if b == a else _jacobian_rows(model, x[block_b])
+            block = jacobian_a @ jacobian_b.T  # [B_a, B_b]
+            theta[block_a, block_b] = block
+            theta[block_b, block_a] = block.T
+    return theta
+
+
+def _jacobian_rows(model: nn.Module, x: Tensor) -> Tensor:
+    """J [B, N]: row μ = ∇_θ f̃(x_μ), parameters flattened in `model.parameters()` order."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
     def f_single(p: dict[str, Tensor], xi: Tensor) -> Tensor:  # xi [d] → scalar
         return functional_call(model, (p, buffers), (xi.unsqueeze(0),)).squeeze(0)
 
-    jacobians = vmap(jacrev(f_single), in_dims=(None, 0))(params, x)  # name → [P, *shape]
-    theta = torch.zeros(x.shape[0], x.shape[0], dtype=x.dtype, device=x.device)
-    for J in jacobians.values():
-        J = J.reshape(x.shape[0], -1)
-        theta.addmm_(J, J.T)
-    return theta
+    jacobians = vmap(jacrev(f_single), in_dims=(None, 0))(params, x)  # name → [B, *shape]
+    return torch.cat([J.reshape(x.shape[0], -1) for J in jacobians.values()], dim=1)
 
 
 def ntk_change(theta_0: Tensor, theta_t: Tensor) -> float:

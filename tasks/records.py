@@ -16,6 +16,17 @@ import numpy as np
 STOP_REASONS = ("fitted", "max_steps", "max_time", "max_wall", "nan", "stalled", "zero_gradient")
 
 
+def _empty() -> np.ndarray:
+    return np.zeros(0)
+
+
+KERNEL_PCA_COLUMNS = tuple(
+    f"kpca_{quantity}_{when}"
+    for quantity in ("eigenvalues", "label_projection", "mutual_information")
+    for when in ("initial", "final")
+)
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Observables at one (log-spaced) checkpoint of the flow."""
@@ -38,6 +49,7 @@ class Measurement:
     gradient_norm: float  # ||grad L~||
     ntk_change: float = float("nan")  # only when measured at checkpoints
     forward_evaluations: int = 0  # forward-only passes so far (euler-heun's error estimate)
+    weight_alignment: float = float("nan")  # Λ = W∥/W⊥ (tasks.alignment); nan: no ∥ directions
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,17 @@ class CellResult:
     test_labels: np.ndarray = field(repr=False)  # y_test in {-1, +1}
     h0_eigenvalues: np.ndarray = field(repr=False)  # non-zero spectrum of H0 (may be empty)
     forward_evaluations: int = 0  # forward-only passes (a third of a gradient evaluation)
+    # kernel PCA of Θ₀ / Θ_end on the kernel set (tasks.kernel_pca), top ranks; empty if off
+    kpca_eigenvalues_initial: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_eigenvalues_final: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_label_projection_initial: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_label_projection_final: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_mutual_information_initial: np.ndarray = field(repr=False, default_factory=_empty)
+    kpca_mutual_information_final: np.ndarray = field(repr=False, default_factory=_empty)
+    # first-layer weights W₁ [h, d] and output weights W₂ [n_out, h] at start and end of an FC
+    # net ([observables] weights = true; tasks.alignment.layer_weights), else None
+    weights_initial: tuple[np.ndarray, np.ndarray] | None = field(repr=False, default=None)
+    weights_final: tuple[np.ndarray, np.ndarray] | None = field(repr=False, default=None)
 
 
 @dataclass(frozen=True)

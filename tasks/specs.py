@@ -14,7 +14,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "stripe", "sphere", "random-labels")
+SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")  # generated in code
+DATASETS = ("mnist", "fashion-mnist", "cifar10", *SYNTHETIC_DATASETS)
 ARCHITECTURES = ("fc", "cnn", "one-hidden")
 ACTIVATIONS = ("relu", "softplus", "tanh", "swish")
 LOSSES = ("hinge", "quadhinge", "softhinge", "logistic")
@@ -35,6 +36,9 @@ class DataSpec:
     test_seed: int = 1
     kernel_seed: int = 2
     data_dir: str | None = None  # where image files live; None = search order of tasks.data
+    pca: bool = True  # images: project on `dimension` PCs; False: raw pixels
+    perpendicular_scale: float = 1.0  # stripe/cylinder: uninformative coordinates divided by it
+    parallel_dimension: int = 2  # cylinder: d∥, the coordinates its labels depend on
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class ObservableSpec:
     h0_spectrum: bool = True  # spectrum of H0 at the end
     dtype: str = "float64"  # float64 | float32
     device: str = "cpu"  # cpu | cuda | auto
+    kernel_pca_rank: int = 100  # top eigenvectors of Θ₀, Θ_end analysed (0 = none)
+    weights: bool = False  # first-layer weights at start and end (`weights` table)
 
 
 @dataclass(frozen=True)
@@ -145,5 +151,23 @@ class CellSpec:
         if d["flow"]["integrator"] == "paper":  # ids of cells stored before the key existed
             for key in ("integrator", "max_local_error"):
                 d["flow"].pop(key)
+        _drop_later_defaults(d)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Fields added after campaigns were stored, with the value every earlier cell had: left out
+# of the hash while at that value, so existing campaigns keep their cell ids (section, key).
+_LATER_FIELDS: dict[tuple[str, str], object] = {
+    ("observables", "kernel_pca_rank"): ObservableSpec.kernel_pca_rank,
+    ("observables", "weights"): ObservableSpec.weights,
+    ("data", "pca"): DataSpec.pca,
+    ("data", "perpendicular_scale"): DataSpec.perpendicular_scale,
+    ("data", "parallel_dimension"): DataSpec.parallel_dimension,
+}
+
+
+def _drop_later_defaults(d: dict) -> None:
+    for (section, key), default in _LATER_FIELDS.items():
+        if d[section].get(key, default) == default:
+            d[section].pop(key, None)

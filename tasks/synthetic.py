@@ -9,7 +9,16 @@ tasks, and the reference code's convention: its boolean label False -> +1):
   sphere          class 0 (+1) inside the sphere |x| < r_d, class 1 (−1) outside, with
                   r_d the median of the chi distribution with d degrees of freedom
                   (the reference used the Wilson–Hilferty approximation of it).
+  cylinder        class 0 (+1) inside the cylinder |x∥| < r_{d∥}, class 1 (−1) outside, with
+                  x∥ = (x₁..x_{d∥}) the first d∥ = `parallel_dimension` ≥ 2 coordinates and
+                  r_{d∥} the median radius of d∥ Gaussian coordinates (balanced classes);
+                  labels depend on those d∥ directions only.
   random-labels   labels independent of x (for the linear N*(P) of jamming).
+
+The informative directions ∥ (`informative_directions`: x₁ for the stripe, x₁..x_{d∥} for
+the cylinder) are what the weight alignment Λ (tasks.alignment) measures against, and
+`[data] perpendicular_scale` divides the other coordinates (tasks.data) after the labels
+are drawn: the compressed-data control of the paper's Fig. 9 right.
 
 Sets are balanced by stratified rejection: draw x in fixed chunks, keep the first
 examples of each class until each class has its quota. As for images, a larger
@@ -23,8 +32,19 @@ import functools
 import torch
 
 from tasks.preprocess import class_counts, round_robin_order
+from tasks.specs import SYNTHETIC_DATASETS, DataSpec
 
-SYNTHETIC_DATASETS = ("stripe", "sphere", "random-labels")
+__all__ = [
+    "STRIPE_INTERVAL",
+    "SYNTHETIC_DATASETS",
+    "cylinder_classes",
+    "informative_directions",
+    "sphere_classes",
+    "sphere_radius",
+    "stripe_classes",
+    "synthetic_set",
+]
+
 STRIPE_INTERVAL = (-0.3, 1.18549)
 CHUNK_ROWS = 1024  # Gaussian points drawn at a time
 
@@ -55,6 +75,21 @@ def sphere_classes(x: torch.Tensor) -> torch.Tensor:
     return (x.norm(dim=1) >= sphere_radius(x.shape[1])).long()
 
 
+def cylinder_classes(x: torch.Tensor, parallel_dimension: int) -> torch.Tensor:
+    """[N, d] -> [N] long: 0 inside the median cylinder |x∥| < r_{d∥}, 1 outside."""
+    return (x[:, :parallel_dimension].norm(dim=1) >= sphere_radius(parallel_dimension)).long()
+
+
+def informative_directions(data: DataSpec) -> tuple[int, ...] | None:
+    """The input coordinates the labels depend on (stripe: (0,), cylinder: 0..d∥−1), or
+    None where they are not a known set of coordinates (images, sphere, random labels)."""
+    if data.dataset == "stripe":
+        return (0,)
+    if data.dataset == "cylinder":
+        return tuple(range(data.parallel_dimension))
+    return None
+
+
 def _gaussian_chunk(d: int, generator: torch.Generator) -> torch.Tensor:
     """Next CHUNK_ROWS points of the set's stream. A fixed chunk size makes the stream
     independent of the set size, so a larger set extends a smaller one (nested sets)."""
@@ -79,7 +114,12 @@ def _stratified(
 
 
 def synthetic_set(
-    name: str, d: int, offset: int, size: int, generator: torch.Generator
+    name: str,
+    d: int,
+    offset: int,
+    size: int,
+    generator: torch.Generator,
+    parallel_dimension: int = 2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One balanced set: x [size, d] float64, classes [size] long (0 -> +1, 1 -> -1).
 
@@ -91,7 +131,16 @@ def synthetic_set(
     if name == "random-labels":
         chunks = [_gaussian_chunk(d, generator) for _ in range(-(-size // CHUNK_ROWS))]
         return torch.cat(chunks or [torch.zeros(0, d, dtype=torch.float64)])[:size], order
-    classify = {"stripe": stripe_classes, "sphere": sphere_classes}[name]
+    if name == "cylinder" and not 1 <= parallel_dimension < d:
+        raise ValueError(
+            f"parallel_dimension of the cylinder must be in 1..{d - 1} (below "
+            f"dimension = {d}), got {parallel_dimension}"
+        )
+    classify = {
+        "stripe": stripe_classes,
+        "sphere": sphere_classes,
+        "cylinder": functools.partial(cylinder_classes, parallel_dimension=parallel_dimension),
+    }[name]
     per_class = _stratified(classify, class_counts(offset, size, 2), d, generator)
     x = torch.zeros(size, d, dtype=torch.float64)
     for k in range(2):

@@ -7,22 +7,24 @@ Per grid point (width, alpha_tilde, train_size and every other grid / settings c
 constant or swept: GRID_AXES), over the done cells (seeds) s = 1..M with test outputs
 f_s(x) and labels y(x):
     ensemble_test_error = mean_x [ y(x)·⟨f⟩(x) <= 0 ],   ⟨f⟩ = (1/M) Σ_s f_s
+    ensemble_gain       = mean_test_error − ensemble_test_error  (~N^{-1/2}: ensemble_gain)
     fluctuation         = (1/M) Σ_s sqrt(mean_x (f_s(x) − ⟨f⟩(x))²)   (NaN if M < 2)
+    output_norm         = (1/M) Σ_s sqrt(mean_x f_s(x)²)   (‖f‖ on the test set)
     ntk_change          = exp(mean_s log ‖ΔΘ‖/‖Θ₀‖)  over seeds where it is finite.
-Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log.
+Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log (pipeline.analysis.fits).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipeline.analysis.boundaries import boundaries_table, order_columns, without_stalled
+from pipeline.analysis.ensemble_gain import ensemble_gain_exponents
+from pipeline.analysis.fits import fit_log_log
 from results_schema.tables import SETTINGS
 
 # Cells that agree on all of these are seeds of one grid point (constant ones split nothing).
@@ -34,7 +36,9 @@ ENSEMBLE_METRICS = (
     "fitted_fraction",
     "mean_test_error",
     "ensemble_test_error",
+    "ensemble_gain",
     "fluctuation",
+    "output_norm",
     "ntk_change",
     "mean_train_loss",
     "mean_n_unsatisfied",
@@ -75,11 +79,16 @@ def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.Data
     wrong = (points["mean_output"] * points["label"] <= 0).astype(float)
     p = p.join(points["mean_output"], on=["group", "test_index"])
     p["residual2"] = (p["test_output"] - p["mean_output"]) ** 2
-    rms = p.groupby(["group", "cell_id"])["residual2"].mean() ** 0.5  # per seed
-    per_group = rms.groupby("group")
-    fluctuation = per_group.mean().where(per_group.size() >= 2)
+    p["output2"] = p["test_output"] ** 2
+    per_seed = p.groupby(["group", "cell_id"])[["residual2", "output2"]].mean() ** 0.5
+    per_group = per_seed.groupby("group")
+    fluctuation = per_group["residual2"].mean().where(per_group.size() >= 2)
     return pd.DataFrame(
-        {"ensemble_test_error": wrong.groupby("group").mean(), "fluctuation": fluctuation}
+        {
+            "ensemble_test_error": wrong.groupby("group").mean(),
+            "fluctuation": fluctuation,
+            "output_norm": per_group["output2"].mean(),
+        }
     )
 
 
@@ -110,7 +119,9 @@ def streamed_output_statistics(
         if len(predictions):
             parts.append(_output_statistics(cells, predictions))
     if not parts:
-        return pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float)
+        return pd.DataFrame(
+            columns=["ensemble_test_error", "fluctuation", "output_norm"], dtype=float
+        )
     return pd.concat(parts)
 
 
@@ -150,35 +161,13 @@ def ensemble_table(
         outputs = (
             _output_statistics(valid, predictions)
             if predictions is not None
-            else pd.DataFrame(columns=["ensemble_test_error", "fluctuation"], dtype=float)
+            else pd.DataFrame(
+                columns=["ensemble_test_error", "fluctuation", "output_norm"], dtype=float
+            )
         )
     table = table.join(outputs, how="left")
+    table["ensemble_gain"] = table["mean_test_error"] - table["ensemble_test_error"]
     return table[axes + ["alpha", *ENSEMBLE_METRICS]].reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class LogLogFit:
-    """log y = intercept + slope·log x, least squares; slope_error is its standard
-    error (NaN with two points)."""
-
-    slope: float
-    slope_error: float
-    intercept: float
-    n_points: int
-
-
-def fit_log_log(x: Sequence[float], y: Sequence[float]) -> LogLogFit:
-    """Least-squares line through (log x, log y), over points with x, y > 0 finite."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    x, y = np.log(x[keep]), np.log(y[keep])
-    n = len(x)
-    if n < 2 or np.ptp(x) == 0:
-        return LogLogFit(math.nan, math.nan, math.nan, n)
-    fit = stats.linregress(x, y)
-    return LogLogFit(
-        float(fit.slope), float(fit.stderr) if n > 2 else math.nan, float(fit.intercept), n
-    )
 
 
 def learning_curve_exponents(
@@ -225,15 +214,23 @@ def aggregate_tables(
     measurements: pd.DataFrame | None = None,
     outputs: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ensembles, boundaries) of a campaign's raw tables; learning-curve exponents
-    are rows of boundaries (boundary == "learning_curve"). `outputs`: see ensemble_table."""
+    """(ensembles, boundaries) of a campaign's raw tables; learning-curve and
+    ensemble-gain exponents are rows of boundaries (boundary == "learning_curve",
+    "ensemble_gain"). `outputs`: see ensemble_table."""
     done = done_cells(cells)
     axes = grid_axes(done)
     ensembles = ensemble_table(done, predictions, axes, outputs)
     if done.empty:
         return ensembles, order_columns(pd.DataFrame())
     boundaries = boundaries_table(done, ensembles, axes, measurements)
-    exponents = learning_curve_exponents(ensembles, axes)
-    if not exponents.empty:
-        boundaries = order_columns(pd.concat([boundaries, exponents], ignore_index=True))
+    exponents = [
+        e
+        for e in (
+            learning_curve_exponents(ensembles, axes),
+            ensemble_gain_exponents(ensembles, axes),
+        )
+        if not e.empty
+    ]
+    if exponents:
+        boundaries = order_columns(pd.concat([boundaries, *exponents], ignore_index=True))
     return ensembles, boundaries

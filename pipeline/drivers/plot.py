@@ -36,6 +36,13 @@ class PlotOutcome:
         )
 
 
+KPCA_FIGURE_COLUMNS = tuple(
+    f"kpca_{q}_{w}"
+    for q in ("label_projection", "mutual_information")
+    for w in ("initial", "final")
+)
+
+
 def load_campaign_data(campaign: str) -> CampaignData | None:
     """Done cells, aggregates and H0 spectra of a campaign; None without done cells."""
     cells = read_table(campaign, "cells")
@@ -47,8 +54,12 @@ def load_campaign_data(campaign: str) -> CampaignData | None:
     stale = ensembles is None or boundaries is None or ensembles["n_seeds"].sum() != len(done)
     if stale:  # never aggregated, or cells finished since: recompute
         ensembles, boundaries = campaign_aggregates(campaign, done)
-    kernels = read_table(campaign, "kernels", ["cell_id", "h0_eigenvalues"])
-    return CampaignData(done, ensembles, boundaries, kernels)
+    kernels = read_table(campaign, "kernels", ["cell_id", "h0_eigenvalues", *KPCA_FIGURE_COLUMNS])
+    measurements = read_table(
+        campaign, "measurements", ["cell_id", "flow_time", "weight_alignment"]
+    )
+    weights = read_table(campaign, "weights")
+    return CampaignData(done, ensembles, boundaries, kernels, measurements, weights)
 
 
 def save_figure(fig: Figure, campaign: str, name: str, formats: Sequence[str]) -> tuple[str, ...]:

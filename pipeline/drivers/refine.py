@@ -41,10 +41,11 @@ from pipeline.drivers.refine_state import (
     stored_spec,
 )
 from pipeline.drivers.run import RunSummary, run_cells, run_spec
+from pipeline.drivers.sources import load_resolved_campaign_text
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.stream import Executor
-from pipeline.spec.campaign import CampaignSpec, load_campaign_text
+from pipeline.spec.campaign import CampaignSpec
 from pipeline.spec.schema import Refinement, Resources
 from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.rows import spec_from_config
@@ -231,7 +232,7 @@ def run_and_refine(
 ) -> RunSummary | RunAndRefineSummary:
     """`phasegrid run`: the spec's grid (pipeline.drivers.run.run_spec), then, when the spec
     has a [refine] section, its refinement. The spec is read once; one Ray session for both."""
-    spec, toml_text = load_campaign_text(spec_path)
+    spec, toml_text = load_resolved_campaign_text(spec_path)
     with RayExecutor(address) as executor:
         summary = run_spec(spec, toml_text, store, executor, progress)
         if spec.refine is None:

@@ -4,6 +4,8 @@ manifest and cells, the rows with the spec's settings, and the target to refine.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from pipeline.analysis.ensembles import done_cells, ensemble_table
@@ -55,9 +57,17 @@ def default_target(
 
 
 def spec_settings(spec: CampaignSpec) -> dict:
-    """The fixed settings columns (results_schema SETTINGS) shared by the spec's cells."""
-    params = cell_parameters(spec.cells()[0])
-    return {f.name: params[f.name] for f in SETTINGS}
+    """The fixed settings columns (results_schema SETTINGS) shared by the spec's cells. A
+    perpendicular_scale taken from another campaign varies with P: it is not among them
+    (and the stored spec need not be resolved to read its rows)."""
+    borrowed = spec.perpendicular_source is not None
+    first = replace(spec, perpendicular_source=None) if borrowed else spec
+    params = cell_parameters(first.cells()[0])
+    return {
+        f.name: params[f.name]
+        for f in SETTINGS
+        if not (borrowed and f.name == "perpendicular_scale")
+    }
 
 
 def spec_rows(frame: pd.DataFrame, spec: CampaignSpec) -> pd.DataFrame:

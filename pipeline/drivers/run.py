@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipeline.drivers.sources import load_resolved_campaign_text
 from pipeline.execute.progress import Progress
 from pipeline.execute.scheduler import RayExecutor
 from pipeline.execute.sink import StoreSink
 from pipeline.execute.stream import Executor
-from pipeline.spec.campaign import CampaignSpec, load_campaign_text, parse_campaign
+from pipeline.spec.campaign import CampaignSpec, parse_campaign
 from pipeline.spec.schema import Resources
 from pipeline.store import compaction, quarantine
 from pipeline.store import snapshots as checkpoint
@@ -132,7 +133,7 @@ def run_campaign(
     """Run the campaign of `spec_path` into `<store>/<name>`; cells already done are skipped.
     Raises SpecError (writing nothing) for an invalid spec, CampaignLockedError if another
     driver holds the campaign. One Ray session, opened at the first cell to run."""
-    spec, toml_text = load_campaign_text(spec_path)
+    spec, toml_text = load_resolved_campaign_text(spec_path)
     with RayExecutor(address) as executor:
         return run_spec(spec, toml_text, store, executor, progress)
 

@@ -13,12 +13,16 @@ from pipeline.figures.style import SkipFigure, Slice, main_slice
 
 @dataclass(frozen=True)
 class CampaignData:
-    """Done cells, `ensembles`, `boundaries` and (optionally) `kernels` of a campaign."""
+    """Done cells, `ensembles`, `boundaries` and (optionally) `kernels` and the
+    `measurements` columns the figures use (cell_id, flow_time, weight_alignment), and the
+    `weights` table."""
 
     cells: pd.DataFrame
     ensembles: pd.DataFrame
     boundaries: pd.DataFrame
     kernels: pd.DataFrame | None = None
+    measurements: pd.DataFrame | None = None
+    weights: pd.DataFrame | None = None
 
     @property
     def unstalled_cells(self) -> pd.DataFrame:

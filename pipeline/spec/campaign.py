@@ -29,7 +29,9 @@ from pydantic import ValidationError
 
 from pipeline.spec import axes as grid
 from pipeline.spec.axes import AXES
+from pipeline.spec.data_rules import data_problems
 from pipeline.spec.errors import Problem, SpecError, problem, show, translate
+from pipeline.spec.from_campaign import PerpendicularSource
 from pipeline.spec.schema import (
     AXIS_HOMES,
     REFINE_LEVELS,
@@ -83,6 +85,10 @@ class CampaignSpec:
     description: str = ""
     source_path: str | None = None  # the TOML it came from, if any
     refine: Refinement | None = None  # [refine]: refine a boundary after the coarse grid
+    # [data] perpendicular_scale = {from_campaign = …}: where Λ(P) comes from, and the
+    # factors {P: Λ} once resolved (pipeline/spec/from_campaign.py, pipeline/drivers/sources.py)
+    perpendicular_source: PerpendicularSource | None = None
+    perpendicular_scales: tuple[tuple[int, float], ...] | None = None
 
     @property
     def swept(self) -> tuple[str, ...]:
@@ -131,7 +137,11 @@ class CampaignSpec:
         return CellSpec(
             alpha_tilde=alpha_tilde,
             seed=seed,
-            data=replace(self.data, train_size=train_size),
+            data=replace(
+                self.data,
+                train_size=train_size,
+                perpendicular_scale=self._perpendicular_scale(train_size),
+            ),
             model=replace(self.model, width=width, depth=depth),
             loss=self.loss,
             flow=self.flow,
@@ -139,13 +149,36 @@ class CampaignSpec:
             checkpoint_every_seconds=self.resources.checkpoint_every_seconds,
         )
 
+    def _perpendicular_scale(self, train_size: int) -> float:
+        """The [data] factor, or the Λ(P) resolved from another campaign."""
+        if self.perpendicular_source is None:
+            return self.data.perpendicular_scale
+        if self.perpendicular_scales is None:
+            raise ValueError(
+                "perpendicular_scale comes from another campaign: resolve it first with "
+                "pipeline.drivers.sources.resolve_sources (phasegrid run does), which reads "
+                "that campaign through the store"
+            )
+        scales = dict(self.perpendicular_scales)
+        if train_size not in scales:
+            raise ValueError(
+                f"perpendicular_scale was resolved for train_size {sorted(scales)}, not "
+                f"{train_size}: add it to [grid] train_size and load the spec again"
+            )
+        return scales[train_size]
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as TOML-shaped, JSON-able data (unset options left out)."""
         swept = set(self.swept)
+        data = _set_fields(
+            self.data, {"train_size"} & swept | ({"dimension"} if _raw_pixels(self.data) else set())
+        )
+        if self.perpendicular_source is not None:
+            data["perpendicular_scale"] = self.perpendicular_source.to_dict()
         return {
             "name": self.name,
             "description": self.description,
-            "data": _set_fields(self.data, {"train_size"} & swept),
+            "data": data,
             "model": _set_fields(self.model, {"width"} | ({"depth"} & swept)),
             "loss": _set_fields(self.loss),
             "flow": _set_fields(self.flow),
@@ -156,6 +189,11 @@ class CampaignSpec:
         }
 
 
+def _raw_pixels(data: Any) -> bool:
+    """Image data read as raw pixels ([data] pca = false)."""
+    return data.dataset in IMAGE_PIXELS and not data.pca
+
+
 def _set_fields(spec: Any, drop: Set[str] = frozenset()) -> dict[str, Any]:
     return {k: v for k, v in asdict(spec).items() if v is not None and k not in drop}
 
@@ -163,7 +201,9 @@ def _set_fields(spec: Any, drop: Set[str] = frozenset()) -> dict[str, Any]:
 def load_campaign(path: str | Path, *, check_data: bool = True) -> CampaignSpec:
     """Read and validate a campaign TOML; with `check_data`, also `check_against_data`.
 
-    Raises SpecError naming every problem. Reads the file; writes nothing."""
+    Raises SpecError naming every problem. Reads the file; writes nothing. A
+    perpendicular_scale taken from another campaign is left to resolve
+    (`pipeline.drivers.sources.resolve_sources`, which reads that campaign)."""
     return load_campaign_text(path, check_data=check_data)[0]
 
 
@@ -222,6 +262,7 @@ def parse_campaign(
         problems += [translate(e, source) for e in err.errors(include_url=False)]
         raise SpecError(problems, source) from None
     problems += _grid_size_problems(model, source) + _refine_problems(model, source)
+    problems += data_problems(model, source)
     if problems:
         raise SpecError(problems, source)
     return _build(model, base_dir)
@@ -327,6 +368,14 @@ def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
     }
     data = model.data.model_dump()
     data["data_dir"] = _resolve_dir(data["data_dir"], base_dir)
+    source = None
+    if isinstance(data["perpendicular_scale"], dict):  # {from_campaign = …}: resolved later
+        source = data.pop("perpendicular_scale")
+        source = PerpendicularSource(
+            **{**source, "from_campaign": _resolve_dir(source["from_campaign"], base_dir)}
+        )
+    if _raw_pixels(model.data):  # the input dimension is the pixel count
+        data["dimension"] = IMAGE_PIXELS[data["dataset"]]
     arch = model.model.model_dump()
     if arch["arch"] == "one-hidden":
         arch["depth"] = 1
@@ -341,6 +390,7 @@ def _build(model: CampaignModel, base_dir: str | Path | None) -> CampaignSpec:
         grid=Grid(**axes),
         resources=Resources(**model.resources.model_dump()),
         refine=_refinement(model.refine),
+        perpendicular_source=source,
     )
 
 

@@ -31,6 +31,7 @@ from tasks.specs import (
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda", "auto")
 REFINE_BOUNDARIES = ("crossover", "jamming")
+SOURCE_CELLS = ("fitted", "end")  # perpendicular_scale.at: which cells of the source campaign
 BUDGETS = ("max_steps", "max_time", "max_wall_seconds")
 
 
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     Device: TypeAlias = str
     Boundary: TypeAlias = str
     Integrator: TypeAlias = str
+    SourceCells: TypeAlias = str
     IntAxis: TypeAlias = list[int] | Form
     FloatAxis: TypeAlias = list[float] | Form
     SeedAxis: TypeAlias = list[int] | Form
@@ -105,6 +107,7 @@ else:
         one_of(REFINE_BOUNDARIES),
     )
     Integrator = one_of(INTEGRATORS)
+    SourceCells = one_of(SOURCE_CELLS)
     IntAxis = axis(PositiveInt, integer=True)
     FloatAxis = axis(PositiveNumber, integer=False)
     SeedAxis = axis(NonNegativeInt, integer=True)
@@ -136,6 +139,15 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FromCampaignSection(Section):
+    """perpendicular_scale = {from_campaign = "…", at = "fitted"} (pipeline/spec/from_campaign.py,
+    resolved by pipeline/drivers/sources.py)."""
+
+    from_campaign: Directory
+    at: SourceCells = "fitted"
+    alpha_tilde: PositiveNumber | None = None
+
+
 class DataSection(Section):
     dataset: Dataset
     dimension: PositiveInt = _DATA.dimension
@@ -146,6 +158,9 @@ class DataSection(Section):
     test_seed: NonNegativeInt = _DATA.test_seed
     kernel_seed: NonNegativeInt = _DATA.kernel_seed
     data_dir: Directory | None = _DATA.data_dir
+    pca: Flag = _DATA.pca
+    perpendicular_scale: PositiveNumber | FromCampaignSection = _DATA.perpendicular_scale
+    parallel_dimension: PositiveInt = _DATA.parallel_dimension
 
 
 class ModelSection(Section):
@@ -193,6 +208,8 @@ class ObservablesSection(Section):
     h0_spectrum: Flag = _OBSERVE.h0_spectrum
     dtype: Dtype = _OBSERVE.dtype
     device: Device = _OBSERVE.device
+    kernel_pca_rank: NonNegativeInt = _OBSERVE.kernel_pca_rank
+    weights: Flag = _OBSERVE.weights
 
 
 class GridSection(Section):

@@ -41,6 +41,7 @@ class Results:
     measurements: pd.DataFrame = field(default_factory=_empty, repr=False)
     predictions: pd.DataFrame = field(default_factory=_empty, repr=False)
     kernels: pd.DataFrame = field(default_factory=_empty, repr=False)
+    weights: pd.DataFrame = field(default_factory=_empty, repr=False)
     ensembles: pd.DataFrame = field(default_factory=_empty, repr=False)
     boundaries: pd.DataFrame = field(default_factory=_empty, repr=False)
     manifest: pd.DataFrame = field(default_factory=_empty, repr=False)

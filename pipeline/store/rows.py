@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 import results_schema as rs
-from tasks.records import CellResult, Measurement
+from tasks.records import KERNEL_PCA_COLUMNS, CellResult, Measurement
 from tasks.specs import CellSpec
 
 GRID_COLUMNS = tuple(f.name for f in rs.tables.GRID)
@@ -57,6 +57,9 @@ def cell_parameters(spec: CellSpec) -> dict:
         **grid_values(spec),
         "dataset": data.dataset,
         "dimension": data.dimension,
+        "pca": data.pca,
+        "perpendicular_scale": data.perpendicular_scale,
+        "parallel_dimension": data.parallel_dimension,
         "test_size": data.test_size,
         "kernel_size": data.kernel_size,
         "train_seed": data.train_seed,
@@ -98,7 +101,14 @@ def measurements_table(spec: CellSpec, measurements: list[Measurement]) -> pa.Ta
 
 
 def _result_values(result: CellResult) -> dict:
-    arrays = ("test_outputs", "test_labels", "h0_eigenvalues")
+    arrays = (
+        "test_outputs",
+        "test_labels",
+        "h0_eigenvalues",
+        *KERNEL_PCA_COLUMNS,
+        "weights_initial",
+        "weights_final",
+    )
     return {
         f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in arrays
     }
@@ -150,6 +160,10 @@ def predictions_table(spec: CellSpec, result: CellResult) -> pa.Table:
     return pa.table(columns, schema=rs.PREDICTIONS)
 
 
+def _float_list(values: np.ndarray) -> list[float]:
+    return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+
+
 def kernels_table(spec: CellSpec, result: CellResult) -> pa.Table:
     spectrum = np.asarray(result.h0_eigenvalues, dtype=np.float64).reshape(-1).tolist()
     row = {
@@ -159,20 +173,51 @@ def kernels_table(spec: CellSpec, result: CellResult) -> pa.Table:
         "ntk_norm_final": result.ntk_norm_final,
         "ntk_change": result.ntk_change,
         "h0_eigenvalues": spectrum,
+        **{name: _float_list(getattr(result, name)) for name in KERNEL_PCA_COLUMNS},
     }
     return pa.Table.from_pylist([row], schema=rs.KERNELS)
+
+
+def weights_table(spec: CellSpec, result: CellResult, measurements: list[Measurement]) -> pa.Table:
+    """Rows (checkpoint, neuron) of W₁[i, :] and W₂[:, i] at start and end (Fig. 9 left)."""
+    rows = []
+    ends = (
+        ("initial", result.weights_initial, 0, 0.0),
+        ("final", result.weights_final, result.steps, result.flow_time),
+    )
+    for checkpoint, weights, step, flow_time in ends:
+        if weights is None:
+            continue
+        first, outgoing = weights  # [h, d], [n_out, h]
+        rows += [
+            {
+                "cell_id": spec.cell_id,
+                **grid_values(spec),
+                "checkpoint": checkpoint,
+                "step": step,
+                "flow_time": flow_time,
+                "neuron": i,
+                "first_layer_weights": first[i].tolist(),
+                "output_weights": outgoing[:, i].tolist(),
+            }
+            for i in range(first.shape[0])
+        ]
+    return pa.Table.from_pylist(rows, schema=rs.WEIGHTS)
 
 
 def done_tables(
     spec: CellSpec, result: CellResult, measurements: list[Measurement], run: Provenance
 ) -> dict[str, pa.Table]:
-    """All tables of a done cell, keyed by table name, each validated."""
+    """All tables of a done cell, keyed by table name, each validated (`weights` only
+    when the cell recorded them)."""
     tables = {
         "measurements": measurements_table(spec, measurements),
         "predictions": predictions_table(spec, result),
         "kernels": kernels_table(spec, result),
-        "cells": done_cell_table(spec, result, run),
     }
+    if result.weights_initial is not None or result.weights_final is not None:
+        tables["weights"] = weights_table(spec, result, measurements)
+    tables["cells"] = done_cell_table(spec, result, run)
     for name, table in tables.items():
         rs.validate(name, table)
     return tables

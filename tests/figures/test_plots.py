@@ -67,7 +67,43 @@ def synthetic_cell(rng, labels, width, alpha, p, seed):
     spectrum = np.concatenate(
         [10 ** rng.uniform(-9, -8, unsat // 3), 10 ** rng.uniform(-1, 1, unsat - unsat // 3)]
     )
-    return cell, outputs, dict(cell_id=cid, ntk_change=ntk, h0_eigenvalues=spectrum)
+    ranks = np.arange(1, 31)
+    aligned = 1 / (1 + alpha)  # feature regime: the top modes see the labels
+    kpca = {
+        f"kpca_{q}_{w}": (0.02 + (aligned if w == "final" else 0.0) / ranks) * scale
+        for q, scale in (("label_projection", 0.5), ("mutual_information", 1.0))
+        for w in ("initial", "final")
+    }
+    return cell, outputs, dict(cell_id=cid, ntk_change=ntk, h0_eigenvalues=spectrum, **kpca)
+
+
+def synthetic_weights(cell, rng) -> pd.DataFrame:
+    """64 units at init (isotropic) and at the end (stretched along x₁)."""
+    rows = []
+    for checkpoint, stretch in (("initial", 1.0), ("final", 5.0)):
+        for i in range(64):
+            w = rng.normal(size=5) * np.array([stretch, 1, 1, 1, 1])
+            rows.append(
+                dict(
+                    cell_id=cell["cell_id"],
+                    width=cell["width"],
+                    alpha_tilde=cell["alpha_tilde"],
+                    checkpoint=checkpoint,
+                    neuron=i,
+                    first_layer_weights=w,
+                    output_weights=[rng.normal()],
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def synthetic_measurements(cell) -> pd.DataFrame:
+    """Λ(t): from 1 towards 1 + 10/(1 + α̃) (feature learning at small α̃)."""
+    t = np.geomspace(0.1, 1e3, 12)
+    growth = 10 / (1 + cell["alpha_tilde"]) * t / (t + 10)
+    return pd.DataFrame(
+        dict(cell_id=cell["cell_id"], step=np.arange(12), flow_time=t, weight_alignment=1 + growth)
+    )
 
 
 def write_table(root, table, frame):
@@ -101,6 +137,13 @@ def synthetic_campaign(root, train_sizes=(128, 512, 2048), seeds=3, with_outputs
                     )
     cells.append(dict(cells[0], cell_id="failed-1", status="failed", seed=99))
     write_table(root, "cells", pd.DataFrame(cells))
+    write_table(
+        root,
+        "measurements",
+        pd.concat([synthetic_measurements(c) for c in cells], ignore_index=True),
+    )
+    if with_outputs:
+        write_table(root, "weights", synthetic_weights(cells[0], rng))
     if with_outputs:
         write_table(root, "predictions", pd.concat(predictions, ignore_index=True))
         write_table(root, "kernels", pd.DataFrame(kernels))
@@ -197,7 +240,16 @@ def test_figures_without_their_data_are_skipped_with_a_reason(tmp_path):
     synthetic_campaign(tmp_path, train_sizes=(512,), seeds=1, with_outputs=False)
     outcomes = {o.name: o for o in plot_campaign(str(tmp_path), formats=("png",))}
     skipped = {name for name, o in outcomes.items() if o.skipped}
-    assert skipped == {"phase_diagram", "fluctuations", "h0_spectrum", "regimes", "learning_curves"}
+    assert skipped == {
+        "phase_diagram",
+        "fluctuations",
+        "h0_spectrum",
+        "regimes",
+        "learning_curves",
+        "kernel_pca",
+        "weight_scatter",
+    }
+    assert "kpca_" in outcomes["kernel_pca"].skipped
     assert "predictions" in outcomes["phase_diagram"].skipped
     assert "train_size" in outcomes["learning_curves"].skipped
     written = sorted(os.listdir(tmp_path / "figures"))

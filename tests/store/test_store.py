@@ -28,7 +28,7 @@ from pipeline.store.campaign_store import (
     ParquetStore,
 )
 from pipeline.store.rows import Provenance, done_tables, failed_cell_table, manifest_table, utc_now
-from tasks.records import CellResult, Measurement
+from tasks.records import KERNEL_PCA_COLUMNS, CellResult, Measurement
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("cells", "measurements", "predictions", "kernels")
@@ -97,11 +97,19 @@ def test_minimum_columns_of_the_issue_and_record_fields_are_in_the_schemas():
         "flow_time wall_seconds error",
         "measurements": "cell_id step flow_time train_loss n_unsatisfied train_error test_error",
         "predictions": "cell_id test_index test_output test_label",
-        "kernels": "cell_id ntk_norm_initial ntk_norm_final ntk_change h0_eigenvalues",
+        "kernels": "cell_id ntk_norm_initial ntk_norm_final ntk_change h0_eigenvalues "
+        + " ".join(KERNEL_PCA_COLUMNS),
     }
     for table, columns in minimum.items():
         assert set(columns.split()) <= set(rs.schema_of(table).names), table
-    arrays = {"test_outputs", "test_labels", "h0_eigenvalues"}
+    arrays = {
+        "test_outputs",
+        "test_labels",
+        "h0_eigenvalues",
+        *KERNEL_PCA_COLUMNS,
+        "weights_initial",
+        "weights_final",
+    }
     result_fields = {f.name for f in dataclasses.fields(CellResult)} - arrays
     assert result_fields <= set(rs.CELLS.names)
     assert {f.name for f in dataclasses.fields(Measurement)} <= set(rs.MEASUREMENTS.names)

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from tasks.specs import CellSpec, DataSpec, LossSpec, ModelSpec
+from tasks.specs import CellSpec, DataSpec, FlowSpec, LossSpec, ModelSpec, ObservableSpec
 
 
 def test_cell_id_is_stable_and_round_trips():
@@ -34,3 +34,22 @@ def test_cell_id_ignores_where_data_lives():
 def test_alpha_follows_eq8():
     cell = CellSpec(alpha_tilde=8.0, seed=0, model=ModelSpec(width=16))
     assert cell.alpha == 2.0
+
+
+def test_settings_added_later_keep_stored_cell_ids_at_their_default():
+    # ids computed by the code before kernel_pca_rank, pca, perpendicular_scale and
+    # parallel_dimension existed (main at f4928c9, whose cells all ran the paper
+    # integrator): stored campaigns keep their cells
+    paper = FlowSpec(integrator="paper")
+    assert CellSpec(alpha_tilde=0.5, seed=3, flow=paper).cell_id == "ab2edada71d5ac30"
+    mnist = CellSpec(alpha_tilde=2.0, seed=1, data=DataSpec("mnist", dimension=10), flow=paper)
+    assert mnist.cell_id == "043a145e3fa4df63"
+    base = CellSpec(alpha_tilde=0.5, seed=3, flow=paper)
+    changed = [
+        dataclasses.replace(base, data=DataSpec(perpendicular_scale=4.0)),
+        dataclasses.replace(base, data=DataSpec(pca=False)),
+        dataclasses.replace(base, data=DataSpec(parallel_dimension=3)),
+        dataclasses.replace(base, observables=ObservableSpec(kernel_pca_rank=10)),
+    ]
+    ids = {c.cell_id for c in changed}
+    assert base.cell_id not in ids and len(ids) == len(changed)
