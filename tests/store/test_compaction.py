@@ -39,6 +39,7 @@ def spec_of(stripe_spec, compact: bool, **grid) -> Path:
         name="compacted",
         grid={**GRID, **grid},
         flow={"max_steps": 100},
+        observables={"weights": True},  # the optional weights table too
         resources={"compact_when_done": compact},
     )
 
@@ -58,8 +59,14 @@ def campaign(tmp_path, stripe_spec) -> Path:
 def test_compaction_keeps_every_row_exactly_once(campaign, monkeypatch):
     monkeypatch.setattr(compaction, "CELLS_PER_PART", 3)  # 8 cells: parts of 3, 3, 2 cells
     before = raw_tables(campaign)
+    keys = ["cell_id", "checkpoint", "neuron"]
+    weights = pd.read_parquet(campaign / "weights").sort_values(keys).reset_index(drop=True)
+    assert len(weights) == 4 * 2 * 8 + 4 * 2 * 16  # (start, end) × h neurons per cell
     report = compact_campaign(str(campaign))
-    assert (report.cells, report.files_before, report.files_after) == (8, 32, 12)
+    assert (report.cells, report.files_before, report.files_after) == (8, 40, 15)
+    assert all(name.startswith("part-") for name in files(campaign, "weights"))
+    after = pd.read_parquet(campaign / "weights").sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(after, weights, obj="weights")
     for table in TABLES:
         assert all(name.startswith("part-") for name in files(campaign, table)), table
         rows = duckdb.sql(f"select count(*) from '{campaign}/{table}/*.parquet'").fetchall()
@@ -163,7 +170,10 @@ def test_a_damaged_compacted_file_is_reported_and_its_cells_run_again(campaign, 
     summary = resume_campaign(str(campaign), executor=LocalExecutor())
     assert (summary.already_done, summary.done) == (0, 8)
     moved = [line.split(" -> ")[0] for line in summary.quarantined]
-    assert sorted(moved) == sorted(f"{t}/{p.name}" for t in TABLES for p in (truncated, bad_page))
+    every_table = (*TABLES, "weights")
+    assert sorted(moved) == sorted(
+        f"{t}/{p.name}" for t in every_table for p in (truncated, bad_page)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", CorruptFileWarning)
         after = raw_tables(campaign)
