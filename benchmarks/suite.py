@@ -8,7 +8,16 @@ from collections.abc import Callable
 
 from benchmarks.common import Row, best_seconds, synchronizer, unavailable
 
-ROWS = ("ensemble", "peer", "flow-step", "ntk", "orchestration", "scaling", "integrator")
+ROWS = (
+    "ensemble",
+    "peer",
+    "flow-step",
+    "ntk",
+    "orchestration",
+    "scaling",
+    "integrator",
+    "store-scale",
+)
 NTK_SIZE = {"points": 1000, "width": 512, "depth": 2, "dim": 10}
 NTK_QUICK = {"points": 20, "width": 16, "depth": 2, "dim": 3}
 NTK_TARGET = 20.0  # issue 2: ≥ 20× faster and ≥ 20× less memory
@@ -46,6 +55,18 @@ def scaling(quick: bool, device: str, **_) -> list[Row]:
     from benchmarks import scaling as bench
 
     return bench.run(bench.QUICK_SERIES if quick else bench.SERIES, device=device)
+
+
+def store_scale(quick: bool, device: str, **_) -> list[Row]:
+    """The store's commands at 10³, 10⁴, 10⁵ cells ($PHASEGRID_STORE_SCALE_SIZES, e.g.
+    "1000,10000", to measure fewer on a slow machine: say so when quoting)."""
+    import os
+
+    from benchmarks import store_scale as bench
+
+    chosen = os.environ.get("PHASEGRID_STORE_SCALE_SIZES")
+    sizes = tuple(int(n) for n in chosen.split(",")) if chosen else bench.SIZES
+    return bench.run(bench.QUICK_SIZES if quick else sizes)
 
 
 def orchestration(quick: bool, device: str, tune_fresh_workers: bool = False, **_) -> list[Row]:
@@ -154,4 +175,5 @@ BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
     "orchestration": orchestration,
     "scaling": scaling,
     "integrator": integrator,
+    "store-scale": store_scale,
 }

@@ -26,11 +26,15 @@ A campaign directory `<store>/<name>/` (a local path or a pyarrow filesystem URI
 | `predictions/<cell_id>.parquet` | the cell's final test outputs (done cells only) |
 | `kernels/<cell_id>.parquet` | the cell's NTK summary and H₀ spectrum (done cells only) |
 | `weights/<cell_id>.parquet` | first-layer weights at start and end (done FC cells with `[observables] weights = true`) |
+| `<table>/part-<run>-<k>.parquet` | compacted rows (`phasegrid compact`, or a run/resume ending with every cell done): the done cells of chunk k of compaction `<run>` (the same cells in every table), sorted by width, α̃, P, depth, seed, in large row groups; new cells land as `<cell_id>.parquet` beside them |
+| `_compacted/<run>.json` | the cells of each chunk of a compaction (which cells a damaged part holds) |
+| `_verified.parquet` | path, size and time of every file last read in full by a driver: the next take-over reads only files new or changed since (`phasegrid resume --deep`: all) |
+| `_compact/<run>/` | a compaction in progress (staged parts, then `plan.json`); finished or discarded when the campaign is next opened |
 | `ensembles/`, `boundaries/` | aggregates over seeds and phase boundaries, rewritten by `phasegrid aggregate` |
 | `_live/<cell_id>/<attempt_id>/part-*.parquet` | measurements of running cells (streaming) |
 | `_pending/<cell_id>/` | a commit in progress; finished or discarded when the campaign is next opened |
 | `_checkpoints/<cell_id>.parquet` | a running cell's training-state snapshot (`checkpoint_every_seconds`): raw arrays, never pickled; its next attempt continues from it |
-| `_quarantine/<when>/` | unreadable files moved aside with every file of their cell (the cell is run again), and `report.json` saying why |
+| `_quarantine/<when>/` | unreadable files moved aside with every file of their cell (the cell is run again; for a compacted part, the same part of every table), and `report.json` saying why |
 
 Each table directory reads directly: `pandas.read_parquet("<campaign>/cells")`,
 `duckdb.sql("select * from '<campaign>/cells/*.parquet'")`, or `pipeline.load_results(campaign)`.

@@ -17,7 +17,7 @@ Learning-curve exponents β fit ε(P) ~ P^{-β} by least squares in log-log (pip
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -92,10 +92,48 @@ def _output_statistics(done: pd.DataFrame, predictions: pd.DataFrame) -> pd.Data
     )
 
 
+def with_groups(done: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """`done` with a `group` column: the index of its grid point (cells equal on `axes`)."""
+    return done.assign(group=done.groupby(list(axes), dropna=False, sort=True).ngroup())
+
+
+ReadPredictions = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def streamed_output_statistics(
+    done: pd.DataFrame, axes: Sequence[str], read: ReadPredictions, max_rows: int
+) -> pd.DataFrame:
+    """`_output_statistics` computed grid point by grid point: `read(cells)` returns the
+    predictions rows of those done cells; consecutive grid points are read together up
+    to about `max_rows` rows (by each cell's test_size), so memory is bounded by
+    max(max_rows, the largest grid point), not the campaign. Stalled cells are left out,
+    as in `ensemble_table`."""
+    done = without_stalled(with_groups(done, axes))
+    rows = done["test_size"].fillna(1).astype(float) if "test_size" in done else 1.0
+    per_group = done.assign(rows=rows).groupby("group")["rows"].sum()
+    chunk = (per_group.cumsum() // max(max_rows, 1)).rename("chunk")
+    parts = []
+    for _, groups in chunk.groupby(chunk):
+        cells = done.loc[done["group"].isin(groups.index)]
+        predictions = read(cells)
+        if len(predictions):
+            parts.append(_output_statistics(cells, predictions))
+    if not parts:
+        return pd.DataFrame(
+            columns=["ensemble_test_error", "fluctuation", "output_norm"], dtype=float
+        )
+    return pd.concat(parts)
+
+
 def ensemble_table(
-    cells: pd.DataFrame, predictions: pd.DataFrame | None, axes: Sequence[str] | None = None
+    cells: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    axes: Sequence[str] | None = None,
+    outputs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per grid point over the done cells' seeds: axes, alpha, ENSEMBLE_METRICS.
+    `outputs` (per group: ensemble_test_error, fluctuation, e.g. from
+    `streamed_output_statistics`) replaces reading them off `predictions`.
 
     Cells without predictions rows contribute to every column except
     ensemble_test_error and fluctuation (NaN when no seed has predictions). Stalled cells
@@ -103,10 +141,7 @@ def ensemble_table(
     and NaN metrics."""
     done = done_cells(cells)
     axes = list(axes) if axes is not None else grid_axes(done)
-    done = done.assign(
-        group=done.groupby(axes, dropna=False, sort=True).ngroup(),
-        fitted=done["fitted"].astype(float),
-    )
+    done = with_groups(done, axes).assign(fitted=done["fitted"].astype(float))
     table = done.groupby("group")[axes + ["n_params"]].first()
     valid = without_stalled(done)  # stalled cells: counted, never averaged
     grouped = valid.groupby("group")
@@ -122,13 +157,14 @@ def ensemble_table(
         mean_train_loss=grouped["train_loss"].mean(),
         mean_n_unsatisfied=grouped["n_unsatisfied"].mean(),
     )
-    outputs = (
-        _output_statistics(valid, predictions)
-        if predictions is not None
-        else pd.DataFrame(
-            columns=["ensemble_test_error", "fluctuation", "output_norm"], dtype=float
+    if outputs is None:
+        outputs = (
+            _output_statistics(valid, predictions)
+            if predictions is not None
+            else pd.DataFrame(
+                columns=["ensemble_test_error", "fluctuation", "output_norm"], dtype=float
+            )
         )
-    )
     table = table.join(outputs, how="left")
     table["ensemble_gain"] = table["mean_test_error"] - table["ensemble_test_error"]
     return table[axes + ["alpha", *ENSEMBLE_METRICS]].reset_index(drop=True)
@@ -173,14 +209,17 @@ def learning_curve_exponents(
 
 
 def aggregate_tables(
-    cells: pd.DataFrame, predictions: pd.DataFrame | None, measurements: pd.DataFrame | None = None
+    cells: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    measurements: pd.DataFrame | None = None,
+    outputs: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, boundaries) of a campaign's raw tables; learning-curve and
     ensemble-gain exponents are rows of boundaries (boundary == "learning_curve",
-    "ensemble_gain")."""
+    "ensemble_gain"). `outputs`: see ensemble_table."""
     done = done_cells(cells)
     axes = grid_axes(done)
-    ensembles = ensemble_table(done, predictions, axes)
+    ensembles = ensemble_table(done, predictions, axes, outputs)
     if done.empty:
         return ensembles, order_columns(pd.DataFrame())
     boundaries = boundaries_table(done, ensembles, axes, measurements)

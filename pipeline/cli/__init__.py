@@ -140,13 +140,24 @@ def _dry_run(spec: Any, store: str, address: str | None, add_settings_group: boo
 
 
 @app.command()
-def resume(campaign: Campaign, address: Address = None) -> None:
+def resume(
+    campaign: Campaign,
+    address: Address = None,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Read every file in full for damage first (default: only the files new or "
+            "changed since they were last read in full).",
+        ),
+    ] = False,
+) -> None:
     """Re-run the failed, interrupted and missing cells of a stored campaign."""
     from pipeline.drivers.run import resume_campaign
 
     _run_guarded(
         "cells",
-        lambda progress: resume_campaign(campaign, address, progress),
+        lambda progress: resume_campaign(campaign, address, progress, deep=deep),
         guard.resume_line(campaign, address),
     )
 
@@ -168,6 +179,24 @@ def aggregate(campaign: Campaign) -> None:
     out.print(report.summary(), markup=False, highlight=False)
     if not report.tables_written:
         out.print("nothing written yet: no cell is done", markup=False, highlight=False)
+
+
+@app.command()
+def compact(campaign: Campaign) -> None:
+    """Rewrite the per-cell files of CAMPAIGN's done cells into a few large sorted files
+    (run and resume do this themselves when every cell is done, unless [resources]
+    compact_when_done = false). New cells keep landing beside them."""
+    from pipeline.drivers.compact import compact_campaign
+    from pipeline.store.campaign_store import CampaignLockedError, CampaignNotFoundError
+    from pipeline.store.compaction import CompactionError
+
+    try:
+        report = compact_campaign(campaign)
+    except CampaignNotFoundError as error:
+        fail(f"error: {error}", 2)
+    except (CampaignLockedError, CompactionError) as error:
+        fail(f"error: {error}", 1)
+    out.print(report.describe(), markup=False, highlight=False)
 
 
 @app.command()

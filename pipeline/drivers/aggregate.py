@@ -7,8 +7,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline.analysis.ensembles import aggregate_tables, done_cells
-from pipeline.store.frames import pending_cells, read_table, require_campaign, write_table
+from pipeline.analysis.ensembles import (
+    aggregate_tables,
+    done_cells,
+    grid_axes,
+    streamed_output_statistics,
+)
+from pipeline.store.frames import (
+    pending_cells,
+    read_rows_of_cells,
+    read_table,
+    require_campaign,
+    write_table,
+)
 
 
 @dataclass(frozen=True)
@@ -33,16 +44,25 @@ class AggregateReport:
         )
 
 
+PREDICTION_ROWS_PER_READ = 1_000_000  # predictions held at once (or one grid point, if more)
+
+
 def campaign_aggregates(campaign: str, done: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ensembles, boundaries) of the done cells `done`, reading only the columns of
-    predictions and measurements that aggregation needs."""
+    predictions and measurements that aggregation needs; predictions are read grid point
+    by grid point (a pushdown filter each), so memory does not grow with the campaign."""
     ids = set(done["cell_id"])
-    keep = lambda t: None if t is None else t.loc[t["cell_id"].isin(ids)]
-    predictions = keep(
-        read_table(campaign, "predictions", ["cell_id", "test_index", "test_output", "test_label"])
+    columns = ["cell_id", "test_index", "test_output", "test_label"]
+    outputs = streamed_output_statistics(
+        done,
+        grid_axes(done),
+        lambda cells: read_rows_of_cells(campaign, "predictions", columns, cells),
+        PREDICTION_ROWS_PER_READ,
     )
-    measurements = keep(read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"]))
-    return aggregate_tables(done, predictions, measurements)
+    measurements = read_table(campaign, "measurements", ["cell_id", "step", "n_unsatisfied"])
+    if measurements is not None:
+        measurements = measurements.loc[measurements["cell_id"].isin(ids)]
+    return aggregate_tables(done, None, measurements, outputs)
 
 
 def aggregate_campaign(campaign: str) -> AggregateReport:

@@ -29,7 +29,7 @@ from pipeline.execute.sink import StoreSink
 from pipeline.execute.stream import Executor
 from pipeline.spec.campaign import CampaignSpec
 from pipeline.spec.schema import Resources
-from pipeline.store import quarantine
+from pipeline.store import compaction, quarantine
 from pipeline.store import snapshots as checkpoint
 from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.location import Location, join_uri
@@ -54,6 +54,7 @@ class RunSummary:
     quarantined: tuple[str, ...] = ()  # unreadable files moved to _quarantine/ (with reasons)
     repaired: tuple[str, ...] = ()  # spec.json / manifest rebuilt (pipeline/drivers/heal.py)
     stalled: tuple[str, ...] = ()  # requested cells whose integrator stalled (not results)
+    compacted: str = ""  # what the compaction at the end did (pipeline/store/compaction.py)
 
     def describe(self) -> str:
         ran = self.requested - self.already_done
@@ -65,7 +66,8 @@ class RunSummary:
         quarantined = (f"quarantined {q}" for q in self.quarantined)
         stalled = [f"{len(self.stalled)} cells stalled: {STALL_FIX}"] if self.stalled else []
         stalled += [f"stalled {cell}" for cell in self.stalled]
-        return "\n".join([text, *quarantined, *self.repaired, *stalled])
+        compacted = [self.compacted] if self.compacted else []
+        return "\n".join([text, *quarantined, *self.repaired, *stalled, *compacted])
 
 
 def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
@@ -92,6 +94,7 @@ def _execute(
     if todo:
         sink._report()
         executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
+    every_cell_done = sink.done == len(todo)
     return RunSummary(
         store.uri,
         len(cells),
@@ -101,6 +104,7 @@ def _execute(
         sink.failed,
         time.monotonic() - start,
         stalled=stalled_cells(store, {c.cell_id for c in cells}),
+        compacted=_compact_if(store, resources.compact_when_done and every_cell_done),
     )
 
 
@@ -118,13 +122,27 @@ def stalled_cells(store: ParquetStore, ids: set[str]) -> tuple[str, ...]:
     )
 
 
-def _take_over(store: ParquetStore) -> tuple[str, ...]:
-    """Clean up after any earlier driver: finish or discard its commits, drop live rows
-    and stale snapshots; quarantine unreadable files with their cells. Returns the
-    quarantined files as "from -> to (why)"."""
+def _compact_if(store: ParquetStore, wanted: bool) -> str:
+    """Compact the store when `wanted` (every requested cell is done and the spec's
+    [resources] compact_when_done is on); returns what happened, for the summary. A
+    compaction that cannot read a file changes nothing and says so (the run still stands)."""
+    if not wanted:
+        return ""
+    try:
+        report = compaction.compact(store.location)
+    except compaction.CompactionError as error:
+        return f"not compacted: {error}"
+    return report.describe() if report.run else ""
+
+
+def take_over(store: ParquetStore, deep: bool = False) -> tuple[str, ...]:
+    """Clean up after any earlier driver: finish or discard its commits and compactions,
+    drop live rows and stale snapshots; quarantine unreadable files with their cells (files
+    new or changed since last verified are read in full; every file with `deep`). Returns
+    the quarantined files as "from -> to (why)"."""
     store.recover()
     store.delete_live()
-    moved = quarantine.take_over(store)
+    moved = quarantine.take_over(store, deep)
     checkpoint.clean_up(store)
     return tuple(f"{m['from']} -> {m['to']} ({m['reason']})" for m in moved)
 
@@ -161,7 +179,7 @@ def run_spec(
     with `executor` (RayExecutor, or LocalExecutor in process)."""
     campaign = ParquetStore.open(join_uri(store, spec.name), create=True)
     with campaign.lock():
-        moved = _take_over(campaign)
+        moved = take_over(campaign)
         campaign.write_spec(spec.to_dict(), toml_text)
         cells = spec.cells()
         added = campaign.extend_manifest(manifest_table(cells))
@@ -174,24 +192,47 @@ def resume_campaign(
     address: str | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    deep: bool = False,
 ) -> RunSummary:
     """Re-run every cell of the campaign's manifest that is not done (failed, interrupted
     or never started), with the resources of the stored spec (on Ray at `address` unless
     an `executor` is given). A damaged spec.json or manifest is rebuilt first
-    (pipeline/drivers/heal.py) and the repair reported in the summary."""
+    (pipeline/drivers/heal.py) and the repair reported in the summary. `deep`: read every
+    file in full for damage first, not only the files new or changed since last verified."""
     if executor is None:
         spec = readable_spec(ParquetStore.open(campaign_uri))
         check_run(spec.observables.device, spec.resources, campaign_uri, address)
         with RayExecutor(address) as ray_executor:
             cluster_preflight(ray_executor, spec.resources)
-            return resume_campaign(campaign_uri, address, progress, ray_executor)
+            return resume_campaign(campaign_uri, address, progress, ray_executor, deep)
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        moved = _take_over(campaign)
+        moved = take_over(campaign, deep)
         spec, repairs = heal(campaign)
-        cells = [spec_from_config(c) for c in campaign.manifest()["config"].to_pylist()]
+        ids = campaign.manifest_columns(["cell_id"])["cell_id"].to_pylist()
+        cells = _not_done_cells(campaign, set(ids) - set(_done_ids(campaign)))
         summary = _execute(campaign, cells, spec.resources, executor, progress, 0)
-        return replace(summary, quarantined=moved, repaired=repairs)
+        requested = len(set(ids))
+        return replace(
+            summary,
+            requested=requested,
+            already_done=requested - len(cells),
+            quarantined=moved,
+            repaired=repairs,
+        )
+
+
+def _done_ids(store: ParquetStore) -> list[str]:
+    return [c for c, (status, _) in store.cell_states().items() if status == "done"]
+
+
+def _not_done_cells(store: ParquetStore, ids: set[str]) -> list[CellSpec]:
+    """The CellSpecs of the manifest cells `ids` (only their configs are parsed: resume
+    planning costs the cells that are left, not the campaign)."""
+    if not ids:
+        return []
+    rows = store.manifest_columns(["cell_id", "config"]).to_pydict()
+    return [spec_from_config(c) for i, c in zip(rows["cell_id"], rows["config"]) if i in ids]
 
 
 def run_cells(
@@ -208,7 +249,7 @@ def run_cells(
             return run_cells(campaign_uri, cells, resources, ray_executor, progress)
     campaign = ParquetStore.open(campaign_uri)
     with campaign.lock():
-        moved = _take_over(campaign)
+        moved = take_over(campaign)
         added = campaign.extend_manifest(manifest_table(cells))
         return replace(
             _execute(campaign, cells, resources, executor, progress, added), quarantined=moved

@@ -75,11 +75,11 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     """Counts of the campaign at `campaign` and its failed cells. Reads only."""
     store = ParquetStore.open(campaign)
     corrupt = tuple(find_corrupt(store))
-    bad_cells = {c.cell_id for c in corrupt if c.cell_id}
+    bad_cells = {cell for c in corrupt for cell in c.cells}
     manifest = (
         set()
         if any(c.table == "manifest" for c in corrupt)
-        else set(store.manifest()["cell_id"].to_pylist())
+        else set(store.manifest_columns(["cell_id"])["cell_id"].to_pylist())
     )
     with warnings.catch_warnings():  # the unreadable files are reported in `corrupt`
         warnings.simplefilter("ignore", CorruptFileWarning)

@@ -46,6 +46,7 @@ class Resources:
     retries: int = 2  # re-runs of a task whose worker died or raised
     max_cells: int = 100_000  # guard against a grid written too large by mistake
     checkpoint_every_seconds: float | None = None  # training-state snapshots for preemption
+    compact_when_done: bool = True  # compact the store when a run ends with every cell done
 
 
 # Instances holding the defaults: `_DATA.test_size` is DataSpec's default test_size.
@@ -232,6 +233,7 @@ class ResourcesSection(Section):
     retries: NonNegativeInt = _RESOURCES.retries
     max_cells: PositiveInt = _RESOURCES.max_cells
     checkpoint_every_seconds: PositiveNumber | None = _RESOURCES.checkpoint_every_seconds
+    compact_when_done: Flag = _RESOURCES.compact_when_done
 
     @model_validator(mode="after")
     def _whole_gpus_above_one(self) -> ResourcesSection:

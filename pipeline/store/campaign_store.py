@@ -30,16 +30,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 import results_schema as rs
+from pipeline.store.compaction import recover_compactions
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import TEMP_SUFFIX, Location
 from pipeline.store.names import CELL_TABLES, MANIFEST_FILE
-from pipeline.store.reading import read_readable_files
+from pipeline.store.reading import VERIFIED_PARQUET, read_readable_files
 
 PENDING, LIVE, COMMIT = "_pending", "_live", "COMMIT"
 LIVE_STALE_SECONDS = 60.0  # a live attempt unseen for longer is not "running"
-VERIFIED_PARQUET = pads.ParquetFileFormat(  # page CRCs checked (Location writes them)
-    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
-)
 
 
 class CampaignNotFoundError(FileNotFoundError):
@@ -158,12 +156,23 @@ class ParquetStore:
             return rs.MANIFEST.empty_table()
         return self.location.read_parquet(MANIFEST_FILE).cast(rs.MANIFEST)
 
+    def manifest_columns(self, columns: list[str], filter: pc.Expression | None = None) -> pa.Table:
+        """Only `columns` (and rows matching `filter`) of the manifest (its `config` JSON
+        is most of its bytes)."""
+        if not self.location.exists(MANIFEST_FILE):
+            return rs.MANIFEST.empty_table().select(columns)
+        path = self.location.path(MANIFEST_FILE)
+        return pads.dataset(
+            path, filesystem=self.location.fs, format=VERIFIED_PARQUET, schema=rs.MANIFEST
+        ).to_table(columns=columns, filter=filter)
+
     def extend_manifest(self, rows: pa.Table) -> int:
-        """Add the manifest rows whose cell_id is new (atomic rewrite); returns how many."""
-        old = self.manifest()
-        new = rows.filter(pc.invert(pc.is_in(rows["cell_id"], old["cell_id"])))
+        """Add the manifest rows whose cell_id is new (atomic rewrite); returns how many.
+        With nothing new, only the manifest's cell ids are read."""
+        known = self.manifest_columns(["cell_id"])["cell_id"]
+        new = rows.filter(pc.invert(pc.is_in(rows["cell_id"], known)))
         if new.num_rows or not self.location.exists(MANIFEST_FILE):
-            table = pa.concat_tables([old, new])
+            table = pa.concat_tables([self.manifest(), new])
             rs.validate("manifest", table)
             self.location.write_parquet(MANIFEST_FILE, table)
         return new.num_rows
@@ -179,15 +188,22 @@ class ParquetStore:
             schema=rs.schema_of(table),
         )
 
-    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
-        """The table's rows. An unreadable file never crashes the reader: it is skipped
-        with a `CorruptFileWarning` naming it (`resume` quarantines it and re-runs its cell)."""
+    def read_table(
+        self, table: str, columns: list[str] | None = None, filter: pc.Expression | None = None
+    ) -> pa.Table:
+        """The table's rows (only `columns`, only rows matching `filter`: pushed down to
+        the files, whose row groups are skipped where their statistics exclude it). An
+        unreadable file never crashes the reader: it is skipped with a
+        `CorruptFileWarning` naming it (`resume` quarantines it and re-runs its cell)."""
         if not self.location.exists(table):
-            return rs.schema_of(table).empty_table().select(columns or rs.schema_of(table).names)
+            empty = rs.schema_of(table).empty_table()
+            return (empty.filter(filter) if filter is not None else empty).select(
+                columns or empty.column_names
+            )
         try:
-            return self.dataset(table).to_table(columns=columns)
+            return self.dataset(table).to_table(columns=columns, filter=filter)
         except (pa.ArrowException, OSError):
-            return read_readable_files(self.location, table, columns)
+            return read_readable_files(self.location, table, columns, filter)
 
     def cell_states(self) -> dict[str, tuple[str, int]]:
         """cell_id -> (status, attempts) of every cell with a cells record."""
@@ -246,6 +262,7 @@ class ParquetStore:
                 self.location.delete_dir(f"{PENDING}/{entry.name}")
                 discarded += 1
             kill_point("recover")
+        finished += recover_compactions(self.location)
         for folder in ("", *CELL_TABLES):
             for entry in self.location.listdir(folder):
                 if entry.name.endswith(TEMP_SUFFIX):

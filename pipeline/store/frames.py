@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import results_schema as rs
 from pipeline.store.campaign_store import CampaignNotFoundError, ParquetStore
@@ -34,6 +35,28 @@ def read_table(
         manifest = conform(location.read_parquet(MANIFEST_FILE), rs.MANIFEST)
         return (manifest.select(wanted) if wanted else manifest).to_pandas()
     return ParquetStore(location).read_table(table, wanted).to_pandas()
+
+
+SELECTING = ("width", "alpha_tilde", "train_size", "depth", "seed")  # sorted in compacted parts
+
+
+def read_rows_of_cells(
+    campaign: str, table: str, columns: Sequence[str], cells: pd.DataFrame
+) -> pd.DataFrame:
+    """`columns` of the rows of `table` that belong to `cells` (a frame with cell_id and
+    the grid columns): a pushdown filter on their cell ids and the range of each grid
+    column, so row groups of other grid points are skipped (compacted parts are sorted
+    by these columns); the cell ids alone decide which rows come back. An absent table
+    reads as an empty frame."""
+    schema = rs.schema_of(table)
+    wanted = pc.field("cell_id").isin(pa.array(sorted(set(cells["cell_id"])), pa.string()))
+    for name in SELECTING:
+        if name in cells and name in schema.names and len(cells):
+            low, high = cells[name].min(), cells[name].max()
+            inside = (pc.field(name) >= low) & (pc.field(name) <= high)
+            wanted = wanted & (inside | pc.field(name).is_null())  # null: an older file
+    location = Location.open(campaign)
+    return ParquetStore(location).read_table(table, list(columns), wanted).to_pandas()
 
 
 def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:

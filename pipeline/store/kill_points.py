@@ -15,6 +15,10 @@ normal use) a kill point is one dictionary lookup. Events, in the order a commit
     committed a cell's commit finished
     recover   one interrupted commit finished or discarded by `recover`
     quarantine one file moved to _quarantine/
+    compact_staged   a compaction's parts written under _compact/, no plan yet
+    compact_planned  its plan written (the commit point), no table swapped yet
+    compact_swap     one table swapped for its compacted folder (mid-compaction)
+    compacted        a compaction finished
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ EVENTS = (
     "committed",
     "recover",
     "quarantine",
+    "compact_staged",
+    "compact_planned",
+    "compact_swap",
+    "compacted",
 )
 _reached: Counter[str] = Counter()
 

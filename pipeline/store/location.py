@@ -9,9 +9,12 @@ the usual AWS environment variables.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +26,8 @@ import pyarrow.parquet as pq
 from pipeline.store.kill_points import kill_point
 
 TEMP_SUFFIX = ".tmp"  # never ".parquet": a half-written file is invisible to readers
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
 
 
 def is_uri(path: str) -> bool:
@@ -42,11 +47,13 @@ def join_uri(base: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One directory entry: its name, whether it is a directory, its modification time."""
+    """One directory entry: its name, whether it is a directory, its modification time
+    and size (None where the filesystem does not say)."""
 
     name: str
     is_dir: bool
     mtime: datetime | None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class Location:
         """Entries directly under `rel`; an absent directory lists as empty."""
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
         return [
-            Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime)
+            Entry(info.base_name, info.type == pafs.FileType.Directory, info.mtime, info.size)
             for info in self.fs.get_file_info(selector)
         ]
 
@@ -125,6 +132,44 @@ class Location:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, write_page_checksum=True)
         self.write_bytes(rel, sink.getvalue().to_pybytes())
+
+    @contextlib.contextmanager
+    def parquet_writer(self, rel: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """A ParquetWriter (page CRCs) streaming into a temp name next to `rel`, moved to
+        `rel` when the block ends without an error (deleted if it raises)."""
+        temp = f"{rel}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        parent = posixpath.dirname(rel)
+        if parent:
+            self.makedirs(parent)
+        try:
+            with self.fs.open_output_stream(self.path(temp)) as stream:
+                with pq.ParquetWriter(stream, schema, write_page_checksum=True) as writer:
+                    yield writer
+                    kill_point("write")  # fault tests only: a torn temp file is left behind
+        except BaseException:
+            self.delete_file(temp)
+            raise
+        self.move(temp, rel)
+
+    def link(self, src: str, dst: str) -> None:
+        """A hard link `dst` to the file `src` (local stores only)."""
+        os.link(self.path(src), self.path(dst))
+
+    def exchange(self, first: str, second: str) -> bool:
+        """Swap two directories in one atomic step (Linux renameat2 RENAME_EXCHANGE), so a
+        reader sees either the old or the new folder, never a mix. False where the
+        filesystem or platform cannot (object stores, other kernels): nothing was done."""
+        if not self.is_local or not hasattr(_LIBC, "renameat2"):
+            return False
+        done = _LIBC.renameat2(
+            _AT_FDCWD, self.path(first).encode(), _AT_FDCWD, self.path(second).encode(), 2
+        )
+        if done != 0:
+            errno = ctypes.get_errno()
+            if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not on this filesystem
+                return False
+            raise OSError(errno, os.strerror(errno), self.path(first))
+        return True
 
     def read_parquet(self, rel: str) -> pa.Table:
         """The file at `rel`, its page checksums verified (where it has them)."""

@@ -7,8 +7,9 @@ silently:
   `CorruptFileWarning` that names it;
 - `phasegrid status` lists it (`find_corrupt`: footers and schemas, cheap) and does not
   count its cell as done;
-- every driver that takes the campaign over (`run`, `resume`, `refine`) reads every file
-  in full and moves each bad one *with every other file of its cell* to
+- every driver that takes the campaign over (`run`, `resume`, `refine`) reads in full
+  every file new or changed since it was last read in full (pipeline/store/verified.py;
+  every file with `resume --deep`) and moves each bad one *with every other file of its cell* to
   `_quarantine/<when>/<table>/` (readers skip names starting with `_`), `report.json`
   saying why; the cell then has no record and is run again.
 
@@ -21,21 +22,23 @@ finishes (`finish_interrupted`).
 from __future__ import annotations
 
 import json
-import warnings
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import results_schema as rs
+from pipeline.store import verified
+from pipeline.store.compaction import parse_part, part_cells
 from pipeline.store.kill_points import kill_point
-from pipeline.store.location import Location
+from pipeline.store.location import Entry, Location
 from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
-from pipeline.store.reading import CorruptFileWarning, visible_parquet
+from pipeline.store.reading import CorruptFileWarning as CorruptFileWarning
+from pipeline.store.reading import visible_parquet
 
 if TYPE_CHECKING:
     from pipeline.store.campaign_store import ParquetStore
@@ -53,6 +56,12 @@ class CorruptFile:
     table: str  # cells, measurements, ..., ensembles, boundaries, manifest
     cell_id: str | None  # the cell whose file it is (per-cell tables)
     error: str
+    part_cells: tuple[str, ...] = ()  # the cells of a compacted part (pipeline/store/compaction.py)
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """Every cell with rows in this file."""
+        return (self.cell_id,) if self.cell_id else self.part_cells
 
     def describe(self, campaign: str) -> str:
         return f"{campaign}/{self.path}: {self.error}"
@@ -77,67 +86,48 @@ def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) ->
     return None
 
 
-def _candidates(location: Location) -> list[tuple[str, str, str | None]]:
-    """(rel path, table, cell_id) of every file the tables and manifest consist of."""
-    files: list[tuple[str, str, str | None]] = []
-    if location.exists(MANIFEST):
-        files.append((MANIFEST, "manifest", None))
+Candidate = tuple[str, str, str | None, Entry]  # rel path, table, cell_id, listing entry
+
+
+def _candidates(location: Location) -> list[Candidate]:
+    """(rel path, table, cell_id, entry) of every file the tables and manifest consist of
+    (cell_id None for aggregates and compacted parts)."""
+    files: list[Candidate] = []
+    for entry in location.listdir():
+        if entry.name == MANIFEST and not entry.is_dir:
+            files.append((MANIFEST, "manifest", None, entry))
     for table in PER_CELL + AGGREGATES:
         for entry in location.listdir(table):
             if not entry.is_dir and visible_parquet(entry.name):
-                cell = entry.name.removesuffix(".parquet") if table in PER_CELL else None
-                files.append((f"{table}/{entry.name}", table, cell))
+                per_cell = table in PER_CELL and parse_part(entry.name) is None
+                cell = entry.name.removesuffix(".parquet") if per_cell else None
+                files.append((f"{table}/{entry.name}", table, cell, entry))
     return files
 
 
-def find_corrupt(store: ParquetStore, deep: bool = False) -> list[CorruptFile]:
-    """Every unreadable file of the campaign's tables and manifest (see `file_problem`)."""
+def find_corrupt(
+    store: ParquetStore,
+    deep: bool = False,
+    candidates: list[Candidate] | None = None,
+    tables: Collection[str] | None = None,
+) -> list[CorruptFile]:
+    """Every unreadable file of the campaign's tables and manifest (see `file_problem`),
+    among `candidates` (default: every file; only those of `tables` if given)."""
     location = store.location
+    if candidates is None:
+        candidates = [c for c in _candidates(location) if tables is None or c[1] in tables]
 
-    def check(item: tuple[str, str, str | None]) -> CorruptFile | None:
-        rel, table, cell = item
+    def check(item: Candidate) -> CorruptFile | None:
+        rel, table, cell, _ = item
         problem = file_problem(location, rel, rs.schema_of(table), deep)
-        return None if problem is None else CorruptFile(rel, table, cell, problem)
+        if problem is None:
+            return None
+        part = part_cells(location, rel.rsplit("/", 1)[-1]) if table in PER_CELL else ()
+        return CorruptFile(rel, table, cell, problem, part)
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        return [c for c in pool.map(check, _candidates(location)) if c is not None]
-
-
-def read_reporting_corrupt(store: ParquetStore, tables: tuple[str, ...]) -> dict[str, pa.Table]:
-    """Read `tables` (and the manifest, as "manifest") for a user: every unreadable file
-    is named once in a CorruptFileWarning and left out (so is a per-cell file of another
-    table, whose rows would otherwise slip in under this table's schema). Per-cell rows
-    of cells without a readable cells record are left out too: they belong to a commit
-    still moving its files (or cut short by a kill, until the next driver finishes it)."""
-    corrupt = find_corrupt(store)
-    for bad in corrupt:
-        warnings.warn(
-            CorruptFileWarning(
-                f"{bad.describe(store.uri)}; it is left out. `phasegrid resume {store.uri}` "
-                "quarantines it and re-runs its cell"
-            ),
-            stacklevel=3,
-        )
-    named = {bad.path for bad in corrupt}
-    out = {}
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always", CorruptFileWarning)
-        for table in tables:
-            read = store.read_table(table)
-            dropped = [bad.cell_id for bad in corrupt if bad.table == table and bad.cell_id]
-            out[table] = (
-                read.filter(pc.invert(pc.is_in(read["cell_id"], pa.array(dropped, pa.string()))))
-                if dropped
-                else read
-            )
-        out["manifest"] = rs.MANIFEST.empty_table() if MANIFEST in named else store.manifest()
-    if "cells" in out:
-        for table in set(out) & set(PER_CELL[1:]):
-            out[table] = out[table].filter(pc.is_in(out[table]["cell_id"], out["cells"]["cell_id"]))
-    for warning in seen:  # the read's own warnings, for files not named above
-        if not any(f"{store.uri}/{path} " in str(warning.message) for path in named):
-            warnings.warn(warning.message, stacklevel=3)
-    return out
+        found = pool.map(check, candidates)
+        return [c for c in found if c is not None]
 
 
 def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
@@ -148,13 +138,12 @@ def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
         return []
     when = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     entries = []
-    for cell in sorted({c.cell_id for c in corrupt if c.cell_id}):
-        reason = "; ".join(c.describe(store.uri) for c in corrupt if c.cell_id == cell)
+    for name, reason in _cell_files(corrupt, store.uri):
         for table in PER_CELL:  # cells first: the cell stops being done first
-            rel = f"{table}/{cell}.parquet"
+            rel = f"{table}/{name}"
             if store.location.exists(rel):
                 entries.append({"from": rel, "to": f"{QUARANTINE}/{when}/{rel}", "reason": reason})
-    for bad in (c for c in corrupt if not c.cell_id):
+    for bad in (c for c in corrupt if c.table not in PER_CELL):
         entries.append(
             {
                 "from": bad.path,
@@ -165,6 +154,18 @@ def quarantine(store: ParquetStore, corrupt: list[CorruptFile]) -> list[dict]:
     store.location.write_bytes(f"{QUARANTINE}/{when}/{PLAN}", json.dumps(entries).encode())
     _carry_out(store.location, f"{QUARANTINE}/{when}", entries)
     return entries
+
+
+def _cell_files(corrupt: list[CorruptFile], campaign: str) -> list[tuple[str, str]]:
+    """(file name, reason) of every file, in each per-cell table, that holds rows of a cell
+    of a corrupt file: the cell's own file, or the same compacted part (which holds the same
+    cells in every table)."""
+    reasons: dict[str, list[str]] = {}
+    for bad in corrupt:
+        if bad.table in PER_CELL:
+            name = bad.path.rsplit("/", 1)[-1]
+            reasons.setdefault(name, []).append(bad.describe(campaign))
+    return [(name, "; ".join(why)) for name, why in sorted(reasons.items())]
 
 
 def _carry_out(location: Location, folder: str, entries: list[dict]) -> None:
@@ -193,11 +194,21 @@ def finish_interrupted(store: ParquetStore) -> int:
     return finished
 
 
-def take_over(store: ParquetStore) -> list[dict]:
+def take_over(store: ParquetStore, deep: bool = False) -> list[dict]:
     """What a driver does on taking the campaign over: finish interrupted quarantines,
-    then read every file in full and quarantine the unreadable ones (with their cells)."""
+    then read in full every file that is new or changed since it was last verified (every
+    file with `deep`; pipeline/store/verified.py) and quarantine the unreadable ones (with
+    their cells). The files that read are recorded as verified."""
     finish_interrupted(store)
-    return quarantine(store, find_corrupt(store, deep=True))
+    location = store.location
+    known = {} if deep else verified.read_registry(location)
+    files = _candidates(location)
+    unchecked = [f for f in files if known.get(f[0]) != verified.signature(f[3])]
+    corrupt = find_corrupt(store, deep=True, candidates=unchecked)
+    moved = quarantine(store, corrupt)
+    gone = {c.path for c in corrupt} | {m["from"] for m in moved}
+    verified.write_registry(location, {f[0]: f[3] for f in files if f[0] not in gone})
+    return moved
 
 
 def corrupt_report(corrupt: list[CorruptFile]) -> list[dict]:

@@ -9,9 +9,15 @@ from __future__ import annotations
 import warnings
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 import results_schema as rs
 from pipeline.store.location import Location
+
+VERIFIED_PARQUET = pads.ParquetFileFormat(  # page CRCs checked (Location writes them)
+    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 
 
 class CorruptFileWarning(UserWarning):
@@ -24,7 +30,10 @@ def visible_parquet(name: str) -> bool:
 
 
 def read_readable_files(
-    location: Location, table: str, columns: list[str] | None = None
+    location: Location,
+    table: str,
+    columns: list[str] | None = None,
+    filter: pc.Expression | None = None,
 ) -> pa.Table:
     """The table read file by file, skipping (with a CorruptFileWarning naming each) the
     files that cannot be read: what a reader does when the whole-table read failed."""
@@ -35,8 +44,9 @@ def read_readable_files(
             continue
         rel = f"{table}/{entry.name}"
         try:
-            part = location.read_parquet(rel)
-            parts.append(conform(part, schema).select(columns or schema.names))
+            part = conform(location.read_parquet(rel), schema)
+            part = part.filter(filter) if filter is not None else part
+            parts.append(part.select(columns or schema.names))
         except (pa.ArrowException, OSError, ValueError) as error:
             warnings.warn(
                 CorruptFileWarning(

@@ -13,10 +13,13 @@ import pytest
 
 import results_schema as rs
 from pipeline.analysis.ensembles import (
+    done_cells,
     ensemble_table,
     fit_log_log,
     geometric_mean,
+    grid_axes,
     learning_curve_exponents,
+    streamed_output_statistics,
 )
 from pipeline.drivers.aggregate import aggregate_campaign
 from pipeline.store.campaign_store import CampaignNotFoundError
@@ -219,3 +222,28 @@ def test_aggregate_before_any_cell_finished_writes_nothing(tmp_path):
 def test_aggregate_of_a_directory_that_is_no_campaign_says_how_to_start_one(tmp_path):
     with pytest.raises(CampaignNotFoundError, match="phasegrid run"):
         aggregate_campaign(str(tmp_path / "typo"))
+
+
+@pytest.mark.parametrize("max_rows", [1, 5, 1000])
+def test_streamed_grid_point_by_grid_point_equals_the_whole_table(max_rows):
+    """Predictions read a few grid points at a time give the same ensembles; no read holds
+    more than max(max_rows, the largest grid point's rows) or splits a grid point."""
+    cells = hand_cells().assign(test_size=2)
+    predictions = hand_predictions()
+    done = done_cells(cells)
+    reads: list[pd.DataFrame] = []
+
+    def read(asked: pd.DataFrame) -> pd.DataFrame:
+        reads.append(asked)
+        return predictions.loc[predictions.cell_id.isin(asked.cell_id)]
+
+    axes = grid_axes(done)
+    outputs = streamed_output_statistics(done, axes, read, max_rows)
+    whole = ensemble_table(cells, predictions, axes)
+    pd.testing.assert_frame_equal(ensemble_table(cells, None, axes, outputs), whole)
+    assert whole["ensemble_test_error"].notna().all()
+    largest = done.groupby(axes).size().max() * 2
+    assert all(len(r) * 2 <= max(max_rows, largest) for r in reads)
+    assert len(reads) == (2 if max_rows < 12 else 1)  # two grid points (depth 2 and 3)
+    for asked in reads:  # whole grid points only
+        assert set(done.loc[done.depth.isin(asked.depth), "cell_id"]) == set(asked.cell_id)

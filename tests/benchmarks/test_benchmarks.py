@@ -18,7 +18,7 @@ from benchmarks.common import Row, append_results, fc_parameters, table
 from benchmarks.suite import BENCHMARKS, ROWS
 from tasks.models import build_model, count_parameters
 
-IN_PROCESS = [name for name in ROWS if name != "orchestration"]
+IN_PROCESS = [name for name in ROWS if name not in ("orchestration", "store-scale")]
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,29 @@ def test_orchestration_row_end_to_end():
     """Every way in its own process, the CLI included (about two minutes here)."""
     rows = BENCHMARKS["orchestration"](quick=True, device="cpu")
     assert len(rows) == 2 and all(math.isfinite(r.ours) for r in rows)
+
+
+@pytest.mark.slow  # ~2 min here: a dozen fresh processes, each importing the pipeline
+def test_store_scale_row_measures_every_command_on_a_tiny_campaign():
+    """One tiny size (8 cells): every command runs on the synthesised campaign, the
+    commit adds one cell, and both compactions absorb what they should."""
+    from benchmarks import store_scale
+
+    rows = {r.case: r for r in store_scale.run((8,))}
+    for name in (
+        "status",
+        "load cells",
+        "measurements of one width",
+        "compact (whole campaign)",
+        "run with nothing to do",
+        "aggregate",
+        "commit of one cell",
+        "compact (that one cell)",
+    ):
+        row = rows[f"{name}, 8 cells"]
+        assert math.isfinite(row.ours) and row.ours > 0, row
+    assert math.isfinite(rows["status, 8 cells"].baseline)  # measured on the per-cell store too
+    assert rows["load cells, 8 cells"].details["rows"] == 8
+    assert rows["compact (whole campaign), 8 cells"].details["rows"] == 8
+    assert rows["compact (that one cell), 8 cells"].details["rows"] == 1
+    assert 0 < rows["measurements of one width, 8 cells"].details["rows"]

@@ -57,7 +57,11 @@ def damage(campaign: str, cells: list[str]) -> dict[str, str]:
 
 
 def test_unreadable_files_are_reported_quarantined_and_their_cells_run_again(tmp_path, stripe_spec):
-    spec = stripe_spec(name="damaged", grid={"width": [8], "seed": [0, 1, 2]})  # 6 cells
+    spec = stripe_spec(  # 6 cells, kept per cell (tests/store/test_compaction.py: compacted)
+        name="damaged",
+        grid={"width": [8], "seed": [0, 1, 2]},
+        resources={"compact_when_done": False},
+    )
     campaign = run_campaign(spec, str(tmp_path / "results")).campaign
     before = {t: pd.read_parquet(f"{campaign}/{t}") for t in TABLES}
     ids = sorted(before["cells"].cell_id)

@@ -211,6 +211,6 @@ def assert_store_is_right(campaign: str, n_cells: int) -> dict[str, int]:
     for table in TABLES[1:]:
         stored = set(pd.read_parquet(f"{campaign}/{table}").cell_id)
         assert stored == set(cells.cell_id), table  # no orphan, none missing
-    for hidden in ("_live", "_pending", "_checkpoints"):
+    for hidden in ("_live", "_pending", "_checkpoints", "_compact"):
         assert not [p for p in Path(campaign, hidden).glob("**/*") if p.is_file()], hidden
     return counts

@@ -1,0 +1,243 @@
+"""store-scale: what the store's commands cost as a campaign grows (issue 16).
+
+    .venv/bin/python -m benchmarks --only store-scale
+
+For each size, a campaign is synthesised through the store's own write path, without
+training: one real stripe cell is trained once, and its rows are committed
+(`ParquetStore.commit`) under every cell of a grid of that size. Then, each command in
+its own process (wall seconds and peak resident set; `phasegrid ...` commands include
+the interpreter's start-up, the probes time the call alone):
+    status, load_results(tables=["cells"]), measurements filtered to one width — on the
+    per-cell store (the baseline) and after `compact`;
+    compact (the whole campaign), run with nothing to do, aggregate, one more cell's
+    commit, and the compaction of that one cell.
+Rows: seconds per command and size (ours = compacted, baseline = per cell where both are
+measured), then the growth exponent of each command over the sizes (slope of log time
+against log cells; 1 = linear, 0 = independent of the campaign) and the peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import REPO, Row
+
+SIZES = (1_000, 10_000, 100_000)
+QUICK_SIZES = (8, 16)
+WIDTHS = (8, 16, 32, 64, 128)
+PHASEGRID = str(Path(sys.executable).parent / "phasegrid")
+WRAPPER = (  # runs argv[1:], prints its wall seconds and peak RSS (MiB) as JSON
+    "import json, resource, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "s = time.perf_counter() - t\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+    "print(json.dumps({'seconds': s, 'peak_mib': peak, 'rc': r.returncode,"
+    " 'out': r.stdout[-400:], 'err': r.stderr[-800:]}))\n"
+)
+
+
+def spec_text(n: int) -> str:
+    """campaigns/stripe_small.toml with a grid of `n` cells (widths × α̃ × seeds)."""
+    widths = WIDTHS if n >= 50 else WIDTHS[:2]
+    alphas = 10 if n >= 50 else 2
+    seeds = max(1, n // (len(widths) * alphas))
+    grid = (
+        f"[grid]\nwidth = {list(widths)}\nalpha_tilde = {{logspace = [-2, 4, {alphas}]}}\n"
+        f"seed = {{range = [0, {seeds}]}}\n\n[resources]\nmax_cells = 1000000\n"
+        "compact_when_done = false\n"
+    )
+    base = (REPO / "campaigns" / "stripe_small.toml").read_text()
+    base = re.sub(r'name = "stripe-small"', f'name = "scale-{n}"', base)
+    base = re.sub(r"max_steps = \d+", "max_steps = 100", base)
+    return base[: base.index("[grid]")] + grid
+
+
+def synthesize(root: Path, n: int) -> tuple[Path, Path, float]:
+    """(spec path, campaign dir, seconds): a campaign of about `n` done cells, each
+    committed by the store with the rows of one really trained cell."""
+    import socket
+
+    from pipeline.execute.stream import AttemptFinished, run_cell
+    from pipeline.spec.campaign import load_campaign_text
+    from pipeline.store.campaign_store import ParquetStore
+    from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
+
+    root.mkdir(parents=True, exist_ok=True)
+    spec_path = root / f"scale-{n}.toml"
+    spec_path.write_text(spec_text(n))
+    spec, text = load_campaign_text(spec_path)
+    store = ParquetStore.open(str(root / "results" / spec.name), create=True)
+    store.write_spec(spec.to_dict(), text)
+    cells = spec.cells()
+    store.extend_manifest(manifest_table(cells))
+    finished = next(e for e in run_cell(cells[0], 0.0) if isinstance(e, AttemptFinished))
+    assert finished.result is not None, finished.error
+    start = time.perf_counter()
+    for cell in cells:
+        run = Provenance("synthetic", 1, socket.gethostname(), "cpu", "bench", None, utc_now())
+        store.commit(
+            cell.cell_id, done_tables(cell, finished.result, list(finished.measurements), run)
+        )
+    return spec_path, root / "results" / spec.name, time.perf_counter() - start
+
+
+def measure(*argv: str) -> dict:
+    """Run argv in a fresh process; its wall seconds and peak resident set."""
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *argv], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout)
+    if result["rc"] != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {result['err']}")
+    return result
+
+
+def probe(what: str, campaign: str) -> dict:
+    """`python -m benchmarks.store_scale WHAT CAMPAIGN` in a fresh process: the seconds
+    of the call alone (imports excluded) printed as JSON, plus the process's peak RSS."""
+    result = measure(sys.executable, "-m", "benchmarks.store_scale", what, campaign)
+    return {**json.loads(result["out"].strip().splitlines()[-1]), "peak_mib": result["peak_mib"]}
+
+
+def commands(spec: Path, campaign: Path) -> dict[str, tuple[str, ...]]:
+    return {
+        "status": (PHASEGRID, "status", str(campaign)),
+        "run with nothing to do": (PHASEGRID, "run", str(spec), "--store", str(campaign.parent)),
+        "aggregate": (PHASEGRID, "aggregate", str(campaign)),
+    }
+
+
+PROBES = ("load cells", "measurements of one width")
+
+
+def one_size(root: Path, n: int) -> dict[str, dict]:
+    """Every measurement at one size: name -> {seconds, peak_mib[, baseline]}."""
+    spec, campaign, made = synthesize(root, n)
+    out: dict[str, dict] = {"synthesis": {"seconds": made, "peak_mib": float("nan")}}
+    per_cell = {"status": measure(*commands(spec, campaign)["status"])}
+    per_cell |= {name: probe(name, str(campaign)) for name in PROBES}
+    out["compact (whole campaign)"] = probe("compact", str(campaign))
+    for name, argv in commands(spec, campaign).items():
+        out[name] = measure(*argv)
+    out |= {name: probe(name, str(campaign)) for name in PROBES}
+    out["commit of one cell"] = probe("commit one", str(campaign))
+    out["compact (that one cell)"] = probe("compact", str(campaign))
+    for name, baseline in per_cell.items():
+        out[name]["baseline"] = baseline["seconds"]
+        out[name]["baseline_peak_mib"] = baseline["peak_mib"]
+    out["cells"] = {"seconds": float(len(list((campaign / "cells").iterdir())))}
+    return out
+
+
+def exponent(sizes: list[int], seconds: list[float]) -> float:
+    if len(sizes) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
+def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
+    """The rows: seconds per command and size, then each command's growth exponent."""
+    measured: dict[int, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="store-scale-") as root:
+        for n in sizes:
+            measured[n] = one_size(Path(root) / str(n), n)
+            print(f"store-scale: {n} cells measured", flush=True)
+    rows = []
+    names = [k for k in measured[sizes[0]] if k not in ("cells", "synthesis")]
+    for n in sizes:
+        for name in [*names, "synthesis"]:
+            m = measured[n][name]
+            base = m.get("baseline", float("nan"))
+            note = f"peak {m['peak_mib']:.0f} MiB"
+            if "baseline_peak_mib" in m:
+                note += f" (per cell: {m['baseline_peak_mib']:.0f} MiB)"
+            rows.append(
+                Row(
+                    "store-scale",
+                    f"{name}, {n} cells",
+                    m["seconds"],
+                    base,
+                    "per-cell store",
+                    "s",
+                    base / m["seconds"],
+                    None,
+                    note,
+                    m,
+                )
+            )
+    for name in names:
+        seconds = [measured[n][name]["seconds"] for n in sizes]
+        slope = exponent(list(sizes), seconds)
+        rows.append(
+            Row(
+                "store-scale",
+                f"{name}: growth exponent",
+                slope,
+                1.0,
+                "linear",
+                "exponent",
+                slope / 1.0,
+                None,
+                f"over {list(sizes)} cells",
+                {"sizes": list(sizes), "seconds": seconds},
+            )
+        )
+    return rows
+
+
+def _probe_main(what: str, campaign: str) -> None:
+    from pipeline.store.campaign_store import ParquetStore
+    from pipeline.store.compaction import compact
+    from pipeline.store.results import load_results
+
+    start = time.perf_counter()
+    if what == "load cells":
+        rows = len(load_results(campaign, tables=["cells"]).cells)
+    elif what == "measurements of one width":
+        rows = len(
+            load_results(
+                campaign, tables=["measurements"], filters=[("width", "=", WIDTHS[1])]
+            ).measurements
+        )
+    elif what == "compact":
+        store = ParquetStore.open(campaign)
+        with store.lock():
+            rows = compact(store.location).cells
+    elif what == "commit one":
+        rows, start = _commit_one(ParquetStore.open(campaign))
+    else:
+        raise SystemExit(f"unknown probe {what!r}")
+    print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows}))
+
+
+def _commit_one(store) -> tuple[int, float]:
+    """Commit the rows of one stored cell again under a new id (the store's write path);
+    returns (rows committed, the moment the commit began)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cell = store.read_table("cells", ["cell_id"])["cell_id"][0].as_py()
+    wanted = pc.field("cell_id") == cell
+    tables = {}
+    for name in ("measurements", "predictions", "kernels", "cells"):
+        table = store.read_table(name, None, wanted)
+        index = table.schema.get_field_index("cell_id")
+        tables[name] = table.set_column(
+            index, "cell_id", pa.array(["0123456789abcdef"] * len(table), pa.string())
+        )
+    start = time.perf_counter()
+    store.commit("0123456789abcdef", tables)
+    return sum(t.num_rows for t in tables.values()), start
+
+
+if __name__ == "__main__":
+    _probe_main(sys.argv[1], sys.argv[2])
