@@ -2,19 +2,15 @@
 
 Layout (results_schema/README.md): `cells/`, `measurements/`, `predictions/`, `kernels/`
 hold one file `<cell_id>.parquet` per finished cell, so re-running a cell replaces its
-files instead of duplicating rows. A commit is atomic for readers:
+files instead of duplicating rows. A commit is atomic for readers: on a local disk the
+files are staged under `_pending/` and renamed into place, `cells` last; on an object
+store each object is written once at its final key, the cells record last, and readers
+count a cell's rows only once its record says done (pipeline/store/commits.py).
 
-1. every table of the cell is written into `_pending/<cell_id>/<table>.parquet`
-   (each file through a temp name, then renamed),
-2. a `COMMIT` marker listing those tables is written,
-3. each file is moved to `<table>/<cell_id>.parquet`, `cells` last: the cells file is
-   the cell's "done" record, and tables the attempt lacks are deleted before it,
-4. the pending directory is deleted.
-
-`recover()` (run by the driver that holds the campaign) finishes pending directories
-that have a COMMIT and deletes those that do not, so a crash at any point leaves each
-cell either as it was before or fully committed. Names starting with `_` or `.` are
-skipped by pandas, pyarrow and duckdb readers, so pending and live files are invisible.
+`recover()` (run by the driver that holds the campaign) finishes or discards what a
+killed driver's commits left, so a crash at any point leaves each cell either as it was
+before or fully committed. Names starting with `_` or `.` are skipped by pandas, pyarrow
+and duckdb readers, so pending and live files are invisible.
 """
 
 from __future__ import annotations
@@ -30,13 +26,16 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 import results_schema as rs
+from pipeline.store import commits
+from pipeline.store.commits import COMMIT, PENDING
 from pipeline.store.compaction import recover_compactions
 from pipeline.store.kill_points import kill_point
 from pipeline.store.location import TEMP_SUFFIX, Location
 from pipeline.store.names import CELL_TABLES, MANIFEST_FILE
 from pipeline.store.reading import VERIFIED_PARQUET, read_readable_files
 
-PENDING, LIVE, COMMIT = "_pending", "_live", "COMMIT"
+LIVE = "_live"
+__all__ = ["COMMIT", "LIVE", "PENDING", "CampaignLockedError", "CampaignNotFoundError"]
 LIVE_STALE_SECONDS = 60.0  # a live attempt unseen for longer is not "running"
 
 
@@ -213,55 +212,32 @@ class ParquetStore:
     # commits -----------------------------------------------------------------------------
     def commit(self, cell_id: str, tables: dict[str, pa.Table]) -> None:
         """Atomically replace every stored row of `cell_id` by `tables` (name -> Table; must
-        include "cells"). Tables not given are deleted for this cell."""
-        if "cells" not in tables or set(tables) - set(CELL_TABLES):
-            raise ValueError(
-                f"commit needs a 'cells' table and only {CELL_TABLES}, got {sorted(tables)}"
-            )
-        self.write_pending(cell_id, tables)
-        kill_point("pending")
-        self.location.write_bytes(
-            f"{PENDING}/{cell_id}/{COMMIT}", json.dumps(sorted(tables)).encode()
-        )
-        kill_point("commit")
-        self.finish_pending(cell_id)
+        include "cells"). Tables not given are deleted for this cell. Commits of different
+        cells may run at once (the driver's commit pool); one cell's commits must not."""
+        commits.check_tables(tables)
+        if self.location.is_local:
+            commits.commit_local(self.location, cell_id, tables)
+        else:
+            commits.commit_objects(self.location, cell_id, tables)
         kill_point("committed")
 
     def write_pending(self, cell_id: str, tables: dict[str, pa.Table]) -> None:
-        """Step 1 of a commit: the cell's files under _pending/<cell_id>/, no marker yet."""
-        pending = f"{PENDING}/{cell_id}"
-        self.location.delete_dir(pending)
-        for name, table in tables.items():
-            rs.validate(name, table)
-            self.location.write_parquet(f"{pending}/{name}.parquet", table)
+        """Step 1 of a local commit: the cell's files under _pending/<cell_id>/, no marker yet."""
+        commits.write_pending(self.location, cell_id, tables)
 
     def finish_pending(self, cell_id: str) -> None:
-        """Steps 3-4 of a commit whose COMMIT marker exists; idempotent, so recovery can
-        rerun it after a crash part-way through."""
-        pending = f"{PENDING}/{cell_id}"
-        names = json.loads(self.location.read_bytes(f"{pending}/{COMMIT}"))
-        present = {e.name for e in self.location.listdir(pending)}
-        for table in CELL_TABLES:
-            target = f"{table}/{cell_id}.parquet"
-            if table not in names:
-                self.location.delete_file(target)
-            elif f"{table}.parquet" in present:
-                self.location.move(f"{pending}/{table}.parquet", target)
-                kill_point("move")
-        self.location.delete_dir(pending)
+        """Steps 3-4 of a local commit whose COMMIT marker exists (idempotent)."""
+        commits.finish_pending(self.location, cell_id)
 
     def recover(self) -> tuple[int, int]:
-        """Finish committed pending cells, discard uncommitted ones and stray temp files.
-        Call only while holding the campaign. Returns (finished, discarded)."""
-        finished = discarded = 0
-        for entry in self.location.listdir(PENDING):
-            if self.location.exists(f"{PENDING}/{entry.name}/{COMMIT}"):
-                self.finish_pending(entry.name)
-                finished += 1
-            else:
-                self.location.delete_dir(f"{PENDING}/{entry.name}")
-                discarded += 1
-            kill_point("recover")
+        """Finish committed pending cells, discard uncommitted ones (object stores: the data
+        objects of cells that were in flight and are not done) and stray temp files. Call
+        only while holding the campaign, before the live attempts are deleted. Returns
+        (finished, discarded)."""
+        finished, discarded = commits.recover_pending(self.location)
+        if not self.location.is_local:
+            in_flight = {attempt.cell_id for attempt in self.live_attempts()}
+            discarded += commits.recover_objects(self.location, in_flight)
         finished += recover_compactions(self.location)
         for folder in ("", *CELL_TABLES):
             for entry in self.location.listdir(folder):

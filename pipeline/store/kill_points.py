@@ -3,15 +3,21 @@
 With `PHASEGRID_FAULT_KILL_AT=<event>:<n>` (several separated by commas) in the
 environment, the n-th time this process reaches `kill_point(<event>)` it SIGKILLs itself:
 no `finally`, no flush, exactly what a preempted node or an OOM kill does. Unset (always, in
-normal use) a kill point is one dictionary lookup. Events, in the order a commit meets them:
+normal use) a kill point is one dictionary lookup. The count is per process, over every
+thread (commits of different cells run in the driver's commit pool). Events, in the order
+a commit meets them (pipeline/store/commits.py; local disk / object store):
 
-    write     a file half written (the temp name, before its rename): a torn write
+    write     a file half written (local: the temp name, before its rename; object
+              store: an upload not completed, so nothing is visible): a torn write
     started   a cell's attempt made visible in _live/
     live      a live measurement part written
     snapshot  a training-state snapshot stored (pipeline/store/snapshots.py)
-    pending   a cell's files written under _pending/, no COMMIT marker yet
-    commit    the COMMIT marker written, no file moved yet
-    move      one file moved from _pending/ into its table (mid-commit)
+    put       object store: one data object of a commit written at its final key
+    pending   a cell's files written (local: under _pending/, no COMMIT marker yet;
+              object store: every data object, no cells record yet)
+    commit    local: the COMMIT marker written, no file moved yet; object store: the
+              cells record written (the commit point)
+    move      local: one file moved from _pending/ into its table (mid-commit)
     committed a cell's commit finished
     recover   one interrupted commit finished or discarded by `recover`
     quarantine one file moved to _quarantine/
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 
 ENV = "PHASEGRID_FAULT_KILL_AT"
@@ -33,6 +40,7 @@ EVENTS = (
     "started",
     "live",
     "snapshot",
+    "put",
     "pending",
     "commit",
     "move",
@@ -45,6 +53,7 @@ EVENTS = (
     "compacted",
 )
 _reached: Counter[str] = Counter()
+_lock = threading.Lock()
 
 
 def parse_kill_at(text: str) -> dict[str, int]:
@@ -67,6 +76,8 @@ def kill_point(event: str) -> None:
     text = os.environ.get(ENV)
     if not text:
         return
-    _reached[event] += 1
-    if parse_kill_at(text).get(event) == _reached[event]:
+    with _lock:
+        _reached[event] += 1
+        armed = parse_kill_at(text).get(event) == _reached[event]
+    if armed:
         os.kill(os.getpid(), signal.SIGKILL)

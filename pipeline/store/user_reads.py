@@ -94,8 +94,10 @@ def read_for_user(
 ) -> dict[str, pa.Table]:
     """Read `tables` ("manifest" among them) for a user, with `columns` (one list for
     every table, or table -> list) and `filters` pushed down. Per-cell rows of cells
-    without a readable cells record are left out: they belong to a commit still moving
-    its files (or cut short by a kill, until the next driver finishes it)."""
+    without a readable `done` record are left out: they belong to a commit still in
+    progress (or cut short by a kill, until the next driver cleans it up; on an object
+    store a commit writes its data objects at their final keys before the record,
+    pipeline/store/commits.py)."""
     plan = plan_columns(tables, columns, filters)
     expression = as_expression(filters)
     per_cell = set(plan) & set(PER_CELL[1:])
@@ -119,7 +121,11 @@ def read_for_user(
 
 
 def _readable_cells(store: ParquetStore) -> pa.Array:
-    return store.read_table("cells", ["cell_id"])["cell_id"].combine_chunks()
+    """The ids of the cells whose record reads and says done: the only cells whose
+    per-cell rows count (a failed record has none; a commit's data written before its
+    record, on an object store, is not yet the cell's)."""
+    done = store.read_table("cells", ["cell_id"], pc.field("status") == "done")
+    return done["cell_id"].combine_chunks()
 
 
 def _read(
@@ -131,7 +137,7 @@ def _read(
     done_ids: pa.Array | None,
 ) -> pa.Table:
     """One table: `wanted` columns of the rows matching `expression`, less the rows of
-    `dropped` cells and (per-cell tables) of cells without a cells record."""
+    `dropped` cells and (per-cell tables) of cells without a done record."""
     columns = wanted if wanted is None or "cell_id" in wanted else ["cell_id", *wanted]
     has_cells = "cell_id" in rs.schema_of(table).names
     read = store.read_table(table, columns if has_cells else wanted, expression)
