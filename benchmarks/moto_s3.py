@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -110,6 +111,10 @@ def moto_s3(latency_seconds: float = 0.0) -> Iterator[MotoS3]:
     thread.start()
     try:
         port = server.server_address[1]
+        # moto's backends are global to the process: start from an empty one every time
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+        ).close()
         boto3.client(
             "s3",
             endpoint_url=f"http://127.0.0.1:{port}",

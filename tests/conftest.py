@@ -67,3 +67,16 @@ def ray_session():
     session = start_ray(num_cpus=2)
     yield session
     session.close()
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """A moto S3 server on loopback with the bucket `phase`, counting its requests
+    (benchmarks/moto_s3.py); AWS_* test credentials set for this process and its children."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    from benchmarks.moto_s3 import CREDENTIALS, moto_s3
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    with moto_s3() as server:
+        yield server

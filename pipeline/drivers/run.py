@@ -90,10 +90,11 @@ def _execute(
     cells = list({c.cell_id: c for c in cells}.values())
     states = store.cell_states()
     todo = [c for c in cells if states.get(c.cell_id, ("", 0))[0] != "done"]
-    sink = StoreSink(store, {c: a for c, (_, a) in states.items()}, len(todo), progress)
-    if todo:
-        sink._report()
-        executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
+    prior = {c: a for c, (_, a) in states.items()}
+    with StoreSink(store, prior, len(todo), progress, resources.commit_concurrency) as sink:
+        if todo:  # the sink's exit waits for every commit in flight, even on SIGTERM
+            sink._report()
+            executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
     every_cell_done = sink.done == len(todo)
     return RunSummary(
         store.uri,

@@ -1,4 +1,9 @@
-"""The store sink: the scheduler's events written to the campaign store, with provenance."""
+"""The store sink: the scheduler's events written to the campaign store, with provenance.
+
+A finished cell's commit (and the deletion of its live rows and snapshot) runs on the
+commit pool (pipeline/execute/commit_pool.py), so commits of different cells overlap; the
+sink is a context manager whose exit waits for every commit in flight. `done` and
+`failed` count cells whose commit has completed."""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import TracebackType
 
+import pyarrow as pa
+
+from pipeline.execute.commit_pool import CommitPool
 from pipeline.execute.progress import Progress
 from pipeline.execute.stream import AttemptFinished, AttemptStarted, MeasurementBatch, SnapshotTaken
 from pipeline.store import snapshots as checkpoint
@@ -56,17 +65,37 @@ class StoreSink:
         prior_attempts: dict[str, int],
         total: int,
         progress: Progress | None,
+        commit_concurrency: int = 1,
     ):
         self.store, self.prior, self.total, self.progress = store, prior_attempts, total, progress
         self.current: dict[str, AttemptStarted] = {}
         self.done = self.failed = 0
         self.last_beat = time.monotonic()
+        self.commits = CommitPool(commit_concurrency)
+
+    def __enter__(self) -> StoreSink:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close(raise_errors=kind is None)
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for every commit in flight (see CommitPool.close)."""
+        self.commits.close(raise_errors)
+        self._report()
 
     def _report(self) -> None:
         if self.progress is not None:
-            self.progress.update(self.done, self.failed, len(self.current), self.total)
+            running = len(self.current) + self.commits.in_flight  # committing: not done yet
+            self.progress.update(self.done, self.failed, running, self.total)
 
     def started(self, event: AttemptStarted, spec: CellSpec) -> None:
+        self.commits.wait_for(event.cell_id)  # an earlier commit of the cell goes first
         self.current[event.cell_id] = event
         self.store.start_attempt(event.cell_id, event.attempt_id, asdict(event))
         self._report()
@@ -104,11 +133,25 @@ class StoreSink:
                 error = f"storing the result failed: {type(err).__name__}: {err}"
         if error is not None:
             tables = {"cells": failed_cell_table(spec, error, run)}
-        self.store.commit(spec.cell_id, tables)
-        self.store.delete_live(spec.cell_id)
-        checkpoint.delete_snapshot(self.store, spec.cell_id)
-        self.done, self.failed = self.done + (error is None), self.failed + (error is not None)
-        self._report()
+        self._commit(spec.cell_id, tables, done=error is None, snapshot_too=True)
+
+    def _commit(
+        self, cell_id: str, tables: dict[str, pa.Table], done: bool, snapshot_too: bool
+    ) -> None:
+        """The cell's commit, then its live rows (and snapshot) deleted, on the pool; the
+        cell is counted when that has completed."""
+
+        def work() -> None:
+            self.store.commit(cell_id, tables)
+            self.store.delete_live(cell_id)
+            if snapshot_too:
+                checkpoint.delete_snapshot(self.store, cell_id)
+
+        def after() -> None:
+            self.done, self.failed = self.done + done, self.failed + (not done)
+            self._report()
+
+        self.commits.submit(cell_id, work, after)
 
     def lost(self, spec: CellSpec, error: str, attempts: int) -> None:
         started = self.current.pop(spec.cell_id, None)
@@ -122,10 +165,8 @@ class StoreSink:
             utc_now(),
             started.versions if started else {},
         )
-        self.store.commit(spec.cell_id, {"cells": failed_cell_table(spec, error, run)})
-        self.store.delete_live(spec.cell_id)
-        self.failed += 1
-        self._report()
+        tables = {"cells": failed_cell_table(spec, error, run)}
+        self._commit(spec.cell_id, tables, done=False, snapshot_too=False)
 
     def snapshot(self, event: SnapshotTaken, spec: CellSpec) -> None:
         current = self.current.get(event.cell_id)
@@ -141,6 +182,7 @@ class StoreSink:
         return {cell: snapshot for cell, snapshot in found.items() if snapshot is not None}
 
     def tick(self) -> None:
+        self.commits.collect()
         if time.monotonic() - self.last_beat < HEARTBEAT_SECONDS:
             return
         self.last_beat = time.monotonic()

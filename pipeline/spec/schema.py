@@ -47,6 +47,7 @@ class Resources:
     max_cells: int = 100_000  # guard against a grid written too large by mistake
     checkpoint_every_seconds: float | None = None  # training-state snapshots for preemption
     compact_when_done: bool = True  # compact the store when a run ends with every cell done
+    commit_concurrency: int = 8  # cells' commits in flight at once (1: one at a time, inline)
 
 
 # Instances holding the defaults: `_DATA.test_size` is DataSpec's default test_size.
@@ -234,6 +235,7 @@ class ResourcesSection(Section):
     max_cells: PositiveInt = _RESOURCES.max_cells
     checkpoint_every_seconds: PositiveNumber | None = _RESOURCES.checkpoint_every_seconds
     compact_when_done: Flag = _RESOURCES.compact_when_done
+    commit_concurrency: PositiveInt = _RESOURCES.commit_concurrency
 
     @model_validator(mode="after")
     def _whole_gpus_above_one(self) -> ResourcesSection:

@@ -132,13 +132,13 @@ def is_done(location: Location, cell_id: str) -> bool:
 
 def recover_objects(location: Location, in_flight: Iterable[str]) -> int:
     """Delete the data objects of each cell of `in_flight` (cells that had an attempt in
-    `_live/`) that is not done: what a commit cut short left. Returns how many cells."""
+    `_live/`) that is not done: what a commit cut short left. Returns how many cells had
+    such objects."""
     cleaned = 0
     for cell_id in sorted(set(in_flight)):
         if is_done(location, cell_id):
             continue
-        for name in DATA_TABLES:
-            location.delete_file(f"{name}/{cell_id}.parquet")
-        cleaned += 1
+        deleted = [location.delete_file(f"{name}/{cell_id}.parquet") for name in DATA_TABLES]
+        cleaned += any(deleted)
         kill_point("recover")
     return cleaned

@@ -204,12 +204,14 @@ class Location:
         an object store, where the last writer of a key wins)."""
         self.fs.move(self.path(src), self.path(dst))
 
-    def delete_file(self, rel: str) -> None:
-        """Delete the file `rel`; an absent one is fine (object stores: one HEAD then)."""
+    def delete_file(self, rel: str) -> bool:
+        """Delete the file `rel`; whether there was one (an absent one is fine: on an
+        object store that costs one HEAD)."""
         try:
             self.fs.delete_file(self.path(rel))
         except FileNotFoundError:
-            pass
+            return False
+        return True
 
     def delete_dir(self, rel: str) -> None:
         try:
