@@ -152,15 +152,18 @@ def same(a, b, rtol: float = 1e-10) -> bool:
     return a == b
 
 
-def assert_rows_are_the_uninterrupted_runs(campaign: str, rtol: float = 1e-10) -> int:
+def assert_rows_are_the_uninterrupted_runs(
+    campaign: str, rtol: float = 1e-10, filesystem=None
+) -> int:
     """Every done cell's measurements, summary and predictions equal an uninterrupted
     in-process run of the cell (so no row of a dead attempt is mixed in and nothing is
-    missing). Returns the number of stored rows compared."""
-    manifest = pd.read_parquet(f"{campaign}/manifest.parquet")
+    missing). `filesystem`: a pyarrow filesystem `campaign` is a path of (an object
+    store). Returns the number of stored rows compared."""
+    manifest = pd.read_parquet(f"{campaign}/manifest.parquet", filesystem=filesystem)
     specs = {c: spec_from_config(config) for c, config in zip(manifest.cell_id, manifest.config)}
-    cells = pd.read_parquet(f"{campaign}/cells").set_index("cell_id")
-    measured = pd.read_parquet(f"{campaign}/measurements")
-    predictions = pd.read_parquet(f"{campaign}/predictions")
+    cells = pd.read_parquet(f"{campaign}/cells", filesystem=filesystem).set_index("cell_id")
+    measured = pd.read_parquet(f"{campaign}/measurements", filesystem=filesystem)
+    predictions = pd.read_parquet(f"{campaign}/predictions", filesystem=filesystem)
     checked = 0
     for cell_id, row in cells.iterrows():
         expected, result = reference(specs[cell_id])
