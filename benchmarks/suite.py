@@ -17,6 +17,7 @@ ROWS = (
     "scaling",
     "integrator",
     "store-scale",
+    "store-object",
 )
 NTK_SIZE = {"points": 1000, "width": 512, "depth": 2, "dim": 10}
 NTK_QUICK = {"points": 20, "width": 16, "depth": 2, "dim": 3}
@@ -67,6 +68,15 @@ def store_scale(quick: bool, device: str, **_) -> list[Row]:
     chosen = os.environ.get("PHASEGRID_STORE_SCALE_SIZES")
     sizes = tuple(int(n) for n in chosen.split(",")) if chosen else bench.SIZES
     return bench.run(bench.QUICK_SIZES if quick else sizes)
+
+
+def store_object(quick: bool, device: str, **_) -> list[Row]:
+    """A cell's commit on moto S3 at 30 ms per request (quick: 2 ms, a few cells)."""
+    from benchmarks import store_object as bench
+
+    if quick:
+        return bench.run(bench.QUICK_SIZES, latency_seconds=0.002)
+    return bench.run()
 
 
 def orchestration(quick: bool, device: str, tune_fresh_workers: bool = False, **_) -> list[Row]:
@@ -176,4 +186,5 @@ BENCHMARKS: dict[str, Callable[..., list[Row]]] = {
     "scaling": scaling,
     "integrator": integrator,
     "store-scale": store_scale,
+    "store-object": store_object,
 }

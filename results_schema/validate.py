@@ -26,15 +26,15 @@ def validate(table_name: str, table: pa.Table) -> None:
     each with the schema's type, and no nulls in non-nullable columns. Column order is free."""
     schema = schema_of(table_name)
     problems = []
-    expected = set(schema.names)
-    missing = [n for n in schema.names if n not in table.column_names]
+    expected, present = set(schema.names), set(table.column_names)  # built once, not per name
+    missing = [n for n in schema.names if n not in present]
     extra = [n for n in table.column_names if n not in expected]
     if missing:
         problems.append(f"missing columns {missing}")
     if extra:
         problems.append(f"unknown columns {extra} (add them to results_schema first)")
     for field in schema:
-        if field.name not in table.column_names:
+        if field.name not in present:
             continue
         column = table.column(field.name)
         if column.type != field.type:

@@ -55,8 +55,8 @@ def check_tables(tables: dict[str, pa.Table]) -> None:
 
 # local disk ---------------------------------------------------------------------------
 def commit_local(location: Location, cell_id: str, tables: dict[str, pa.Table]) -> None:
-    """Steps 1-4 of the local protocol (see the module docstring)."""
-    write_pending(location, cell_id, tables)
+    """Steps 1-4 of the local protocol (see the module docstring); `tables` checked."""
+    _stage(location, cell_id, tables)
     kill_point("pending")
     location.write_bytes(f"{PENDING}/{cell_id}/{COMMIT}", json.dumps(sorted(tables)).encode())
     kill_point("commit")
@@ -65,10 +65,15 @@ def commit_local(location: Location, cell_id: str, tables: dict[str, pa.Table]) 
 
 def write_pending(location: Location, cell_id: str, tables: dict[str, pa.Table]) -> None:
     """Step 1 of a local commit: the cell's files under _pending/<cell_id>/, no marker yet."""
+    for name, table in tables.items():
+        rs.validate(name, table)
+    _stage(location, cell_id, tables)
+
+
+def _stage(location: Location, cell_id: str, tables: dict[str, pa.Table]) -> None:
     pending = f"{PENDING}/{cell_id}"
     location.delete_dir(pending)
     for name, table in tables.items():
-        rs.validate(name, table)
         location.write_parquet(f"{pending}/{name}.parquet", table)
 
 
