@@ -13,8 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
-
-import pyarrow as pa
+from typing import Any
 
 from pipeline.execute.commit_pool import CommitPool
 from pipeline.execute.progress import Progress
@@ -135,11 +134,10 @@ class StoreSink:
             tables = {"cells": failed_cell_table(spec, error, run)}
         self._commit(spec.cell_id, tables, done=error is None, snapshot_too=True)
 
-    def _commit(
-        self, cell_id: str, tables: dict[str, pa.Table], done: bool, snapshot_too: bool
-    ) -> None:
-        """The cell's commit, then its live rows (and snapshot) deleted, on the pool; the
-        cell is counted when that has completed."""
+    def _commit(self, cell_id: str, tables: dict[str, Any], done: bool, snapshot_too: bool) -> None:
+        """The cell's commit (`tables`: name -> pyarrow Table, from pipeline.store.rows),
+        then its live rows (and snapshot) deleted, on the pool; the cell is counted when
+        that has completed."""
 
         def work() -> None:
             self.store.commit(cell_id, tables)
