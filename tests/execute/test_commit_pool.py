@@ -1,6 +1,7 @@
 """The driver's commit pool: commits of different cells overlap (bounded), one cell's
-jobs never do, every finished job is kept when the driver unwinds, and a job's error
-stops the run instead of vanishing. Real threads, real sleeps of a few ms."""
+jobs never do, every finished job is kept when the driver unwinds (also through the real
+driver, on a moto S3 store), and a job's error stops the run instead of vanishing. Real
+threads, real sleeps of a few ms."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import threading
 import time
 
 import pytest
+import torch
 
+from pipeline.drivers.run import run_spec
 from pipeline.execute.commit_pool import CommitPool
+from pipeline.execute.stream import AttemptFinished, run_cell
+from pipeline.spec.campaign import load_campaign_text
+from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.location import join_uri
+from pipeline.store.rows import utc_now
 
 
 class Recorder:
@@ -100,3 +108,47 @@ def test_a_failed_commit_is_raised_and_the_others_are_still_stored():
 def test_a_bound_below_one_is_refused_naming_the_key():
     with pytest.raises(ValueError, match="commit_concurrency"):
         CommitPool(0)
+
+
+class FinishAllThenInterrupt:
+    """An executor whose cells all finish at once (one real attempt's rows each), then
+    the driver is interrupted (SIGINT/SIGTERM unwind as exceptions) with the commits
+    still in flight on a store that answers each request 20 ms late."""
+
+    def __init__(self, end, server) -> None:
+        self.end, self.server, self.in_flight_at_interrupt = end, server, 0
+        self.sink = None
+
+    def run(self, bundles, resources, sink) -> None:
+        self.sink = sink
+        self.server.requests.latency_seconds = 0.02
+        for cell in (c for bundle in bundles for c in bundle):
+            event = AttemptFinished(
+                cell.cell_id, "a", self.end.measurements, self.end.result, None, utc_now()
+            )
+            sink.finished(event, cell, 1)
+        self.in_flight_at_interrupt = sink.commits.in_flight
+        raise KeyboardInterrupt
+
+
+def test_a_driver_interrupted_with_commits_in_flight_keeps_every_finished_cell(
+    stripe_spec, moto_s3
+):
+    spec, text = load_campaign_text(stripe_spec(flow={"max_steps": 60}))
+    assert spec.resources.commit_concurrency == 8  # the default: commits overlap
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        end = next(e for e in run_cell(spec.cells()[0], 0.0) if isinstance(e, AttemptFinished))
+    finally:
+        torch.set_num_threads(threads)
+    executor = FinishAllThenInterrupt(end, moto_s3)
+    with pytest.raises(KeyboardInterrupt):
+        run_spec(spec, text, moto_s3.uri("results"), executor)
+    moto_s3.requests.latency_seconds = 0.0
+    assert executor.in_flight_at_interrupt > 1  # really overlapping when interrupted
+    sink = executor.sink
+    assert (sink.commits.in_flight, sink.done) == (0, 8)  # all stored before it unwound
+    store = ParquetStore.open(join_uri(moto_s3.uri("results"), spec.name))
+    assert store.cell_states() == {c.cell_id: ("done", 1) for c in spec.cells()}
+    assert not store.live_attempts()
