@@ -9,6 +9,7 @@ erases the analysis (the analysis must then be re-read against the new numbers).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -25,9 +26,10 @@ from pipeline.drivers.plot import load_campaign_data
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import LABELS, RC, log_axes, new_figure
 from pipeline.store.campaign_store import CampaignNotFoundError
-from pipeline.store.frames import require_campaign
+from pipeline.store.frames import read_table, require_campaign
 from pipeline.store.location import Location
-from reproduction import claims, claims_jamming
+from reproduction import claims, claims_features, claims_jamming
+from reproduction.claims_verdicts import VERDICTS
 
 DPI = 72  # docs PNGs stay around 30-60 KB each
 NOTES_START, NOTES_END = "<!-- notes: hand-written, kept on regeneration -->", "<!-- /notes -->"
@@ -51,7 +53,10 @@ CLAIM_FIGURES = {
     "fluctuations": ("mnist_fluctuations",),
     "regimes": ("mnist_regimes", "fashion_regimes"),
     "stripe": ("stripe_learning_curves",),
+    "crossover_bend": ("mnist_phase_diagram",),
 }
+# The measurements columns the claims read (the hypostatic rule's loss trace, Λ).
+MEASUREMENT_COLUMNS = ("cell_id", "flow_time", "train_loss", "n_unsatisfied", "weight_alignment")
 
 
 def campaign_name(spec_path: Path) -> str:
@@ -66,16 +71,30 @@ def load_all(store: str, specs: dict[str, Path]) -> dict[str, CampaignData | Non
         campaign = f"{store}/{campaign_name(path)}"
         try:
             require_campaign(campaign)
-            out[stem] = load_campaign_data(campaign)
+            out[stem] = with_loss_traces(campaign, load_campaign_data(campaign))
         except CampaignNotFoundError:
             out[stem] = None
     return out
 
 
+def with_loss_traces(campaign: str, data: CampaignData | None) -> CampaignData | None:
+    """`data` with the measurements columns of MEASUREMENT_COLUMNS (the figures read fewer)."""
+    if data is None:
+        return None
+    measured = read_table(campaign, "measurements", list(MEASUREMENT_COLUMNS))
+    return data if measured is None else dataclasses.replace(data, measurements=measured)
+
+
 def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
-    """Every claim of issue 7, in the order of the report."""
+    """Every claim, in the order of the report: issue 7's eight, then issue 15's (the
+    crossover's bend and the feature claims. The feature claims read the stems
+    features_alignment (else stripe_curves), features_compressed (with stripe_curves as the
+    reference), features_kpca (else features_alignment) and features_cnn."""
     phase, fashion = data.get("mnist_phase"), data.get("fashion_regimes")
     random, mnist = data.get("jamming_random"), data.get("jamming_mnist")
+    stripe = data.get("stripe_curves")
+    aligned = data.get("features_alignment")
+    kpca_stripe = data.get("features_kpca") or aligned
     return [
         claims.crossover({"MNIST": phase, "Fashion-MNIST": fashion}),
         claims_jamming.jamming_transition(
@@ -86,7 +105,14 @@ def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
         claims_jamming.double_descent(phase, "MNIST"),
         claims_jamming.fluctuations(phase, "MNIST"),
         claims.regimes({"MNIST 10 PCA": phase, "Fashion-MNIST 10 PCA": fashion}),
-        claims.stripe(data.get("stripe_curves"), "stripe"),
+        claims.stripe(stripe, "stripe"),
+        claims.crossover_bend(phase, "MNIST"),
+        claims_features.alignment(
+            aligned or stripe, "features_alignment" if aligned else "stripe_curves"
+        ),
+        claims_features.compressed(data.get("features_compressed"), stripe, "features_compressed"),
+        claims_features.kpca({"stripe": kpca_stripe, "MNIST CNN": data.get("features_cnn")}),
+        claims_features.cnn(data.get("features_cnn"), "features_cnn"),
     ]
 
 
@@ -216,6 +242,17 @@ def kept_notes(path: Path) -> str:
     return f"{NOTES_START}\n_No discussion written yet._\n{NOTES_END}"
 
 
+def verdict_counts(results: list[claims.Claim]) -> str:
+    """'Of 13 claims: 5 reproduced, 2 partly, …' in the fixed order of the verdicts."""
+    found = [c.verdict for c in results]
+    counts = ", ".join(f"{found.count(v)} {v}" for v in VERDICTS if found.count(v))
+    return (
+        f"Of {len(results)} claims: {counts}. *Not resolved*: the data cannot decide (an "
+        "effect under 3 standard errors, too short a range, too few qualifying nets); "
+        "*not run*: its campaign is not in the store."
+    )
+
+
 def render(
     results: list[claims.Claim], drawn: dict[str, str], campaigns: list[str], log: dict, notes: str
 ) -> str:
@@ -240,6 +277,7 @@ def render(
         "|---|---|---|",
     ]
     lines += [f"| {i} | {c.title} | **{c.verdict}** |" for i, c in enumerate(results, 1)]
+    lines += ["", verdict_counts(results)]
     lines += ["", "## Discussion", "", notes, "", "## Campaigns", ""] + campaigns
     lines += ["", "## Claims", ""]
     for i, claim in enumerate(results, 1):
