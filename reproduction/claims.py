@@ -100,9 +100,10 @@ CROSSOVER_RULE = (
     "At every width h ≥ 2 h* (h* the narrowest jamming width over α̃), "
     "‖ΔΘ‖/‖Θ₀‖ = 1 must be crossed inside the α̃ grid at some α̃* in [0.1, 100] "
     "(else not reproduced). Fit log α̃* against log h over those widths: with fewer "
-    "than 3 widths, or a slope not at least 3 standard errors below +0.5 (a crossover "
-    "at fixed α instead of fixed α̃), not resolved; else reproduced if the slope is "
-    "within ±0.2, partly within ±0.35, otherwise not reproduced."
+    "than 3 widths not resolved; a slope less than 3 standard errors below +0.5 (a "
+    "crossover at fixed α instead of fixed α̃) is not reproduced when it is ≥ 3 s.e. "
+    "from 0, else not resolved; otherwise reproduced if the slope is within ±0.2, "
+    "partly within ±0.35, else not reproduced."
 )
 
 
@@ -122,8 +123,8 @@ def crossover_verdict(inside: bool, slope: float, slope_error: float, n_widths: 
         return NOT
     if n_widths < 3 or not np.isfinite(slope_error):
         return NOT_RESOLVED
-    if not significant(0.5 - slope, slope_error):
-        return NOT_RESOLVED
+    if not significant(0.5 - slope, slope_error):  # not told from fixed α
+        return NOT if significant(abs(slope), slope_error) else NOT_RESOLVED
     return REPRODUCED if abs(slope) <= 0.2 else PARTLY if abs(slope) <= 0.35 else NOT
 
 
