@@ -201,8 +201,9 @@ HYPOSTATIC_RULE = (
     "On each line of fixed (α̃, P) whose h* is bracketed, take the widest width where "
     "fewer than half the seeds fit (the jammed side of h*) and its unfitted, unstalled "
     "cells. A cell qualifies only if it converged at a positive loss: over the last "
-    f"{PLATEAU_FRACTION:g} of its flow time (the measurements trace and its final state, at "
-    f"least 2 points) the loss fell by at most {PLATEAU_TOLERANCE:g} of its final value, "
+    f"{PLATEAU_FRACTION:g} of its flow time (from its last checkpoint at or before "
+    f"{1 - PLATEAU_FRACTION:g} of the final flow time to its final state) the loss fell by "
+    f"at most {PLATEAU_TOLERANCE:g} of its final value, "
     "N_Δ stayed constant and the final loss is > 0; nets still descending when the budget "
     "ended do not. N_Δ ≤ P always, so N_Δ/N < 1 is automatic wherever P < N (random "
     "labels jam at N ≈ 1.7 P): the rule compares N_Δ with min(N, P). Over the qualified "
@@ -230,15 +231,17 @@ def loss_traces(data: CampaignData) -> pd.DataFrame:
 
 def plateau_status(trace: pd.DataFrame) -> str:
     """'plateau' (converged at a positive loss by the rule's criterion), 'descending',
-    'n_delta_changing', 'zero_loss' or 'short_trace' (fewer than 2 points in the window)."""
+    'n_delta_changing', 'zero_loss' or 'short_trace' (no checkpoint before the window)."""
     trace = trace.dropna(subset=["flow_time", "train_loss"]).sort_values("flow_time")
     if trace.empty:
         return "short_trace"
+    trace = trace.drop_duplicates(subset=["flow_time"], keep="last")
     end = float(trace["flow_time"].iloc[-1])
-    window = trace.loc[trace["flow_time"] >= (1 - PLATEAU_FRACTION) * end]
-    window = window.drop_duplicates(subset=["flow_time"], keep="last")
-    if len(window) < 2:
+    before = np.flatnonzero(trace["flow_time"].to_numpy(float) <= (1 - PLATEAU_FRACTION) * end)
+    if len(before) == 0:
         return "short_trace"
+    window = trace.iloc[before[-1] :]  # checkpoints are log-spaced: start at the last one
+    # at or before the window's start, so that the window covers the whole last fraction
     first, last = float(window["train_loss"].iloc[0]), float(window["train_loss"].iloc[-1])
     if not last > 0:
         return "zero_loss"

@@ -108,12 +108,15 @@ def test_plateau_status_reads_the_last_half_of_the_flow_time():
             {"flow_time": times, "train_loss": losses, "n_unsatisfied": unsatisfied}
         )
 
-    assert cj.plateau_status(trace([1, 6, 10], [0.5, 0.100, 0.1], [3, 3, 3])) == "plateau"
-    assert cj.plateau_status(trace([1, 6, 10], [0.5, 0.102, 0.1], [3, 3, 3])) == "descending"
-    assert cj.plateau_status(trace([1, 6, 10], [0.5, 0.1, 0.1], [4, 3, 3])) == "plateau"
-    assert cj.plateau_status(trace([1, 6, 10], [0.5, 0.1, 0.1], [3, 4, 3])) == "n_delta_changing"
-    assert cj.plateau_status(trace([1, 2, 10], [0.5, 0.1, 0.1], [3, 3, 3])) == "short_trace"
-    assert cj.plateau_status(trace([1, 6, 10], [0.5, 0.1, 0.0], [3, 3, 0])) == "zero_loss"
+    assert cj.plateau_status(trace([1, 5, 10], [0.5, 0.100, 0.1], [3, 3, 3])) == "plateau"
+    assert cj.plateau_status(trace([1, 5, 10], [0.5, 0.102, 0.1], [3, 3, 3])) == "descending"
+    assert cj.plateau_status(trace([1, 5, 10], [0.5, 0.1, 0.1], [4, 3, 3])) == "plateau"
+    assert cj.plateau_status(trace([1, 5, 10], [0.5, 0.1, 0.1], [3, 4, 3])) == "n_delta_changing"
+    # log-spaced checkpoints: the window starts at the last one at or before half the time
+    assert cj.plateau_status(trace([1, 2, 10], [0.5, 0.1, 0.1], [3, 3, 3])) == "plateau"
+    assert cj.plateau_status(trace([1, 2, 10], [0.5, 0.2, 0.1], [3, 3, 3])) == "descending"
+    assert cj.plateau_status(trace([6, 10], [0.1, 0.1], [3, 3])) == "short_trace"
+    assert cj.plateau_status(trace([1, 5, 10], [0.5, 0.1, 0.0], [3, 3, 0])) == "zero_loss"
 
 
 # --- double descent ---------------------------------------------------------------------
