@@ -335,7 +335,7 @@ def hypostatic_numbers(table: pd.DataFrame) -> dict:
 
 def hypostatic(datasets: dict[str, CampaignData | None]) -> Claim:
     """Claim 2c: N_Δ/N at jamming jumps to a finite value, below min(1, P/N)."""
-    title = "Jamming is hypostatic: N_Δ/N at jamming finite and below 1 (and below P/N)"
+    title = "Jamming is hypostatic: N_Δ/N at jamming finite, below 1 and below P/N"
     present = {k: v for k, v in datasets.items() if v is not None}
     if not present:
         return not_run("hypostatic", title, HYPOSTATIC_PAPER, HYPOSTATIC_RULE, " / ".join(datasets))
