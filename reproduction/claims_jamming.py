@@ -201,17 +201,17 @@ HYPOSTATIC_RULE = (
     "On each line of fixed (α̃, P) whose h* is bracketed, take the widest width where "
     "fewer than half the seeds fit (the jammed side of h*) and its unfitted, unstalled "
     "cells. A cell qualifies only if it converged at a positive loss: over the last "
-    f"{PLATEAU_FRACTION:g} of its flow time (from its last checkpoint at or before "
-    f"{1 - PLATEAU_FRACTION:g} of the final flow time to its final state) the loss fell by "
-    f"at most {PLATEAU_TOLERANCE:g} of its final value, "
+    f"{PLATEAU_FRACTION:.0%} of its flow time (from its last checkpoint at or before "
+    f"{1 - PLATEAU_FRACTION:.0%} of the final flow time to its final state) the loss fell by "
+    f"at most {PLATEAU_TOLERANCE:.0%} of its final value, "
     "N_Δ stayed constant and the final loss is > 0; nets still descending when the budget "
     "ended do not. N_Δ ≤ P always, so N_Δ/N < 1 is automatic wherever P < N (random "
     "labels jam at N ≈ 1.7 P): the rule compares N_Δ with min(N, P). Over the qualified "
     f"nets of a data set (at least {MIN_QUALIFIED}, else not resolved): reproduced if the "
     "mean N_Δ/N is ≥ 3 s.e. above 0 (a finite jump) and the mean N_Δ/min(N, P) is ≥ 3 "
     "s.e. below 1 (hypostatic, not all available constraints active); not reproduced if "
-    "either is resolved the other way (N_Δ/min(N, P) ≥ 1, or N_Δ/N = 0, within 3 s.e.); "
-    "otherwise not resolved. Data sets combine as in claim 1."
+    "the mean N_Δ/min(N, P) is ≥ 3 s.e. above 1, or exactly 1 in every net (all "
+    "constraints active); otherwise not resolved. Data sets combine as in claim 1."
 )
 
 

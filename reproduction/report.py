@@ -140,7 +140,12 @@ def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
         claims.stripe(stripe, "stripe"),
         claims.crossover_bend(phase, "MNIST"),
         claims_features.alignment(
-            aligned or stripe, "features_alignment" if aligned else "stripe_curves"
+            aligned or stripe,
+            "features_alignment"
+            if aligned
+            else "stripe_curves"
+            if stripe
+            else "features_alignment (or stripe_curves)",
         ),
         claims_features.compressed(data.get("features_compressed"), stripe, "features_compressed"),
         claims_features.kpca({"stripe": kpca_stripe, "MNIST CNN": data.get("features_cnn")}),
