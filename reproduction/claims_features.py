@@ -4,8 +4,9 @@ learning, the NTK's kernel PCA becoming informative of the labels, a CNN beating
 limit. Same contract as reproduction.claims: CampaignData in (None: not run), a `Claim` out.
 
 Campaigns read (file stems of campaigns/reproduce/, see report.evaluate): features_alignment
-(measurements.weight_alignment), features_compressed (cells.perpendicular_scale, test_error),
-features_kpca (kernels.kpca_mutual_information_*, kpca_label_projection_*), features_cnn
+(measurements.weight_alignment), features_compressed (cells.perpendicular_scale, test_error;
+stripe_curves as the feature/lazy reference), features_kpca and features_cnn
+(kernels.kpca_mutual_information_*, kpca_label_projection_*), features_cnn
 (ensembles.ensemble_test_error, ntk_change).
 """
 
@@ -81,19 +82,23 @@ def alignment_numbers(data: CampaignData) -> dict:
     feature = feature.loc[feature["width"] == feature["width"].max()]
     used = feature.loc[feature["fitted"].astype(bool)]
     lazy = table.loc[table["alpha_tilde"] == table["alpha_tilde"].max()]
+    if table["alpha_tilde"].nunique() < 2:
+        lazy = lazy.iloc[0:0]  # one α̃: no lazy end to quote
     fit = fit_exponent(used["train_size"], used["alignment"])
     per_p = used.groupby("train_size")["alignment"].apply(
         lambda v: float(np.exp(np.mean(np.log(v))))
     )
     out.update(
         alpha_feature=float(feature["alpha_tilde"].iloc[0]),
-        alpha_lazy=float(lazy["alpha_tilde"].iloc[0]),
+        alpha_lazy=float(lazy["alpha_tilde"].iloc[0]) if len(lazy) else math.nan,
         width=float(feature["width"].iloc[0]),
         used=len(used),
         unfitted=len(feature) - len(used),
         train_size=per_p.index.tolist(),
         alignment=per_p.tolist(),
-        lazy_alignment=float(np.exp(np.mean(np.log(lazy["alignment"].clip(lower=1e-300))))),
+        lazy_alignment=float(np.exp(np.mean(np.log(lazy["alignment"].clip(lower=1e-300)))))
+        if len(lazy)
+        else math.nan,
         slope=fit.slope,
         slope_error=fit.error,
         decades=fit.decades,
@@ -116,8 +121,12 @@ def alignment(data: CampaignData | None, label: str) -> Claim:
             f"{label}, h = {int(r['width'])}, α̃ = {g(r['alpha_feature'])}: Λ (geometric mean "
             f"over fitted seeds) = {curve or 'none'}; slope of log Λ vs log P = "
             f"{g(r['slope'])} ± {g(r['slope_error'])} over {g(r['decades'])} decades "
-            f"({r['used']} fitted cells, {r['unfitted']} unfitted left out); lazy end "
-            f"(α̃ = {g(r['alpha_lazy'])}) Λ = {g(r['lazy_alignment'])}"
+            f"({r['used']} fitted cells, {r['unfitted']} unfitted left out)"
+            + (
+                f"; lazy end (α̃ = {g(r['alpha_lazy'])}) Λ = {g(r['lazy_alignment'])}"
+                if np.isfinite(r["alpha_lazy"])
+                else ""
+            )
         )
     return Claim("alignment", title, ALIGNMENT_PAPER, measured, r["verdict"], ALIGNMENT_RULE, r)
 
@@ -131,7 +140,7 @@ COMPRESSED_PAPER = (
 )
 COMPRESSED_RULE = (
     "Per P: the mean single-net test error over seeds, with its standard error, of lazy "
-    "training on compressed data (cells with perpendicular_scale > 1, at their largest "
+    "training on compressed data (cells with perpendicular_scale ≠ 1, at their largest "
     "α̃), of feature learning (perpendicular_scale = 1, smallest α̃) and of plain lazy "
     "training (perpendicular_scale = 1, largest α̃), the references from the compressed "
     "campaign itself when it has them, else from the stripe learning curves (widest "
@@ -151,7 +160,7 @@ def _scale(cells: pd.DataFrame) -> pd.Series:
 
 def compressed_numbers(compressed: CampaignData, reference: CampaignData | None) -> dict:
     cells = compressed.unstalled_cells
-    squeezed = cells.loc[_scale(cells) > 1]
+    squeezed = cells.loc[_scale(cells) != 1]
     plain = cells.loc[_scale(cells) == 1]
     source = "the compressed campaign"
     if plain["alpha_tilde"].nunique() < 2 and reference is not None:
@@ -249,8 +258,14 @@ def _top(values, k: int = KPCA_TOP) -> float:
     return float(np.mean(np.asarray(values, float)[:k]))
 
 
+def describe(cells: pd.DataFrame) -> str:
+    """'mnist, cnn': the data set and architecture of a campaign's cells."""
+    parts = [str(cells[c].iloc[0]) for c in ("dataset", "arch") if c in cells and len(cells)]
+    return ", ".join(parts) or "?"
+
+
 def kpca_numbers(data: CampaignData) -> dict:
-    out: dict = {"verdict": NOT_RESOLVED, "cells": 0}
+    out: dict = {"verdict": NOT_RESOLVED, "cells": 0, "what": describe(data.cells)}
     kernels = data.kernels
     needed = [
         f"kpca_{q}_{w}"
@@ -319,7 +334,9 @@ def kpca(datasets: dict[str, CampaignData | None]) -> Claim:
             f"ω {g(x['projection_initial'])} → {g(x['projection_final'])}"
             for end, x in (("feature", r["feature"]), ("lazy", r["lazy"]))
         ]
-        lines.append(f"{label}, top {KPCA_TOP}: " + "; ".join(parts) + f": {r['verdict']}")
+        lines.append(
+            f"{label} ({r['what']}), top {KPCA_TOP}: " + "; ".join(parts) + f": {r['verdict']}"
+        )
     verdict = combine([r["verdict"] for r in numbers.values()])
     return Claim("kpca", title, KPCA_PAPER, "<br>".join(lines), verdict, KPCA_RULE, numbers)
 
