@@ -317,6 +317,7 @@ def hypostatic_numbers(table: pd.DataFrame) -> dict:
         "share_error": share_error,
         "ratio": x.tolist(),
         "p_over_n": qualified["p_over_n"].tolist(),
+        "candidate_ratio_median": float(table["ratio"].median()) if len(table) else math.nan,
     }
     if len(qualified) < MIN_QUALIFIED:
         out["verdict"] = NOT_RESOLVED
@@ -349,7 +350,9 @@ def hypostatic(datasets: dict[str, CampaignData | None]) -> Claim:
             f"h* converged at a positive loss (excluded: {excluded}); N_Δ/N = "
             f"{g(r['ratio_mean'])} ± {g(r['ratio_error'])}, N_Δ/min(N, P) = "
             f"{g(r['share_mean'])} ± {g(r['share_error'])} (P < N, so N_Δ/N < 1 automatic, "
-            f"at {r['automatic']} of them): {r['verdict']}"
+            f"at {r['automatic']} of them); all {r['candidates']} unfitted nets there, converged "
+            f"or not: median N_Δ/N = {g(r['candidate_ratio_median'])} (not tested): "
+            f"{r['verdict']}"
         )
     verdict = combine([r["verdict"] for r in numbers.values()])
     return Claim(
