@@ -14,6 +14,8 @@ import io
 import json
 import re
 import tomllib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -204,14 +206,13 @@ def draw_figures(data: dict[str, CampaignData | None], folder: Path) -> dict[str
     folder.mkdir(parents=True, exist_ok=True)
     drawn = {}
     with matplotlib.rc_context(RC):
-        jobs = [
-            (name, lambda s=stem, k=key: FIGURES[k](data[s]))
-            for name, stem, key in DOC_FIGURES
-            if data.get(stem) is not None
-        ]
-        jobs.append(
-            ("n_star", lambda: n_star_figure(data.get("jamming_random"), data.get("jamming_mnist")))
-        )
+        jobs: list[tuple[str, Callable[[], Figure]]] = []
+        for name, stem, key in DOC_FIGURES:
+            campaign = data.get(stem)
+            if campaign is not None:
+                jobs.append((name, partial(FIGURES[key], campaign)))
+        jamming = (data.get("jamming_random"), data.get("jamming_mnist"))
+        jobs.append(("n_star", partial(n_star_figure, *jamming)))
         for name, draw in jobs:
             try:
                 save_png(draw(), folder / f"{name}.png")
