@@ -212,8 +212,10 @@ def plot(
         typer.Option("--figure", help="Only this figure, repeatable (default: all)."),
     ] = None,
 ) -> None:
-    """Draw the paper's figures into CAMPAIGN/figures/; a figure whose data the campaign
-    lacks is skipped with the reason."""
+    """Draw the paper's figures into CAMPAIGN/figures/, each captioned with the campaign,
+    its budget, integrator and loss; a figure whose data the campaign lacks is skipped
+    with the reason. A campaign of several settings groups gets each figure once per
+    group (NAME.<group>.png, e.g. phase_diagram.max_steps-150.png), never one mixing them."""
     from pipeline.drivers.plot import plot_campaign
     from pipeline.store.campaign_store import CampaignNotFoundError
 
