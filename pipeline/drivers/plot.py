@@ -38,10 +38,14 @@ class PlotOutcome:
     paths: tuple[str, ...] = ()
     skipped: str | None = None
     group: str = ""  # "max_steps = 150"; "" in a campaign of one settings group
+    removed: tuple[str, ...] = ()  # NAME.<fmt> drawn before the campaign had several groups
 
     def summary(self) -> str:
+        removed = f" (removed {', '.join(self.removed)}: drawn before the second settings group)"
         return f"{self.name}{f' [{self.group}]' if self.group else ''}: " + (
-            f"skipped ({self.skipped})" if self.skipped else ", ".join(self.paths)
+            f"skipped ({self.skipped})"
+            if self.skipped
+            else ", ".join(self.paths) + (removed if self.removed else "")
         )
 
 
@@ -136,8 +140,10 @@ def plot_campaign(
     campaign: str, formats: Sequence[str] = ("png", "pdf"), names: Sequence[str] | None = None
 ) -> list[PlotOutcome]:
     """Draw the figures `names` (default: all of FIGURES) of a campaign (`draw_campaign`)
-    into <campaign>/figures/. Raises ValueError for an unknown name,
-    CampaignNotFoundError if `campaign` is not one."""
+    into <campaign>/figures/. Once a figure is written per settings group, its file of
+    the campaign's single-group days (figures/NAME.<fmt>, which named no group) is
+    removed, so no figure in the folder reads as the whole campaign. Raises ValueError
+    for an unknown name, CampaignNotFoundError if `campaign` is not one."""
     outcomes = []
     for drawn in draw_campaign(campaign, names):
         if drawn.figure is None:
@@ -145,8 +151,20 @@ def plot_campaign(
             continue
         with matplotlib.rc_context(RC):
             paths = save_figure(drawn.figure, campaign, drawn.stem, formats)
-        outcomes.append(PlotOutcome(drawn.name, paths, group=drawn.group))
+        removed = _remove_ungrouped(campaign, drawn.name, formats) if drawn.group else ()
+        outcomes.append(PlotOutcome(drawn.name, paths, group=drawn.group, removed=removed))
     return outcomes
+
+
+def _remove_ungrouped(campaign: str, name: str, formats: Sequence[str]) -> tuple[str, ...]:
+    """Delete figures/NAME.<fmt> (a figure of before the campaign had several groups)."""
+    location, removed = Location.open(campaign), []
+    for fmt in formats:
+        rel = f"figures/{name}.{fmt}"
+        if location.exists(rel):
+            location.delete_file(rel)
+            removed.append(rel)
+    return tuple(removed)
 
 
 def campaign_name(campaign: str) -> str:

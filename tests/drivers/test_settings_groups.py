@@ -50,10 +50,18 @@ def test_a_changed_budget_is_refused_then_added_as_a_second_group(
     kept = list(campaign.glob("settings_groups/*/spec.toml"))
     assert len(kept) == 1 and "max_steps = 100" in kept[0].read_text()
 
-    # figures per group, never one mixing the budgets, each captioned by its group
+    # figures per group, never one mixing the budgets, each captioned by its group; the
+    # figure drawn while the campaign had one group (its name names none) is replaced
+    (campaign / "figures").mkdir()
+    (campaign / "figures" / "phase_diagram.png").write_bytes(b"drawn before the second group")
     plotted = cli("plot", str(campaign), "--format", "png", "--figure", "phase_diagram")
     assert plotted.exit_code == 0, plotted.output
-    assert plotted.stdout.startswith("phase_diagram [max_steps = 100]: ")
+    first, second = plotted.stdout.splitlines()
+    assert first.startswith("phase_diagram [max_steps = 100]: ")
+    assert first.endswith(
+        "(removed figures/phase_diagram.png: drawn before the second settings group)"
+    )
+    assert second.startswith("phase_diagram [max_steps = 150]: ") and "removed" not in second
     files = sorted(p.name for p in (campaign / "figures").iterdir())
     assert files == ["phase_diagram.max_steps-100.png", "phase_diagram.max_steps-150.png"]
     for budget, k in ((100, 1), (150, 2)):
