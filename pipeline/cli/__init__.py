@@ -1,6 +1,7 @@
 """`phasegrid`: the command line (typer). Thin: parse, call a pipeline function, print.
 
-Commands: run, resume, status, aggregate, plot, refine, data (list / locate / download).
+Commands: run, resume, status, logs, aggregate, compact, plot, refine, data (list / locate /
+download), completion.
 Exit codes and signals: pipeline/cli/guard.py (0 done, 1 runtime failure, 2 bad input
 before anything is written, 3 failed or stalled cells, 130 SIGINT, 143 SIGTERM).
 """
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli import data, guard, inspect
+from pipeline.cli import completion, data, guard, inspect
 from pipeline.cli.common import Address, Campaign, app, err, fail, out
 
 
@@ -183,8 +184,8 @@ def aggregate(campaign: Campaign) -> None:
 
 @app.command()
 def compact(campaign: Campaign) -> None:
-    """Rewrite the per-cell files of CAMPAIGN's done cells into a few large sorted files
-    (run and resume do this themselves when every cell is done, unless [resources]
+    r"""Rewrite the per-cell files of CAMPAIGN's done cells into a few large sorted files
+    (run and resume do this themselves when every cell is done, unless \[resources]
     compact_when_done = false). New cells keep landing beside them."""
     from pipeline.drivers.compact import compact_campaign
     from pipeline.store.campaign_store import CampaignLockedError, CampaignNotFoundError
@@ -211,8 +212,10 @@ def plot(
         typer.Option("--figure", help="Only this figure, repeatable (default: all)."),
     ] = None,
 ) -> None:
-    """Draw the paper's figures into CAMPAIGN/figures/; a figure whose data the campaign
-    lacks is skipped with the reason."""
+    """Draw the paper's figures into CAMPAIGN/figures/, each captioned with the campaign,
+    its budget, integrator and loss; a figure whose data the campaign lacks is skipped
+    with the reason. A campaign of several settings groups gets each figure once per
+    group (NAME.<group>.png, e.g. phase_diagram.max_steps-150.png), never one mixing them."""
     from pipeline.drivers.plot import plot_campaign
     from pipeline.store.campaign_store import CampaignNotFoundError
 
@@ -233,7 +236,7 @@ def refine(
             "--boundary",
             help="crossover (ntk_change = c, bisecting log alpha_tilde at each "
             "width) or jamming (fitted fraction = 1/2, bisecting log h at "
-            "each alpha_tilde). Default: the spec's [refine].",
+            "each alpha_tilde). Default: the spec's \\[refine].",
         ),
     ] = None,
     level: Annotated[
@@ -276,4 +279,4 @@ def refine(
         fail(f"error: {error}", 2)
 
 
-__all__ = ["app", "data", "inspect"]  # data and inspect register their commands
+__all__ = ["app", "completion", "data", "inspect"]  # these register their commands

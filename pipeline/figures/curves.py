@@ -39,6 +39,7 @@ def double_descent(data: CampaignData) -> Figure:
     jamming = data.jamming_as_run(where)
     alphas = spread(ens["alpha_tilde"], MAX_LINES)
     fig, (ax,) = new_figure(width=6.4)
+    drawn_jamming = False
     for alpha, colour in zip(alphas, line_colours(len(alphas))):
         line = ens.loc[ens["alpha_tilde"] == alpha].sort_values("width")
         ax.plot(
@@ -52,13 +53,19 @@ def double_descent(data: CampaignData) -> Figure:
         ax.plot(line["width"], line["ensemble_test_error"], "--s", color=colour, ms=3)
         for h_star in jamming.loc[jamming["alpha_tilde"] == alpha, "value"].dropna():
             ax.axvline(h_star, color=colour, ls=":", lw=1)
+            drawn_jamming = True
+    # the line styles' key: only for the kinds of line drawn
     styles = [
-        Line2D([], [], color="grey", ls="-", marker="o", ms=3, label=LABELS["mean_test_error"]),
-        Line2D(
-            [], [], color="grey", ls="--", marker="s", ms=3, label=LABELS["ensemble_test_error"]
-        ),
-        Line2D([], [], color="grey", ls=":", label=r"jamming $h^*$"),
+        Line2D([], [], color="grey", ls="-", marker="o", ms=3, label=LABELS["mean_test_error"])
     ]
+    if np.isfinite(ens["ensemble_test_error"].to_numpy(float)).any():
+        styles.append(
+            Line2D(
+                [], [], color="grey", ls="--", marker="s", ms=3, label=LABELS["ensemble_test_error"]
+            )
+        )
+    if drawn_jamming:
+        styles.append(Line2D([], [], color="grey", ls=":", label=r"jamming $h^*$"))
     outside_legend(ax, handles=ax.get_legend_handles_labels()[0] + styles)
     log_axes(ax)
     ax.set(
@@ -82,6 +89,7 @@ def regimes(data: CampaignData) -> Figure:
     widths = spread(fitted.index[fitted] if fitted.any() else fitted.index, MAX_LINES)
     crossover = data.boundary("crossover", where)
     fig, (ax,) = new_figure(width=6.4)
+    drawn_crossover = False
     for width, colour in zip(widths, line_colours(len(widths))):
         line = ens.loc[ens["width"] == width].sort_values("alpha_tilde")
         ax.plot(
@@ -98,8 +106,12 @@ def regimes(data: CampaignData) -> Figure:
             ]
             for alpha_star in star["value"].dropna():
                 ax.axvline(alpha_star, color=colour, ls=":", lw=1)
-    ax.plot([], [], ":", color="grey", label=r"$\|\Delta\Theta\|/\|\Theta_0\| = 1$")
-    outside_legend(ax)
+                drawn_crossover = True
+    handles = ax.get_legend_handles_labels()[0]
+    if drawn_crossover:  # the key of the dotted lines, only when one is drawn
+        key = r"$\|\Delta\Theta\|/\|\Theta_0\| = 1$"
+        handles.append(Line2D([], [], ls=":", color="grey", label=key))
+    outside_legend(ax, handles=handles)
     log_axes(ax)
     ax.set(
         xlabel=LABELS["alpha_tilde"],

@@ -98,6 +98,8 @@ def kernel_pca(data: CampaignData) -> Figure:
             at = cells.loc[cells["alpha_tilde"] == alpha]
             for when, style in (("initial", "--"), ("final", "-")):
                 values = _seed_mean(at[f"kpca_{quantity}_{when}"])
+                if not len(values):  # nothing measured here: no line, no legend entry
+                    continue
                 ax.plot(
                     np.arange(1, len(values) + 1),
                     values,

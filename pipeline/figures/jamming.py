@@ -49,6 +49,8 @@ def _n_star_panel(ax, data: CampaignData, n_star: pd.DataFrame) -> None:
     rows = n_star.loc[n_star["alpha_tilde"] == alpha]
     for budget, colour, line in budget_lines(rows):
         line = line.dropna(subset=["value"]).sort_values("train_size")
+        if line.empty:  # no N* located at this budget: no line, so no legend entry
+            continue
         ax.plot(
             line["train_size"], line["value"], "-", color=colour, lw=2, label=f"$N^*(P)$, {budget}"
         )
@@ -63,9 +65,9 @@ def _n_star_panel(ax, data: CampaignData, n_star: pd.DataFrame) -> None:
     ax.legend(loc="lower right")
 
 
-def _unsatisfied_panel(ax, cells: pd.DataFrame) -> None:
+def _unsatisfied_panel(ax, cells: pd.DataFrame, letter: str) -> None:
     """N_Δ/N against the final train loss of every done cell (stalled ones left out by
-    the caller), coloured by N."""
+    the caller), coloured by N; `letter` ("B: " beside panel A, else "") heads the title."""
     points = ax.scatter(
         cells["train_loss"],
         cells["n_unsatisfied"] / cells["n_params"],
@@ -79,12 +81,12 @@ def _unsatisfied_panel(ax, cells: pd.DataFrame) -> None:
     ax.set(
         xlabel=LABELS["train_loss"],
         ylabel=LABELS["unsatisfied_per_param"],
-        title=r"B: $N_\Delta/N$ jumps at jamming",
+        title=letter + r"$N_\Delta/N$ jumps at jamming",
     )
 
 
 def jamming(data: CampaignData) -> Figure:
-    """Fig. 7A (when N*(P) was located) and 7B."""
+    """Fig. 7A (when N*(P) was located) and 7B; panel letters only when both are drawn."""
     cells = data.unstalled_cells  # a stalled cell's N_Δ is not a jammed one's
     cells = cells.loc[(cells["train_loss"] > 0) & (cells["n_params"] > 0)]
     if cells.empty:
@@ -98,7 +100,7 @@ def jamming(data: CampaignData) -> Figure:
     fig, axes = new_figure(ncols=2 if with_a else 1)
     if with_a:
         _n_star_panel(axes[0], data, n_star)
-    _unsatisfied_panel(axes[-1], cells)
+    _unsatisfied_panel(axes[-1], cells, "B: " if with_a else "")
     return fig
 
 
@@ -136,7 +138,7 @@ def fluctuations(data: CampaignData) -> Figure:
     ax.set(
         xlabel=LABELS["n_params"],
         ylabel=LABELS["fluctuation"],
-        title="D: output fluctuations over seeds" + (f"\n{where.title}" if where.title else ""),
+        title="output fluctuations over seeds" + (f"\n{where.title}" if where.title else ""),
     )
     return fig
 
@@ -188,6 +190,6 @@ def h0_spectrum(data: CampaignData) -> Figure:
     ax.set(
         xlabel=LABELS["eigenvalue"],
         ylabel=r"density $D(\lambda)$",
-        title=r"C: spectrum of $\mathcal{H}_0$ at the widest unfitted $h$",
+        title=r"spectrum of $\mathcal{H}_0$ at the widest unfitted $h$",
     )
     return fig

@@ -14,13 +14,13 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from pipeline.figures.data import CampaignData
+from pipeline.figures.numbers import number
 from pipeline.figures.style import (
     ERROR_CMAP,
     HALO,
     LABELS,
     SkipFigure,
     budget_lines,
-    fmt,
     log_axes,
     new_figure,
 )
@@ -127,7 +127,7 @@ def _draw_crossover(ax, rows: pd.DataFrame) -> None:
             label=label,
         )
         ax.annotate(
-            f"{fmt(level)}",
+            number(level),
             (line["width"].iloc[-1], line["value"].iloc[-1]),
             xytext=(4, 0),
             textcoords="offset points",
@@ -241,5 +241,5 @@ def grid_ticks(axis, values, most: int = 10) -> None:
     if len(values) > most:
         values = [values[round(i)] for i in np.linspace(0, len(values) - 1, most)]
     axis.set_major_locator(FixedLocator(values))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: number(v)))
     axis.set_minor_locator(NullLocator())

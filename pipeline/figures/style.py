@@ -16,6 +16,7 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.typing import RcKeyType
 
 from pipeline.analysis.ensembles import ENSEMBLE_VALUES
+from pipeline.figures.numbers import number
 
 LABELS = {
     "width": r"width $h$",
@@ -82,7 +83,7 @@ def budget_lines(rows: pd.DataFrame) -> list[tuple[str, tuple, pd.DataFrame]]:
     """(label, colour, rows) per step budget of jamming / n_star rows, smallest budget
     first; budget_steps NaN is the line "as run" (flow-time or wall-clock budgets)."""
     budgets = sorted(rows["budget_steps"].dropna().unique())
-    groups = [(f"{b:.3g} steps", rows.loc[rows["budget_steps"] == b]) for b in budgets]
+    groups = [(f"{number(b)} steps", rows.loc[rows["budget_steps"] == b]) for b in budgets]
     if rows["budget_steps"].isna().any():
         groups.append(("as run", rows.loc[rows["budget_steps"].isna()]))
     colours = matplotlib.colormaps["autumn"](np.linspace(0.0, 0.75, max(len(groups), 1)))
@@ -98,8 +99,8 @@ def spread(values: Sequence[float], k: int) -> list[float]:
 
 
 def fmt(value: float) -> str:
-    """A grid value in a legend: 0.01, 0.3, 2, 1e+03."""
-    return f"{value:.3g}"
+    """A grid value inside a mathtext label ($h = {fmt(h)}$): 0.01, 0.3, 2, 1{,}000."""
+    return number(value, math_mode=True)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def main_slice(ensembles: pd.DataFrame, free: Sequence[str] = ("width", "alpha_t
         coords[axis] = values.max() if axis in LARGEST else sorted(values.unique())[0]
         if ensembles[axis].nunique() > 1 or axis in LARGEST:
             parts.append(
-                f"{SYMBOLS.get(axis, axis)} = {coords[axis]:g}"
+                f"{SYMBOLS.get(axis, axis)} = {number(coords[axis])}"
                 if axis in SYMBOLS
                 else f"{axis} = {coords[axis]}"
             )

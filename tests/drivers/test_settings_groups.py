@@ -1,12 +1,13 @@
 """Settings are part of a campaign's identity (issue 13, case 5): `run` of a changed fixed
 setting under the same name is refused with the diff and the two ways on, leaving the
 store byte-identical; `--add-settings-group` adds the cells as a second group, and the
-aggregates keep the groups apart instead of averaging two budgets."""
+aggregates and figures keep the groups apart instead of averaging two budgets."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline import load_results
@@ -48,6 +49,28 @@ def test_a_changed_budget_is_refused_then_added_as_a_second_group(
     assert ensembles["n_seeds"].tolist() == [2, 2]
     kept = list(campaign.glob("settings_groups/*/spec.toml"))
     assert len(kept) == 1 and "max_steps = 100" in kept[0].read_text()
+
+    # figures per group, never one mixing the budgets, each captioned by its group; the
+    # figure drawn while the campaign had one group (its name names none) is replaced
+    (campaign / "figures").mkdir()
+    (campaign / "figures" / "phase_diagram.png").write_bytes(b"drawn before the second group")
+    plotted = cli("plot", str(campaign), "--format", "png", "--figure", "phase_diagram")
+    assert plotted.exit_code == 0, plotted.output
+    first, second = plotted.stdout.splitlines()
+    assert first.startswith("phase_diagram [max_steps = 100]: ")
+    assert first.endswith(
+        "(removed figures/phase_diagram.png: drawn before the second settings group)"
+    )
+    assert second.startswith("phase_diagram [max_steps = 150]: ") and "removed" not in second
+    files = sorted(p.name for p in (campaign / "figures").iterdir())
+    assert files == ["phase_diagram.max_steps-100.png", "phase_diagram.max_steps-150.png"]
+    for budget, k in ((100, 1), (150, 2)):
+        with Image.open(campaign / "figures" / f"phase_diagram.max_steps-{budget}.png") as png:
+            caption = png.text["Description"]
+        assert caption.startswith(f"campaign stripe-small · budget {budget} steps · integrator ")
+        assert caption.endswith(
+            f"loss softhinge (β = 20) · settings group max_steps = {budget} ({k} of 2)"
+        )
 
 
 def test_a_changed_setting_without_a_column_cannot_be_a_group(tmp_path, stripe_spec):

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 @pytest.mark.parametrize("reason, points", [("stalled", 5), ("max_steps", 6)])
 def test_the_unsatisfied_panel_draws_no_stalled_cell(reason, points):
     fig = jamming(jamming_line(reason))
-    panel = next(ax for ax in fig.axes if ax.get_title().startswith("B:"))
+    panel = next(ax for ax in fig.axes if "jumps at jamming" in ax.get_title())
     offsets = panel.collections[0].get_offsets()
     assert len(offsets) == points  # the cells with a positive loss
     assert (np.asarray(offsets)[:, 1] <= 1).all() == (reason == "stalled")

@@ -63,6 +63,9 @@ def synthetic_cell(rng, labels, width, alpha, p, seed):
         ntk_change=ntk,
         steps=int(fit_step) if fitted else budget,
         max_steps=budget,
+        integrator="euler-heun",
+        loss="softhinge",
+        loss_beta=20.0,
     )
     spectrum = np.concatenate(
         [10 ** rng.uniform(-9, -8, unsat // 3), 10 ** rng.uniform(-1, 1, unsat - unsat // 3)]
@@ -301,7 +304,29 @@ def test_cli_aggregate_and_plot(plotted):
     runner = CliRunner()
     result = runner.invoke(app, ["aggregate", str(root)])
     assert result.exit_code == 0 and "used 270 done cells (skipped 1 failed" in result.stdout
-    result = runner.invoke(app, ["plot", str(root), "--format", "png", "--figure", "regimes"])
+    result = runner.invoke(app, ["plot", str(root), "--format", "pdf", "--figure", "regimes"])
     assert result.exit_code == 0 and result.stdout.startswith("regimes: ")
+    assert b"/Subject" in (root / "figures" / "regimes.pdf").read_bytes()  # the caption
     missing = runner.invoke(app, ["plot", str(root / "nowhere")])
     assert missing.exit_code == 2 and "no campaign" in missing.output
+
+
+def test_every_figure_carries_the_campaign_and_its_budget_in_a_caption(plotted):
+    """In the drawn figure (under the axes) and in each PNG's Description."""
+    from PIL import Image
+
+    from pipeline.drivers.plot import draw_campaign
+    from pipeline.figures.caption import caption_of
+
+    root, outcomes = plotted
+    expected = (
+        f"campaign {root.name} · budget 10,000 steps · integrator euler-heun · "
+        "loss softhinge (β = 20)"
+    )
+    for name in outcomes:
+        with Image.open(root / "figures" / f"{name}.png") as png:
+            assert png.text["Description"] == expected, name
+    [drawn] = draw_campaign(str(root), ["fluctuations"])
+    assert caption_of(drawn.figure) == expected
+    texts = [t.get_text() for t in drawn.figure.texts]
+    assert texts == [expected]  # one line: it fits the figure's width
