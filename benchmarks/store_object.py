@@ -29,21 +29,21 @@ from benchmarks.common import REPO, Row
 LATENCY_SECONDS = 0.030
 POOL = 8  # the default [resources] commit_concurrency
 SIZES = {"commits": 6, "cells": 48}
-QUICK_SIZES = {"commits": 2, "cells": 6}
+QUICK_SIZES = {"commits": 1, "cells": 4}
 REQUESTS_TARGET = 10  # issue 17: a cell's commit in ≤ 10 requests
 POOL_TARGET = 4.0  # cells/s with the pool ≥ 4× one at a time at 30 ms
 
 
-def _trained(n: int) -> tuple[list, object]:
+def _trained(n: int, max_steps: int) -> tuple[list, object]:
     """`n` distinct cells (seeds) of campaigns/stripe_small.toml and one real finished
-    attempt of the first (100 steps), whose rows every cell commits."""
+    attempt of the first (`max_steps` steps), whose rows every cell commits."""
     import torch
 
     from pipeline.execute.stream import AttemptFinished, run_cell
     from pipeline.spec.campaign import load_campaign
 
     base = load_campaign(REPO / "campaigns" / "stripe_small.toml").cells()[0]
-    base = dataclasses.replace(base, flow=dataclasses.replace(base.flow, max_steps=100))
+    base = dataclasses.replace(base, flow=dataclasses.replace(base.flow, max_steps=max_steps))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -109,7 +109,13 @@ def _driver_path(store, cell, end, count: Callable[[], int]) -> int:
     return count() - first
 
 
-def run(sizes: dict[str, int] = SIZES, latency_seconds: float = LATENCY_SECONDS) -> list[Row]:
+def run(
+    sizes: dict[str, int] = SIZES,
+    latency_seconds: float = LATENCY_SECONDS,
+    own_process: bool = True,
+    max_steps: int = 100,
+) -> list[Row]:
+    """The rows; `own_process` False (the quick smoke run) keeps moto in this process."""
     from benchmarks.moto_s3 import CREDENTIALS, moto_s3
     from pipeline.store import commits
     from pipeline.store.campaign_store import ParquetStore
@@ -117,12 +123,12 @@ def run(sizes: dict[str, int] = SIZES, latency_seconds: float = LATENCY_SECONDS)
     for key, value in CREDENTIALS.items():
         os.environ.setdefault(key, value)
     n_commits, n_cells = sizes["commits"], sizes["cells"]
-    cells, end = _trained(3 * n_commits + 1 + 2 * n_cells)
+    cells, end = _trained(3 * n_commits + 1 + 2 * n_cells, max_steps)
     staged_cells, object_cells, local_cells = (
         cells[i * n_commits : (i + 1) * n_commits] for i in range(3)
     )
     path_cell, pool_cells = cells[3 * n_commits], cells[3 * n_commits + 1 :]
-    with moto_s3(latency_seconds, own_process=True) as server:
+    with moto_s3(latency_seconds, own_process=own_process) as server:
         count = lambda: server.requests.total
         store = ParquetStore.open(server.uri("bench/commits"), create=True)
         staged = _per_commit(
