@@ -3,14 +3,17 @@
     .venv/bin/python -m benchmarks --only store-scale
 
 For each size, a campaign is synthesised through the store's own write path, without
-training: one real stripe cell is trained once, and its rows are committed
-(`ParquetStore.commit`) under every cell of a grid of that size. Then, each command in
-its own process (wall seconds and peak resident set; `phasegrid ...` commands include
-the interpreter's start-up, the probes time the call alone):
+training (benchmarks/store_synthesis.py: one real stripe cell's rows repeated under every
+cell of a grid of that size). Up to PER_CELL_MAX cells it is written one file per cell and
+table, then compacted (`compact`, timed); above, straight into compacted parts
+(`write_compacted`: one file per table and 4,096 cells, as `compact` leaves them), since
+writing 4·10⁵ small files alone takes an hour here. Then, each command in its own process
+(wall seconds and peak resident set; `phasegrid ...` commands include the interpreter's
+start-up, the probes time the call alone):
     status, load_results(tables=["cells"]), measurements filtered to one width — on the
-    per-cell store (the baseline) and after `compact`;
-    compact (the whole campaign), run with nothing to do, aggregate, one more cell's
-    commit, and the compaction of that one cell.
+    per-cell store (the baseline, up to PER_CELL_MAX) and compacted;
+    run with nothing to do, aggregate, one more cell's commit, and the compaction of that
+    one cell.
 Rows: seconds per command and size (ours = compacted, baseline = per cell where both are
 measured), then the growth exponent of each command over the sizes (slope of log time
 against log cells; 1 = linear, 0 = independent of the campaign) and the peak memory.
@@ -19,7 +22,6 @@ against log cells; 1 = linear, 0 = independent of the campaign) and the peak mem
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO, Row
+from benchmarks.common import Row
+from benchmarks.store_synthesis import WIDTHS, synthesize
 
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (8, 16)
-WIDTHS = (8, 16, 32, 64, 128)
+PER_CELL_MAX = 1_000  # larger campaigns are synthesised compacted (see the docstring)
 PHASEGRID = str(Path(sys.executable).parent / "phasegrid")
 WRAPPER = (  # runs argv[1:], prints its wall seconds and peak RSS (MiB) as JSON
     "import json, resource, subprocess, sys, time\n"
@@ -43,51 +46,6 @@ WRAPPER = (  # runs argv[1:], prints its wall seconds and peak RSS (MiB) as JSON
     "print(json.dumps({'seconds': s, 'peak_mib': peak, 'rc': r.returncode,"
     " 'out': r.stdout[-400:], 'err': r.stderr[-800:]}))\n"
 )
-
-
-def spec_text(n: int) -> str:
-    """campaigns/stripe_small.toml with a grid of `n` cells (widths × α̃ × seeds)."""
-    widths = WIDTHS if n >= 50 else WIDTHS[:2]
-    alphas = 10 if n >= 50 else 2
-    seeds = max(1, n // (len(widths) * alphas))
-    grid = (
-        f"[grid]\nwidth = {list(widths)}\nalpha_tilde = {{logspace = [-2, 4, {alphas}]}}\n"
-        f"seed = {{range = [0, {seeds}]}}\n\n[resources]\nmax_cells = 1000000\n"
-        "compact_when_done = false\n"
-    )
-    base = (REPO / "campaigns" / "stripe_small.toml").read_text()
-    base = re.sub(r'name = "stripe-small"', f'name = "scale-{n}"', base)
-    base = re.sub(r"max_steps = \d+", "max_steps = 100", base)
-    return base[: base.index("[grid]")] + grid
-
-
-def synthesize(root: Path, n: int) -> tuple[Path, Path, float]:
-    """(spec path, campaign dir, seconds): a campaign of about `n` done cells, each
-    committed by the store with the rows of one really trained cell."""
-    import socket
-
-    from pipeline.execute.stream import AttemptFinished, run_cell
-    from pipeline.spec.campaign import load_campaign_text
-    from pipeline.store.campaign_store import ParquetStore
-    from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
-
-    root.mkdir(parents=True, exist_ok=True)
-    spec_path = root / f"scale-{n}.toml"
-    spec_path.write_text(spec_text(n))
-    spec, text = load_campaign_text(spec_path)
-    store = ParquetStore.open(str(root / "results" / spec.name), create=True)
-    store.write_spec(spec.to_dict(), text)
-    cells = spec.cells()
-    store.extend_manifest(manifest_table(cells))
-    finished = next(e for e in run_cell(cells[0], 0.0) if isinstance(e, AttemptFinished))
-    assert finished.result is not None, finished.error
-    start = time.perf_counter()
-    for cell in cells:
-        run = Provenance("synthetic", 1, socket.gethostname(), "cpu", "bench", None, utc_now())
-        store.commit(
-            cell.cell_id, done_tables(cell, finished.result, list(finished.measurements), run)
-        )
-    return spec_path, root / "results" / spec.name, time.perf_counter() - start
 
 
 def measure(*argv: str) -> dict:
@@ -119,13 +77,15 @@ def commands(spec: Path, campaign: Path) -> dict[str, tuple[str, ...]]:
 PROBES = ("load cells", "measurements of one width")
 
 
-def one_size(root: Path, n: int) -> dict[str, dict]:
+def one_size(root: Path, n: int, per_cell_max: int = PER_CELL_MAX) -> dict[str, dict]:
     """Every measurement at one size: name -> {seconds, peak_mib[, baseline]}."""
-    spec, campaign, made = synthesize(root, n)
+    spec, campaign, made = synthesize(root, n, per_cell=n <= per_cell_max)
     out: dict[str, dict] = {"synthesis": {"seconds": made, "peak_mib": float("nan")}}
-    per_cell = {"status": measure(*commands(spec, campaign)["status"])}
-    per_cell |= {name: probe(name, str(campaign)) for name in PROBES}
-    out["compact (whole campaign)"] = probe("compact", str(campaign))
+    per_cell = {}
+    if n <= per_cell_max:
+        per_cell = {"status": measure(*commands(spec, campaign)["status"])}
+        per_cell |= {name: probe(name, str(campaign)) for name in PROBES}
+        out["compact (whole campaign)"] = probe("compact", str(campaign))
     for name, argv in commands(spec, campaign).items():
         out[name] = measure(*argv)
     out |= {name: probe(name, str(campaign)) for name in PROBES}
@@ -134,49 +94,32 @@ def one_size(root: Path, n: int) -> dict[str, dict]:
     for name, baseline in per_cell.items():
         out[name]["baseline"] = baseline["seconds"]
         out[name]["baseline_peak_mib"] = baseline["peak_mib"]
-    out["cells"] = {"seconds": float(len(list((campaign / "cells").iterdir())))}
     return out
 
 
 def exponent(sizes: list[int], seconds: list[float]) -> float:
+    """Slope of log seconds against log cells (NaN below two sizes)."""
     if len(sizes) < 2:
         return float("nan")
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
-def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
+def run(sizes: tuple[int, ...] = SIZES, per_cell_max: int = PER_CELL_MAX) -> list[Row]:
     """The rows: seconds per command and size, then each command's growth exponent."""
     measured: dict[int, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="store-scale-") as root:
         for n in sizes:
-            measured[n] = one_size(Path(root) / str(n), n)
+            measured[n] = one_size(Path(root) / str(n), n, per_cell_max)
             print(f"store-scale: {n} cells measured", flush=True)
+    names = list(dict.fromkeys(k for n in sizes for k in measured[n] if k != "synthesis"))
     rows = []
-    names = [k for k in measured[sizes[0]] if k not in ("cells", "synthesis")]
     for n in sizes:
-        for name in [*names, "synthesis"]:
-            m = measured[n][name]
-            base = m.get("baseline", float("nan"))
-            note = f"peak {m['peak_mib']:.0f} MiB"
-            if "baseline_peak_mib" in m:
-                note += f" (per cell: {m['baseline_peak_mib']:.0f} MiB)"
-            rows.append(
-                Row(
-                    "store-scale",
-                    f"{name}, {n} cells",
-                    m["seconds"],
-                    base,
-                    "per-cell store",
-                    "s",
-                    base / m["seconds"],
-                    None,
-                    note,
-                    m,
-                )
-            )
+        for name in [k for k in [*names, "synthesis"] if k in measured[n]]:
+            rows.append(_size_row(name, n, measured[n][name]))
     for name in names:
-        seconds = [measured[n][name]["seconds"] for n in sizes]
-        slope = exponent(list(sizes), seconds)
+        at = [n for n in sizes if name in measured[n]]
+        seconds = [measured[n][name]["seconds"] for n in at]
+        slope = exponent(at, seconds)
         rows.append(
             Row(
                 "store-scale",
@@ -187,11 +130,30 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
                 "exponent",
                 slope / 1.0,
                 None,
-                f"over {list(sizes)} cells",
-                {"sizes": list(sizes), "seconds": seconds},
+                f"over {at} cells",
+                {"sizes": at, "seconds": seconds},
             )
         )
     return rows
+
+
+def _size_row(name: str, n: int, m: dict) -> Row:
+    base = m.get("baseline", float("nan"))
+    note = f"peak {m['peak_mib']:.0f} MiB"
+    if "baseline_peak_mib" in m:
+        note += f" (per cell: {m['baseline_peak_mib']:.0f} MiB)"
+    return Row(
+        "store-scale",
+        f"{name}, {n} cells",
+        m["seconds"],
+        base,
+        "per-cell store",
+        "s",
+        base / m["seconds"],
+        None,
+        note,
+        m,
+    )
 
 
 def _probe_main(what: str, campaign: str) -> None:
