@@ -37,13 +37,14 @@ SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (8, 16)
 PER_CELL_MAX = 1_000  # larger campaigns are synthesised compacted (see the docstring)
 PHASEGRID = str(Path(sys.executable).parent / "phasegrid")
-WRAPPER = (  # runs argv[1:], prints its wall seconds and peak RSS (MiB) as JSON
+WRAPPER = (  # runs argv[1:], prints its wall and CPU seconds and peak RSS (MiB) as JSON
     "import json, resource, subprocess, sys, time\n"
     "t = time.perf_counter()\n"
     "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
     "s = time.perf_counter() - t\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-    "print(json.dumps({'seconds': s, 'peak_mib': peak, 'rc': r.returncode,"
+    "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "peak, cpu = use.ru_maxrss / 1024, use.ru_utime + use.ru_stime\n"
+    "print(json.dumps({'seconds': s, 'peak_mib': peak, 'cpu_seconds': cpu, 'rc': r.returncode,"
     " 'out': r.stdout[-400:], 'err': r.stderr[-800:]}))\n"
 )
 
@@ -66,11 +67,17 @@ def probe(what: str, campaign: str) -> dict:
     return {**json.loads(result["out"].strip().splitlines()[-1]), "peak_mib": result["peak_mib"]}
 
 
-def commands(spec: Path, campaign: Path) -> dict[str, tuple[str, ...]]:
+def commands(spec: Path, campaign: str) -> dict[str, tuple[str, ...]]:
     return {
-        "status": (PHASEGRID, "status", str(campaign)),
-        "run with nothing to do": (PHASEGRID, "run", str(spec), "--store", str(campaign.parent)),
-        "aggregate": (PHASEGRID, "aggregate", str(campaign)),
+        "status": (PHASEGRID, "status", campaign),
+        "run with nothing to do": (
+            PHASEGRID,
+            "run",
+            str(spec),
+            "--store",
+            str(Path(campaign).parent),
+        ),
+        "aggregate": (PHASEGRID, "aggregate", campaign),
     }
 
 
@@ -84,13 +91,13 @@ def one_size(root: Path, n: int, per_cell_max: int = PER_CELL_MAX) -> dict[str, 
     per_cell = {}
     if n <= per_cell_max:
         per_cell = {"status": measure(*commands(spec, campaign)["status"])}
-        per_cell |= {name: probe(name, str(campaign)) for name in PROBES}
-        out["compact (whole campaign)"] = probe("compact", str(campaign))
+        per_cell |= {name: probe(name, campaign) for name in PROBES}
+        out["compact (whole campaign)"] = probe("compact", campaign)
     for name, argv in commands(spec, campaign).items():
         out[name] = measure(*argv)
-    out |= {name: probe(name, str(campaign)) for name in PROBES}
-    out["commit of one cell"] = probe("commit one", str(campaign))
-    out["compact (that one cell)"] = probe("compact", str(campaign))
+    out |= {name: probe(name, campaign) for name in PROBES}
+    out["commit of one cell"] = probe("commit one", campaign)
+    out["compact (that one cell)"] = probe("compact", campaign)
     for name, baseline in per_cell.items():
         out[name]["baseline"] = baseline["seconds"]
         out[name]["baseline_peak_mib"] = baseline["peak_mib"]
@@ -140,6 +147,8 @@ def run(sizes: tuple[int, ...] = SIZES, per_cell_max: int = PER_CELL_MAX) -> lis
 def _size_row(name: str, n: int, m: dict) -> Row:
     base = m.get("baseline", float("nan"))
     note = f"peak {m['peak_mib']:.0f} MiB"
+    if "cpu_seconds" in m:
+        note += f", CPU {m['cpu_seconds']:.3g} s"
     if "baseline_peak_mib" in m:
         note += f" (per cell: {m['baseline_peak_mib']:.0f} MiB)"
     return Row(

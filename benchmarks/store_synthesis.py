@@ -94,13 +94,17 @@ def chunks_of(
         }
 
 
-def synthesize(root: Path, n: int, per_cell: bool = False) -> tuple[Path, Path, float]:
-    """(spec path, campaign dir, seconds): a campaign of about `n` done cells (see the
-    module docstring), compacted or one file per cell and table."""
+def synthesize(
+    root: Path, n: int, per_cell: bool = False, store: str | None = None
+) -> tuple[Path, str, float]:
+    """(spec path, campaign, seconds): a campaign of about `n` done cells (see the module
+    docstring), compacted or one file per cell and table, in `store` (a directory or URI;
+    default `root`/results), its spec file in `root`."""
     from pipeline.spec.campaign import load_campaign_text
     from pipeline.store.bulk_parts import write_compacted
     from pipeline.store.campaign_store import ParquetStore
     from pipeline.store.compaction import CELLS_PER_PART, SORT_KEYS
+    from pipeline.store.location import join_uri
     from pipeline.store.rows import manifest_table
 
     root.mkdir(parents=True, exist_ok=True)
@@ -110,18 +114,19 @@ def synthesize(root: Path, n: int, per_cell: bool = False) -> tuple[Path, Path, 
     cells = spec.cells()
     templates = template_tables(cells[0])
     start = time.perf_counter()  # the synthesis proper: the training above is seconds
-    store = ParquetStore.open(str(root / "results" / spec.name), create=True)
-    store.write_spec(spec.to_dict(), text)
-    store.extend_manifest(manifest_table(cells))
-    manifest = store.manifest().sort_by([(k, "ascending") for k in SORT_KEYS])
-    with store.lock():
+    campaign = join_uri(store or str(root / "results"), spec.name)
+    store_ = ParquetStore.open(campaign, create=True)
+    store_.extend_manifest(manifest_table(cells))
+    store_.write_spec(spec.to_dict(), text)  # after the manifest, as `run` does
+    manifest = store_.manifest().sort_by([(k, "ascending") for k in SORT_KEYS])
+    with store_.lock():
         if per_cell:
             rows = {name: t.num_rows for name, t in templates.items()}
             for chunk in chunks_of(templates, manifest, 1024):
-                _write_per_cell(store.location, chunk, rows)
+                _write_per_cell(store_.location, chunk, rows)
         else:
-            write_compacted(store.location, chunks_of(templates, manifest, CELLS_PER_PART))
-    return spec_path, root / "results" / spec.name, time.perf_counter() - start
+            write_compacted(store_.location, chunks_of(templates, manifest, CELLS_PER_PART))
+    return spec_path, campaign, time.perf_counter() - start
 
 
 def _write_per_cell(location, chunk: dict[str, pa.Table], rows: dict[str, int]) -> None:
