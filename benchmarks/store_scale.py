@@ -111,10 +111,45 @@ def exponent(sizes: list[int], seconds: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
-def run(sizes: tuple[int, ...] = SIZES, per_cell_max: int = PER_CELL_MAX) -> list[Row]:
-    """The rows: seconds per command and size, then each command's growth exponent."""
+def s3_status_requests(root: Path, n: int) -> Row:
+    """The requests `status` makes (campaign_status, in this process) on a compacted
+    campaign of `n` cells on a local S3 (moto), counted server side."""
+    from benchmarks.s3_requests import CountingS3
+    from pipeline.drivers.status import campaign_status
+
+    with CountingS3() as s3:
+        _, campaign, _ = synthesize(root, n, store=s3.bucket("phase"))
+        start = time.perf_counter()
+        status, requests = s3.counted(lambda: campaign_status(campaign))
+        seconds = time.perf_counter() - start
+    if status.done != status.total:
+        raise RuntimeError(f"the S3 campaign is not all done: {status}")
+    kinds = {m: sum(1 for r in requests if r[0] == m) for m in ("GET", "HEAD")}
+    lists = sum(1 for r in requests if "list-type" in r[2])
+    return Row(
+        "store-scale",
+        f"status on S3, {n} cells: requests",
+        float(len(requests)),
+        20.0,
+        "target (issue 16)",
+        "requests",
+        20.0 / len(requests),
+        1.0,
+        f"{lists} listing, {kinds['GET'] - lists} GET, {kinds['HEAD']} HEAD; {seconds:.2f} s",
+        {"requests": requests, "seconds": seconds},
+    )
+
+
+def run(
+    sizes: tuple[int, ...] = SIZES, per_cell_max: int = PER_CELL_MAX, s3_cells: int = 0
+) -> list[Row]:
+    """The rows: seconds per command and size, then each command's growth exponent, then
+    (with `s3_cells`) the requests of `status` on S3 at that size."""
     measured: dict[int, dict[str, dict]] = {}
+    s3_row = []
     with tempfile.TemporaryDirectory(prefix="store-scale-") as root:
+        if s3_cells:
+            s3_row.append(s3_status_requests(Path(root) / "s3", s3_cells))
         for n in sizes:
             measured[n] = one_size(Path(root) / str(n), n, per_cell_max)
             print(f"store-scale: {n} cells measured", flush=True)
@@ -141,7 +176,7 @@ def run(sizes: tuple[int, ...] = SIZES, per_cell_max: int = PER_CELL_MAX) -> lis
                 {"sizes": at, "seconds": seconds},
             )
         )
-    return rows
+    return rows + s3_row
 
 
 def _size_row(name: str, n: int, m: dict) -> Row:
