@@ -11,6 +11,7 @@ Each request is recorded server side as (method, path, query), whatever the clie
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -65,6 +66,7 @@ class CountingS3:
                 self._server_ready_event.set()
                 self._server.serve_forever()
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
         self._saved = {k: os.environ.get(k) for k in CREDENTIALS}
         os.environ.update(CREDENTIALS)
         self._server = Server(ip_address="127.0.0.1", port=0, verbose=False)

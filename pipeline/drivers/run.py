@@ -43,7 +43,6 @@ from pipeline.store import snapshots as checkpoint
 from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.location import Location, join_uri
 from pipeline.store.rows import manifest_table, spec_from_config
-from tasks.bundling import plan_bundles
 from tasks.specs import CellSpec
 
 DEFAULT_STORE = "results"
@@ -83,6 +82,8 @@ def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
     """Groups of at most `bundle_size` cells, one task each: cells that can train as one
     batched ensemble together, in grid order (seed fastest, then α̃), the others alone
     (`tasks.bundling.plan_bundles`)."""
+    from tasks.bundling import plan_bundles  # imports torch: seconds a run with nothing to do skips
+
     return plan_bundles(cells, bundle_size)
 
 
