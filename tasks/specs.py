@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")  # generated in code
 DATASETS = ("mnist", "fashion-mnist", "cifar10", *SYNTHETIC_DATASETS)
@@ -171,9 +172,10 @@ def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(cls)
 
 
-def _section(spec: object) -> dict:
+def _section(spec: Any) -> dict:
     """A section spec (all of whose fields are scalars) as a dict, in field order."""
-    return {f.name: getattr(spec, f.name) for f in _fields(type(spec))}
+    section: type = type(spec)
+    return {f.name: getattr(spec, f.name) for f in _fields(section)}
 
 
 # Fields added after campaigns were stored, with the value every earlier cell had: left out
