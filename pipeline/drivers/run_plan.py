@@ -15,10 +15,10 @@ import json
 from dataclasses import dataclass
 
 import pandas as pd
-import pyarrow.compute as pc
 
 from pipeline.spec.campaign import CampaignSpec
 from pipeline.store.campaign_store import ParquetStore
+from pipeline.store.frames import read_cell_records
 from pipeline.store.names import MANIFEST_FILE
 from tasks.specs import CellSpec
 
@@ -39,18 +39,12 @@ class CellRecords:
 def read_records(store: ParquetStore, cells: list[str] | None = None) -> CellRecords:
     """The records of every cell (or only of `cells`: a pushdown filter), one read."""
     columns = ["status", "attempts", "stop_reason", *STALLED_COLUMNS]
-    wanted = None if cells is None else pc.field("cell_id").isin(cells)
-    table = store.read_table("cells", columns, wanted)
+    table = read_cell_records(store, columns, cells)
     states = dict(
-        zip(
-            table["cell_id"].to_pylist(),
-            zip(table["status"].to_pylist(), table["attempts"].to_pylist()),
-        )
+        zip(table["cell_id"].tolist(), zip(table["status"].tolist(), table["attempts"].tolist()))
     )
-    stalled = table.filter(
-        pc.and_(pc.equal(table["status"], "done"), pc.equal(table["stop_reason"], "stalled"))
-    )
-    return CellRecords(states, stalled.select(STALLED_COLUMNS).to_pandas())
+    stalled = table.loc[(table["status"] == "done") & (table["stop_reason"] == "stalled")]
+    return CellRecords(states, stalled[STALLED_COLUMNS].reset_index(drop=True))
 
 
 def describe_stalled(records: CellRecords, ids: set[str]) -> tuple[str, ...]:

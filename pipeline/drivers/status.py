@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
-import pyarrow as pa
 
 import results_schema as rs
 from pipeline.drivers.heal import spec_json_problem
@@ -81,13 +80,8 @@ def _manifest_ids(
     """(the manifest's cell ids, the manifest as a corrupt file if it does not read)."""
     if any(c.table == "manifest" for c in corrupt) or not listing.exists(MANIFEST_FILE):
         return set(), ()
-    try:
-        ids = listing.read_file(MANIFEST_FILE, rs.MANIFEST, ["cell_id"])["cell_id"]
-    except (pa.ArrowException, OSError) as error:
-        return set(), (
-            CorruptFile(MANIFEST_FILE, "manifest", None, f"{type(error).__name__}: {error}"),
-        )
-    return set(ids.to_pylist()), ()
+    ids, why = listing.read_ids(MANIFEST_FILE, rs.MANIFEST)
+    return ids, (CorruptFile(MANIFEST_FILE, "manifest", None, why),) if why else ()
 
 
 def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) -> CampaignStatus:

@@ -85,3 +85,11 @@ class Listing:
     def read_file(self, rel: str, schema: pa.Schema, columns: list[str]) -> pa.Table:
         """`columns` of the one file `rel` (which must be listed)."""
         return self.dataset([rel], schema).to_table(columns=columns)
+
+    def read_ids(self, rel: str, schema: pa.Schema) -> tuple[set[str], str | None]:
+        """(the cell ids in the one file `rel`, why it does not read or None)."""
+        try:
+            ids = self.read_file(rel, schema, ["cell_id"])["cell_id"]
+        except (pa.ArrowException, OSError) as error:
+            return set(), f"{type(error).__name__}: {error}"
+        return set(ids.to_pylist()), None
