@@ -3,14 +3,17 @@
     .venv/bin/python -m benchmarks --only store-scale
 
 For each size, a campaign is synthesised through the store's own write path, without
-training: one real stripe cell is trained once, and its rows are committed
-(`ParquetStore.commit`) under every cell of a grid of that size. Then, each command in
-its own process (wall seconds and peak resident set; `phasegrid ...` commands include
-the interpreter's start-up, the probes time the call alone):
+training (benchmarks/store_synthesis.py: one real stripe cell's rows repeated under every
+cell of a grid of that size). Up to PER_CELL_MAX cells it is written one file per cell and
+table, then compacted (`compact`, timed); above, straight into compacted parts
+(`write_compacted`: one file per table and 4,096 cells, as `compact` leaves them), since
+writing 4·10⁵ small files alone takes an hour here. Then, each command in its own process
+(wall seconds and peak resident set; `phasegrid ...` commands include the interpreter's
+start-up, the probes time the call alone):
     status, load_results(tables=["cells"]), measurements filtered to one width — on the
-    per-cell store (the baseline) and after `compact`;
-    compact (the whole campaign), run with nothing to do, aggregate, one more cell's
-    commit, and the compaction of that one cell.
+    per-cell store (the baseline, up to PER_CELL_MAX) and compacted;
+    run with nothing to do, aggregate, one more cell's commit, and the compaction of that
+    one cell.
 Rows: seconds per command and size (ours = compacted, baseline = per cell where both are
 measured), then the growth exponent of each command over the sizes (slope of log time
 against log cells; 1 = linear, 0 = independent of the campaign) and the peak memory.
@@ -19,7 +22,6 @@ against log cells; 1 = linear, 0 = independent of the campaign) and the peak mem
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,66 +30,23 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO, Row
+from benchmarks.common import Row
+from benchmarks.store_synthesis import WIDTHS, synthesize
 
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (8, 16)
-WIDTHS = (8, 16, 32, 64, 128)
+PER_CELL_MAX = 1_000  # larger campaigns are synthesised compacted (see the docstring)
 PHASEGRID = str(Path(sys.executable).parent / "phasegrid")
-WRAPPER = (  # runs argv[1:], prints its wall seconds and peak RSS (MiB) as JSON
+WRAPPER = (  # runs argv[1:], prints its wall and CPU seconds and peak RSS (MiB) as JSON
     "import json, resource, subprocess, sys, time\n"
     "t = time.perf_counter()\n"
     "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
     "s = time.perf_counter() - t\n"
-    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-    "print(json.dumps({'seconds': s, 'peak_mib': peak, 'rc': r.returncode,"
+    "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "peak, cpu = use.ru_maxrss / 1024, use.ru_utime + use.ru_stime\n"
+    "print(json.dumps({'seconds': s, 'peak_mib': peak, 'cpu_seconds': cpu, 'rc': r.returncode,"
     " 'out': r.stdout[-400:], 'err': r.stderr[-800:]}))\n"
 )
-
-
-def spec_text(n: int) -> str:
-    """campaigns/stripe_small.toml with a grid of `n` cells (widths × α̃ × seeds)."""
-    widths = WIDTHS if n >= 50 else WIDTHS[:2]
-    alphas = 10 if n >= 50 else 2
-    seeds = max(1, n // (len(widths) * alphas))
-    grid = (
-        f"[grid]\nwidth = {list(widths)}\nalpha_tilde = {{logspace = [-2, 4, {alphas}]}}\n"
-        f"seed = {{range = [0, {seeds}]}}\n\n[resources]\nmax_cells = 1000000\n"
-        "compact_when_done = false\n"
-    )
-    base = (REPO / "campaigns" / "stripe_small.toml").read_text()
-    base = re.sub(r'name = "stripe-small"', f'name = "scale-{n}"', base)
-    base = re.sub(r"max_steps = \d+", "max_steps = 100", base)
-    return base[: base.index("[grid]")] + grid
-
-
-def synthesize(root: Path, n: int) -> tuple[Path, Path, float]:
-    """(spec path, campaign dir, seconds): a campaign of about `n` done cells, each
-    committed by the store with the rows of one really trained cell."""
-    import socket
-
-    from pipeline.execute.stream import AttemptFinished, run_cell
-    from pipeline.spec.campaign import load_campaign_text
-    from pipeline.store.campaign_store import ParquetStore
-    from pipeline.store.rows import Provenance, done_tables, manifest_table, utc_now
-
-    root.mkdir(parents=True, exist_ok=True)
-    spec_path = root / f"scale-{n}.toml"
-    spec_path.write_text(spec_text(n))
-    spec, text = load_campaign_text(spec_path)
-    store = ParquetStore.open(str(root / "results" / spec.name), create=True)
-    store.write_spec(spec.to_dict(), text)
-    cells = spec.cells()
-    store.extend_manifest(manifest_table(cells))
-    finished = next(e for e in run_cell(cells[0], 0.0) if isinstance(e, AttemptFinished))
-    assert finished.result is not None, finished.error
-    start = time.perf_counter()
-    for cell in cells:
-        run = Provenance("synthetic", 1, socket.gethostname(), "cpu", "bench", None, utc_now())
-        store.commit(
-            cell.cell_id, done_tables(cell, finished.result, list(finished.measurements), run)
-        )
-    return spec_path, root / "results" / spec.name, time.perf_counter() - start
 
 
 def measure(*argv: str) -> dict:
@@ -108,75 +67,106 @@ def probe(what: str, campaign: str) -> dict:
     return {**json.loads(result["out"].strip().splitlines()[-1]), "peak_mib": result["peak_mib"]}
 
 
-def commands(spec: Path, campaign: Path) -> dict[str, tuple[str, ...]]:
+def commands(spec: Path, campaign: str) -> dict[str, tuple[str, ...]]:
     return {
-        "status": (PHASEGRID, "status", str(campaign)),
-        "run with nothing to do": (PHASEGRID, "run", str(spec), "--store", str(campaign.parent)),
-        "aggregate": (PHASEGRID, "aggregate", str(campaign)),
+        "status": (PHASEGRID, "status", campaign),
+        "run with nothing to do": (
+            PHASEGRID,
+            "run",
+            str(spec),
+            "--store",
+            str(Path(campaign).parent),
+        ),
+        "aggregate": (PHASEGRID, "aggregate", campaign),
     }
 
 
 PROBES = ("load cells", "measurements of one width")
 
 
-def one_size(root: Path, n: int) -> dict[str, dict]:
+def one_size(root: Path, n: int, per_cell_max: int = PER_CELL_MAX) -> dict[str, dict]:
     """Every measurement at one size: name -> {seconds, peak_mib[, baseline]}."""
-    spec, campaign, made = synthesize(root, n)
+    spec, campaign, made = synthesize(root, n, per_cell=n <= per_cell_max)
     out: dict[str, dict] = {"synthesis": {"seconds": made, "peak_mib": float("nan")}}
-    per_cell = {"status": measure(*commands(spec, campaign)["status"])}
-    per_cell |= {name: probe(name, str(campaign)) for name in PROBES}
-    out["compact (whole campaign)"] = probe("compact", str(campaign))
+    per_cell = {}
+    if n <= per_cell_max:
+        per_cell = {"status": measure(*commands(spec, campaign)["status"])}
+        per_cell |= {name: probe(name, campaign) for name in PROBES}
+        out["compact (whole campaign)"] = probe("compact", campaign)
     for name, argv in commands(spec, campaign).items():
         out[name] = measure(*argv)
-    out |= {name: probe(name, str(campaign)) for name in PROBES}
-    out["commit of one cell"] = probe("commit one", str(campaign))
-    out["compact (that one cell)"] = probe("compact", str(campaign))
+    out |= {name: probe(name, campaign) for name in PROBES}
+    out["commit of one cell"] = probe("commit one", campaign)
+    out["compact (that one cell)"] = probe("compact", campaign)
     for name, baseline in per_cell.items():
         out[name]["baseline"] = baseline["seconds"]
         out[name]["baseline_peak_mib"] = baseline["peak_mib"]
-    out["cells"] = {"seconds": float(len(list((campaign / "cells").iterdir())))}
     return out
 
 
 def exponent(sizes: list[int], seconds: list[float]) -> float:
+    """Slope of log seconds against log cells (NaN below two sizes)."""
     if len(sizes) < 2:
         return float("nan")
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
-def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
-    """The rows: seconds per command and size, then each command's growth exponent."""
-    measured: dict[int, dict[str, dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="store-scale-") as root:
-        for n in sizes:
-            measured[n] = one_size(Path(root) / str(n), n)
-            print(f"store-scale: {n} cells measured", flush=True)
-    rows = []
-    names = [k for k in measured[sizes[0]] if k not in ("cells", "synthesis")]
-    for n in sizes:
-        for name in [*names, "synthesis"]:
-            m = measured[n][name]
-            base = m.get("baseline", float("nan"))
-            note = f"peak {m['peak_mib']:.0f} MiB"
-            if "baseline_peak_mib" in m:
-                note += f" (per cell: {m['baseline_peak_mib']:.0f} MiB)"
-            rows.append(
-                Row(
-                    "store-scale",
-                    f"{name}, {n} cells",
-                    m["seconds"],
-                    base,
-                    "per-cell store",
-                    "s",
-                    base / m["seconds"],
-                    None,
-                    note,
-                    m,
-                )
+def s3_status_requests(root: Path, n: int) -> Row:
+    """The requests `phasegrid status --json` makes (the state alone: the same reads as
+    `status` without its boundary-bracket table) on a compacted campaign of `n` cells on
+    a local S3 (moto), counted server side; seconds: the whole command, start-up included."""
+    from benchmarks.s3_requests import CountingS3
+
+    with CountingS3() as s3:
+        _, campaign, _ = synthesize(root, n, store=s3.bucket("phase"))
+        start = time.perf_counter()
+        shown, requests = s3.counted(
+            lambda: subprocess.run(
+                [PHASEGRID, "status", campaign, "--json"], capture_output=True, text=True
             )
+        )
+        seconds = time.perf_counter() - start
+    status = json.loads(shown.stdout) if shown.returncode == 0 else {}
+    if not status or status["done"] != status["total"]:
+        raise RuntimeError(f"status on S3 failed or the campaign is not all done: {shown}")
+    kinds = {m: sum(1 for r in requests if r[0] == m) for m in ("GET", "HEAD")}
+    lists = sum(1 for r in requests if "list-type" in r[2])
+    return Row(
+        "store-scale",
+        f"status on S3, {n} cells: requests",
+        float(len(requests)),
+        20.0,
+        "target (issue 16)",
+        "requests",
+        20.0 / len(requests),
+        1.0,
+        f"{lists} listing, {kinds['GET'] - lists} GET, {kinds['HEAD']} HEAD; {seconds:.2f} s",
+        {"requests": requests, "seconds": seconds},
+    )
+
+
+def run(
+    sizes: tuple[int, ...] = SIZES, per_cell_max: int = PER_CELL_MAX, s3_cells: int = 0
+) -> list[Row]:
+    """The rows: seconds per command and size, then each command's growth exponent, then
+    (with `s3_cells`) the requests of `status` on S3 at that size."""
+    measured: dict[int, dict[str, dict]] = {}
+    s3_row = []
+    with tempfile.TemporaryDirectory(prefix="store-scale-") as root:
+        if s3_cells:
+            s3_row.append(s3_status_requests(Path(root) / "s3", s3_cells))
+        for n in sizes:
+            measured[n] = one_size(Path(root) / str(n), n, per_cell_max)
+            print(f"store-scale: {n} cells measured", flush=True)
+    names = list(dict.fromkeys(k for n in sizes for k in measured[n] if k != "synthesis"))
+    rows = []
+    for n in sizes:
+        for name in [k for k in [*names, "synthesis"] if k in measured[n]]:
+            rows.append(_size_row(name, n, measured[n][name]))
     for name in names:
-        seconds = [measured[n][name]["seconds"] for n in sizes]
-        slope = exponent(list(sizes), seconds)
+        at = [n for n in sizes if name in measured[n]]
+        seconds = [measured[n][name]["seconds"] for n in at]
+        slope = exponent(at, seconds)
         rows.append(
             Row(
                 "store-scale",
@@ -187,11 +177,32 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[Row]:
                 "exponent",
                 slope / 1.0,
                 None,
-                f"over {list(sizes)} cells",
-                {"sizes": list(sizes), "seconds": seconds},
+                f"over {at} cells",
+                {"sizes": at, "seconds": seconds},
             )
         )
-    return rows
+    return rows + s3_row
+
+
+def _size_row(name: str, n: int, m: dict) -> Row:
+    base = m.get("baseline", float("nan"))
+    note = f"peak {m['peak_mib']:.0f} MiB"
+    if "cpu_seconds" in m:
+        note += f", CPU {m['cpu_seconds']:.3g} s"
+    if "baseline_peak_mib" in m:
+        note += f" (per cell: {m['baseline_peak_mib']:.0f} MiB)"
+    return Row(
+        "store-scale",
+        f"{name}, {n} cells",
+        m["seconds"],
+        base,
+        "per-cell store",
+        "s",
+        base / m["seconds"],
+        None,
+        note,
+        m,
+    )
 
 
 def _probe_main(what: str, campaign: str) -> None:

@@ -60,14 +60,20 @@ def scaling(quick: bool, device: str, **_) -> list[Row]:
 
 def store_scale(quick: bool, device: str, **_) -> list[Row]:
     """The store's commands at 10³, 10⁴, 10⁵ cells ($PHASEGRID_STORE_SCALE_SIZES, e.g.
-    "1000,10000", to measure fewer on a slow machine: say so when quoting)."""
+    "1000,10000", to measure fewer on a slow machine: say so when quoting; "" for none),
+    one file per cell up to $PHASEGRID_STORE_SCALE_PER_CELL_MAX cells, and the requests of
+    `status` on S3 at $PHASEGRID_STORE_SCALE_S3 cells (default 10⁴; 0: not counted)."""
     import os
 
     from benchmarks import store_scale as bench
 
     chosen = os.environ.get("PHASEGRID_STORE_SCALE_SIZES")
-    sizes = tuple(int(n) for n in chosen.split(",")) if chosen else bench.SIZES
-    return bench.run(bench.QUICK_SIZES if quick else sizes)
+    sizes = tuple(int(n) for n in chosen.split(",") if n) if chosen is not None else bench.SIZES
+    s3 = int(os.environ.get("PHASEGRID_STORE_SCALE_S3", "10000"))  # 0: no S3 count
+    per_cell = int(os.environ.get("PHASEGRID_STORE_SCALE_PER_CELL_MAX", bench.PER_CELL_MAX))
+    if quick:
+        return bench.run(bench.QUICK_SIZES, s3_cells=0)
+    return bench.run(sizes, per_cell, s3_cells=s3)
 
 
 def store_object(quick: bool, device: str, **_) -> list[Row]:

@@ -9,10 +9,12 @@ campaign TOML; `tasks.train_cell.train_cell` consumes one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 SYNTHETIC_DATASETS = ("stripe", "sphere", "cylinder", "random-labels")  # generated in code
 DATASETS = ("mnist", "fashion-mnist", "cifar10", *SYNTHETIC_DATASETS)
@@ -120,7 +122,13 @@ class CellSpec:
         return self.alpha_tilde / math.sqrt(self.model.width)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, the sections as plain dicts: what `dataclasses.asdict` returns,
+        built directly (every section's fields are scalars), ~20x faster: a campaign of
+        10^5 cells computes 10^5 of them for its cell ids."""
+        return {
+            name: _section(value) if name in _SECTIONS else value
+            for name, value in ((f.name, getattr(self, f.name)) for f in _fields(CellSpec))
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> CellSpec:
@@ -137,7 +145,7 @@ class CellSpec:
         kw = {k: (parts[k](**v) if k in parts else v) for k, v in d.items()}
         return cls(**kw)
 
-    @property
+    @functools.cached_property
     def cell_id(self) -> str:
         """Stable 16-hex hash of the fully resolved configuration.
 
@@ -154,6 +162,20 @@ class CellSpec:
         _drop_later_defaults(d)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SECTIONS = ("data", "model", "loss", "flow", "observables")
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(cls)
+
+
+def _section(spec: Any) -> dict:
+    """A section spec (all of whose fields are scalars) as a dict, in field order."""
+    section: type = type(spec)
+    return {f.name: getattr(spec, f.name) for f in _fields(section)}
 
 
 # Fields added after campaigns were stored, with the value every earlier cell had: left out

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,8 @@ def fit_log_log(x: Sequence[float], y: Sequence[float]) -> LogLogFit:
     n = len(x)
     if n < 2 or np.ptp(x) == 0:
         return LogLogFit(math.nan, math.nan, math.nan, n)
+    from scipy import stats  # here: importing scipy.stats costs `status` seconds
+
     fit = stats.linregress(x, y)
     return LogLogFit(
         float(fit.slope), float(fit.stderr) if n > 2 else math.nan, float(fit.intercept), n

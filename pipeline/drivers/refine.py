@@ -129,10 +129,10 @@ def refine_campaign(
     cap = target.max_cells or spec.resources.max_cells
     seeds, start, rounds = len(spec.grid.seed), store.manifest().num_rows, 0
     for rounds in range(max_rounds + 1):
-        manifest, cells = store_tables(store)
+        manifest, cells = store_tables(store, configs=True)
         if waiting := pending_specs(manifest, cells, spec):
             run_cells(waiting)
-            manifest, cells = store_tables(store)
+            manifest, cells = store_tables(store, configs=True)
         planned = planned_points(manifest, spec)
         ensembles = spec_ensembles(cells, spec)
         plan = plan_refinement(ensembles, target, seeds, cap - len(manifest), planned)

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+import results_schema as rs
 from pipeline.analysis.ensembles import done_cells, ensemble_table
 from pipeline.analysis.refine_plan import AXES, matching_rows
 from pipeline.spec.campaign import CampaignSpec, parse_campaign
@@ -62,7 +63,7 @@ def spec_settings(spec: CampaignSpec) -> dict:
     (and the stored spec need not be resolved to read its rows)."""
     borrowed = spec.perpendicular_source is not None
     first = replace(spec, perpendicular_source=None) if borrowed else spec
-    params = cell_parameters(first.cells()[0])
+    params = cell_parameters(first.cell(*(values[0] for values in first.axes.values())))
     return {
         f.name: params[f.name]
         for f in SETTINGS
@@ -92,6 +93,9 @@ def planned_points(manifest: pd.DataFrame, spec: CampaignSpec) -> pd.DataFrame:
     return spec_rows(manifest, spec)[[a for a in POINT_AXES if a in manifest]]
 
 
-def store_tables(store: ParquetStore) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(manifest, cells) of the store as DataFrames."""
-    return store.manifest().to_pandas(), store.read_table("cells").to_pandas()
+def store_tables(store: ParquetStore, configs: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(manifest, cells) of the store as DataFrames; the manifest's `config` JSON (most of
+    its bytes: 10⁵ cells' configs are ~100 MB in memory) only with `configs`."""
+    columns = [name for name in rs.MANIFEST.names if configs or name != "config"]
+    manifest = store.manifest_columns(columns).to_pandas()
+    return manifest, store.read_table("cells").to_pandas()

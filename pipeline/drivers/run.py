@@ -6,8 +6,10 @@ says so, whatever happened to the driver or Ray before. A run
 2. takes the campaign's lock, finishes or discards interrupted commits (`recover`),
    deletes the live rows of attempts that died with an earlier driver, and quarantines
    unreadable files with their cells (pipeline/store/quarantine.py), which then run again,
-3. stores the spec and adds its new cells to the manifest (a grown grid adds cells; a
-   changed fixed setting is refused unless added as a settings group, drivers/settings.py),
+3. adds the spec's new cells to the manifest, then stores the spec (a grown grid adds
+   cells; a changed fixed setting is refused unless added as a settings group,
+   drivers/settings.py); a spec already stored whose manifest cells are all done has
+   nothing to do, found without building its cells (pipeline/drivers/run_plan.py),
 4. runs on Ray every requested cell without a done record, committing each as it ends;
    a cell with a training-state snapshot (pipeline/store/snapshots.py) continues from it.
 """
@@ -20,6 +22,13 @@ from pathlib import Path
 
 from pipeline.drivers.heal import heal, readable_spec
 from pipeline.drivers.preflight import check_run, cluster_preflight
+from pipeline.drivers.run_plan import (
+    CellRecords,
+    describe_stalled,
+    read_records,
+    spec_done,
+    stalled_of_spec,
+)
 from pipeline.drivers.settings import check_settings
 from pipeline.drivers.sources import load_resolved_campaign_text
 from pipeline.drivers.status import STALL_FIX
@@ -34,7 +43,6 @@ from pipeline.store import snapshots as checkpoint
 from pipeline.store.campaign_store import ParquetStore
 from pipeline.store.location import Location, join_uri
 from pipeline.store.rows import manifest_table, spec_from_config
-from tasks.bundling import plan_bundles
 from tasks.specs import CellSpec
 
 DEFAULT_STORE = "results"
@@ -74,6 +82,8 @@ def bundles_of(cells: list[CellSpec], bundle_size: int) -> list[list[CellSpec]]:
     """Groups of at most `bundle_size` cells, one task each: cells that can train as one
     batched ensemble together, in grid order (seed fastest, then α̃), the others alone
     (`tasks.bundling.plan_bundles`)."""
+    from tasks.bundling import plan_bundles  # imports torch: seconds a run with nothing to do skips
+
     return plan_bundles(cells, bundle_size)
 
 
@@ -84,18 +94,23 @@ def _execute(
     executor: Executor,
     progress: Progress | None,
     added: int,
+    records: CellRecords | None = None,
 ) -> RunSummary:
-    """Run the cells without a done record; the caller holds the lock."""
+    """Run the cells without a done record; the caller holds the lock. `records`: the
+    cells table as read just before (read here if not given)."""
     start = time.monotonic()
     cells = list({c.cell_id: c for c in cells}.values())
-    states = store.cell_states()
-    todo = [c for c in cells if states.get(c.cell_id, ("", 0))[0] != "done"]
-    prior = {c: a for c, (_, a) in states.items()}
+    records = read_records(store) if records is None else records
+    todo = [c for c in cells if records.states.get(c.cell_id, ("", 0))[0] != "done"]
+    prior = {c: a for c, (_, a) in records.states.items()}
     with StoreSink(store, prior, len(todo), progress, resources.commit_concurrency) as sink:
         if todo:  # the sink's exit waits for every commit in flight, even on SIGTERM
             sink._report()
             executor.run(bundles_of(todo, resources.bundle_size), resources, sink)
-    every_cell_done = sink.done == len(todo)
+    ran = {c.cell_id for c in todo}
+    stalled = describe_stalled(records, {c.cell_id for c in cells} - ran)
+    if ran:  # only the records of the cells that ran are read again (every commit drained)
+        stalled += describe_stalled(read_records(store, sorted(ran)), ran)
     return RunSummary(
         store.uri,
         len(cells),
@@ -104,22 +119,8 @@ def _execute(
         sink.done,
         sink.failed,
         time.monotonic() - start,
-        stalled=stalled_cells(store, {c.cell_id for c in cells}),
-        compacted=_compact_if(store, resources.compact_when_done and every_cell_done),
-    )
-
-
-def stalled_cells(store: ParquetStore, ids: set[str]) -> tuple[str, ...]:
-    """The cells of `ids` whose done record says the integrator stalled (they are not
-    results: exit code 3), each as "cell_id (h=.. α̃=.. P=.. seed ..)"."""
-    columns = ["cell_id", "status", "stop_reason", "width", "alpha_tilde", "train_size", "seed"]
-    cells = store.read_table("cells", columns).to_pandas()
-    stalled = cells.loc[
-        cells.cell_id.isin(ids) & (cells.status == "done") & (cells.stop_reason == "stalled")
-    ]
-    return tuple(
-        f"{c.cell_id} (h={c.width} α̃={c.alpha_tilde:g} P={c.train_size} seed {c.seed})"
-        for c in stalled.itertuples()
+        stalled=stalled,
+        compacted=_compact_if(store, resources.compact_when_done and sink.done == len(todo)),
     )
 
 
@@ -181,11 +182,38 @@ def run_spec(
     campaign = ParquetStore.open(join_uri(store, spec.name), create=True)
     with campaign.lock():
         moved = take_over(campaign)
-        campaign.write_spec(spec.to_dict(), toml_text)
+        records = read_records(campaign)
+        if spec_done(campaign, spec, records):
+            summary = _all_done(campaign, spec, records, time.monotonic())
+            campaign.write_spec(spec.to_dict(), toml_text)  # the same spec: its TOML text
+            return replace(summary, quarantined=moved)
         cells = spec.cells()
-        added = campaign.extend_manifest(manifest_table(cells))
-        summary = _execute(campaign, cells, spec.resources, executor, progress, added)
+        known = set(campaign.manifest_columns(["cell_id"])["cell_id"].to_pylist())
+        added = campaign.extend_manifest(
+            manifest_table([c for c in cells if c.cell_id not in known])
+        )
+        campaign.write_spec(spec.to_dict(), toml_text)  # after the manifest: see run_plan.py
+        summary = _execute(campaign, cells, spec.resources, executor, progress, added, records)
         return replace(summary, quarantined=moved)
+
+
+def _all_done(
+    store: ParquetStore, spec: CampaignSpec, records: CellRecords, start: float
+) -> RunSummary:
+    """The summary of a run with nothing to do (run_plan.spec_done), without building
+    the spec's cells."""
+    n = spec.n_cells
+    return RunSummary(
+        store.uri,
+        n,
+        0,
+        n,
+        0,
+        0,
+        time.monotonic() - start,
+        stalled=stalled_of_spec(records, spec),
+        compacted=_compact_if(store, spec.resources.compact_when_done),
+    )
 
 
 def resume_campaign(
@@ -211,8 +239,9 @@ def resume_campaign(
         moved = take_over(campaign, deep)
         spec, repairs = heal(campaign)
         ids = campaign.manifest_columns(["cell_id"])["cell_id"].to_pylist()
-        cells = _not_done_cells(campaign, set(ids) - set(_done_ids(campaign)))
-        summary = _execute(campaign, cells, spec.resources, executor, progress, 0)
+        records = read_records(campaign)
+        cells = _not_done_cells(campaign, set(ids) - records.done())
+        summary = _execute(campaign, cells, spec.resources, executor, progress, 0, records)
         requested = len(set(ids))
         return replace(
             summary,
@@ -221,10 +250,6 @@ def resume_campaign(
             quarantined=moved,
             repaired=repairs,
         )
-
-
-def _done_ids(store: ParquetStore) -> list[str]:
-    return [c for c, (status, _) in store.cell_states().items() if status == "done"]
 
 
 def _not_done_cells(store: ParquetStore, ids: set[str]) -> list[CellSpec]:

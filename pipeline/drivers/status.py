@@ -18,9 +18,12 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+import results_schema as rs
 from pipeline.drivers.heal import spec_json_problem
-from pipeline.store.campaign_store import LIVE_STALE_SECONDS, ParquetStore
-from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, find_corrupt
+from pipeline.store.campaign_store import LIVE, LIVE_STALE_SECONDS, ParquetStore
+from pipeline.store.listing import Listing
+from pipeline.store.names import MANIFEST_FILE
+from pipeline.store.quarantine import CorruptFile, CorruptFileWarning, find_corrupt, unverified
 
 FAILURE_COLUMNS = [
     "cell_id",
@@ -71,19 +74,27 @@ def first_error_line(error: str | None) -> str:
     return lines[-1] if lines else ""
 
 
+def _manifest_ids(
+    listing: Listing, corrupt: tuple[CorruptFile, ...]
+) -> tuple[set[str], tuple[CorruptFile, ...]]:
+    """(the manifest's cell ids, the manifest as a corrupt file if it does not read)."""
+    if any(c.table == "manifest" for c in corrupt) or not listing.exists(MANIFEST_FILE):
+        return set(), ()
+    ids, why = listing.read_ids(MANIFEST_FILE, rs.MANIFEST)
+    return ids, (CorruptFile(MANIFEST_FILE, "manifest", None, why),) if why else ()
+
+
 def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) -> CampaignStatus:
     """Counts of the campaign at `campaign` and its failed cells. Reads only."""
     store = ParquetStore.open(campaign)
-    corrupt = tuple(find_corrupt(store))
+    listing = Listing.of(store.location)  # every read below is answered from it
+    corrupt = tuple(find_corrupt(store, candidates=unverified(store.location, listing)))
+    manifest, problem = _manifest_ids(listing, corrupt)
+    corrupt += problem
     bad_cells = {cell for c in corrupt for cell in c.cells}
-    manifest = (
-        set()
-        if any(c.table == "manifest" for c in corrupt)
-        else set(store.manifest_columns(["cell_id"])["cell_id"].to_pylist())
-    )
     with warnings.catch_warnings():  # the unreadable files are reported in `corrupt`
         warnings.simplefilter("ignore", CorruptFileWarning)
-        cells = store.read_table(
+        cells = listing.read_table(
             "cells",
             [
                 "cell_id",
@@ -105,7 +116,7 @@ def campaign_status(campaign: str, stale_seconds: float = LIVE_STALE_SECONDS) ->
     reasons = cells.loc[cells.status == "done", "stop_reason"].fillna("?").value_counts()
     failed_rows = cells.loc[cells.status == "failed"].copy()
     now = datetime.now(UTC)
-    attempts = [] if store.driver_active() is False else store.live_attempts()
+    attempts = [] if store.driver_active() is False else store.live_attempts(listing.under(LIVE))
     running = {a.cell_id for a in attempts if a.is_fresh(now, stale_seconds)} - done
     failed = set(failed_rows.cell_id) - running
     failed_rows["first_error_line"] = failed_rows["error"].map(first_error_line)

@@ -30,7 +30,7 @@ from pipeline.store import commits
 from pipeline.store.commits import COMMIT, PENDING
 from pipeline.store.compaction import recover_compactions
 from pipeline.store.kill_points import kill_point
-from pipeline.store.location import TEMP_SUFFIX, Location
+from pipeline.store.location import TEMP_SUFFIX, Entry, Location
 from pipeline.store.names import CELL_TABLES, MANIFEST_FILE
 from pipeline.store.reading import VERIFIED_PARQUET, read_readable_files
 
@@ -273,10 +273,11 @@ class ParquetStore:
         """Delete the live rows of one cell, or of every cell (stale ones on resume)."""
         self.location.delete_dir(f"{LIVE}/{cell_id}" if cell_id else LIVE)
 
-    def live_attempts(self) -> list[LiveAttempt]:
-        """Every attempt in _live/, with the newest modification time of its files."""
+    def live_attempts(self, listed: list[Entry] | None = None) -> list[LiveAttempt]:
+        """Every attempt in _live/, with the newest modification time of its files
+        (`listed`: the files under _live/ as already listed, e.g. by a `Listing`)."""
         attempts: dict[tuple[str, str], datetime | None] = {}
-        for entry in self.location.files_under(LIVE):
+        for entry in self.location.files_under(LIVE) if listed is None else listed:
             parts = entry.name.split("/")
             if len(parts) != 3:
                 continue

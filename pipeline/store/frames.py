@@ -59,6 +59,15 @@ def read_rows_of_cells(
     return ParquetStore(location).read_table(table, list(columns), wanted).to_pandas()
 
 
+def read_cell_records(
+    store: ParquetStore, columns: Sequence[str], ids: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """`columns` (cell_id among them) of the cells table, only the rows of the cells `ids`
+    if given (a pushdown filter: the other files' row groups are skipped by statistics)."""
+    wanted = None if ids is None else pc.field("cell_id").isin(pa.array(list(ids), pa.string()))
+    return store.read_table("cells", list(columns), wanted).to_pandas()
+
+
 def write_table(campaign: str, table: str, frame: pd.DataFrame) -> str:
     """Write `frame` as <campaign>/<table>/part-0.parquet, cast to the table's schema
     (missing columns null), atomically and with page CRCs. Returns the file's path or URI."""

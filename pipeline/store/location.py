@@ -114,11 +114,12 @@ class Location:
         ]
 
     def files_under(self, rel: str) -> list[Entry]:
-        """Every file below `rel` (recursively), names relative to `rel`."""
+        """Every file below `rel` (recursively), names relative to `rel` (object stores:
+        one request per 1,000 keys)."""
         base = self.path(rel)
         selector = pafs.FileSelector(base, allow_not_found=True, recursive=True)
         return [
-            Entry(posixpath.relpath(info.path, base), False, info.mtime)
+            Entry(posixpath.relpath(info.path, base), False, info.mtime, info.size)
             for info in self.fs.get_file_info(selector)
             if info.type == pafs.FileType.File
         ]

@@ -35,6 +35,7 @@ import results_schema as rs
 from pipeline.store import verified
 from pipeline.store.compaction import parse_part, part_cells
 from pipeline.store.kill_points import kill_point
+from pipeline.store.listing import Listing
 from pipeline.store.location import Entry, Location
 from pipeline.store.names import AGGREGATES, MANIFEST_FILE, PER_CELL, QUARANTINE
 from pipeline.store.reading import CorruptFileWarning as CorruptFileWarning
@@ -89,15 +90,17 @@ def file_problem(location: Location, rel: str, schema: pa.Schema, deep: bool) ->
 Candidate = tuple[str, str, str | None, Entry]  # rel path, table, cell_id, listing entry
 
 
-def _candidates(location: Location) -> list[Candidate]:
+def _candidates(location: Location, listing: Listing | None = None) -> list[Candidate]:
     """(rel path, table, cell_id, entry) of every file the tables and manifest consist of
-    (cell_id None for aggregates and compacted parts)."""
+    (cell_id None for aggregates and compacted parts), from `listing` if given (else one
+    listing per table)."""
     files: list[Candidate] = []
-    for entry in location.listdir():
+    listdir = location.listdir if listing is None else listing.children
+    for entry in listdir(""):
         if entry.name == MANIFEST and not entry.is_dir:
             files.append((MANIFEST, "manifest", None, entry))
     for table in PER_CELL + AGGREGATES:
-        for entry in location.listdir(table):
+        for entry in listdir(table):
             if not entry.is_dir and visible_parquet(entry.name):
                 per_cell = table in PER_CELL and parse_part(entry.name) is None
                 cell = entry.name.removesuffix(".parquet") if per_cell else None
@@ -192,6 +195,15 @@ def finish_interrupted(store: ParquetStore) -> int:
             _carry_out(store.location, folder, plan)
             finished += 1
     return finished
+
+
+def unverified(location: Location, listing: Listing) -> list[Candidate]:
+    """The files of the tables and manifest that are new or changed since they were last
+    read in full (pipeline/store/verified.py): what `status` checks the footers of."""
+    known = verified.read_registry(location, listing)
+    return [
+        c for c in _candidates(location, listing) if known.get(c[0]) != verified.signature(c[3])
+    ]
 
 
 def take_over(store: ParquetStore, deep: bool = False) -> list[dict]:

@@ -193,7 +193,10 @@ def clean_up(store: ParquetStore) -> None:
     cells it committed but had no time to delete. Call only while holding the campaign."""
     from pipeline.store.location import TEMP_SUFFIX
 
+    entries = store.location.listdir(SNAPSHOTS)
+    if not entries:  # the usual case: no cell states to read
+        return
     done = {cell for cell, (status, _) in store.cell_states().items() if status == "done"}
-    for entry in store.location.listdir(SNAPSHOTS):
+    for entry in entries:
         if entry.name.endswith(TEMP_SUFFIX) or entry.name.removesuffix(".parquet") in done:
             store.location.delete_file(f"{SNAPSHOTS}/{entry.name}")

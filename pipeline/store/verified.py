@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pipeline.store.listing import Listing
 from pipeline.store.location import Entry, Location
 
 REGISTRY = "_verified.parquet"
@@ -23,13 +24,19 @@ def signature(entry: Entry) -> tuple[int | None, str]:
     return entry.size, entry.mtime.isoformat() if entry.mtime else ""
 
 
-def read_registry(location: Location) -> dict[str, tuple[int | None, str]]:
+def read_registry(
+    location: Location, listing: Listing | None = None
+) -> dict[str, tuple[int | None, str]]:
     """path -> signature of every file verified before; empty if none (or unreadable:
-    then everything is read again, which is only slower)."""
-    if not location.exists(REGISTRY):
+    then everything is read again, which is only slower). `listing`: the campaign as
+    listed already (no existence check, no HEAD)."""
+    if not (location.exists(REGISTRY) if listing is None else listing.exists(REGISTRY)):
         return {}
     try:
-        rows = location.read_parquet(REGISTRY).to_pydict()
+        if listing is None:
+            rows = location.read_parquet(REGISTRY).to_pydict()
+        else:
+            rows = listing.read_file(REGISTRY, SCHEMA, SCHEMA.names).to_pydict()
     except (pa.ArrowException, OSError):
         return {}
     return {p: (s, m) for p, s, m in zip(rows["path"], rows["size"], rows["mtime"])}

@@ -53,3 +53,21 @@ def test_settings_added_later_keep_stored_cell_ids_at_their_default():
     ]
     ids = {c.cell_id for c in changed}
     assert base.cell_id not in ids and len(ids) == len(changed)
+
+
+def test_to_dict_is_dataclasses_asdict():
+    """The hand-built to_dict (fast, for 10^5 cell ids) returns exactly asdict's dict."""
+    import dataclasses
+
+    from tasks.specs import DataSpec, FlowSpec, ModelSpec
+
+    spec = CellSpec(
+        alpha_tilde=3.0,
+        seed=7,
+        data=DataSpec(dataset="mnist", train_size=512, data_dir="/x", pca=False),
+        model=ModelSpec(arch="cnn", depth=3, width=20),
+        flow=FlowSpec(integrator="paper", max_steps=None, max_time=5.0),
+    )
+    assert spec.to_dict() == dataclasses.asdict(spec)
+    assert list(spec.to_dict()["flow"]) == list(dataclasses.asdict(spec)["flow"])
+    assert spec.cell_id == CellSpec.from_dict(spec.to_dict()).cell_id
