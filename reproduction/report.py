@@ -9,6 +9,7 @@ erases the analysis (the analysis must then be re-read against the new numbers).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -25,9 +26,10 @@ from pipeline.drivers.plot import load_campaign_data
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
 from pipeline.figures.style import LABELS, RC, log_axes, new_figure
 from pipeline.store.campaign_store import CampaignNotFoundError
-from pipeline.store.frames import require_campaign
+from pipeline.store.frames import read_table, require_campaign
 from pipeline.store.location import Location
-from reproduction import claims, claims_jamming
+from reproduction import claims, claims_features, claims_jamming
+from reproduction.claims_verdicts import VERDICTS
 
 DPI = 72  # docs PNGs stay around 30-60 KB each
 NOTES_START, NOTES_END = "<!-- notes: hand-written, kept on regeneration -->", "<!-- /notes -->"
@@ -41,6 +43,12 @@ DOC_FIGURES = (
     ("jamming_random", "jamming_random", "jamming"),
     ("jamming_mnist", "jamming_mnist", "jamming"),
     ("stripe_learning_curves", "stripe_curves", "learning_curves"),
+    ("features_alignment", "features_alignment", "feature_alignment"),
+    ("features_weights", "features_alignment", "weight_scatter"),
+    ("features_compressed", "features_compressed", "learning_curves"),
+    ("features_kpca", "features_kpca", "kernel_pca"),
+    ("features_cnn_kpca", "features_cnn", "kernel_pca"),
+    ("features_cnn_regimes", "features_cnn", "regimes"),
 )
 CLAIM_FIGURES = {
     "crossover": ("mnist_phase_diagram", "mnist_regimes", "fashion_regimes"),
@@ -51,7 +59,36 @@ CLAIM_FIGURES = {
     "fluctuations": ("mnist_fluctuations",),
     "regimes": ("mnist_regimes", "fashion_regimes"),
     "stripe": ("stripe_learning_curves",),
+    "crossover_bend": ("mnist_phase_diagram",),
+    "alignment": ("features_alignment", "features_weights"),
+    "compressed": ("features_compressed", "stripe_learning_curves"),
+    "kpca": ("features_kpca", "features_cnn_kpca"),
+    "cnn": ("features_cnn_regimes",),
 }
+# What the rules of issue 15 changed against the first pass (docs/reproduction.md lists it).
+RULE_CHANGES = (
+    "A fourth verdict, *not resolved*: every tested effect must be ≥ 3 standard errors "
+    "(claims_stats.verdict_of), else the data cannot decide; the first pass's rules had no "
+    "errors (a 1-s.e. bump passed as a peak).",
+    "Hypostatic jamming (4): only nets that converged at a positive loss (a plateau of the "
+    "loss over the last half of the flow time, N_Δ constant) count, not nets cut off by the "
+    "budget; N_Δ is compared with min(N, P), since N_Δ ≤ P makes N_Δ/N < 1 automatic for "
+    "random labels (N* ≈ 1.7 P).",
+    "Double descent (5): the peak must be ≥ 3 s.e. above its larger neighbour, is located by "
+    "a parabola in log N with its error and compared with N* and its grid error, and its "
+    "removal by the ensemble is tested the same way (the first pass used a ±1-grid-step "
+    "window).",
+    "Fluctuations (6): the exponent is fitted over ≥ 1 decade of N with its standard error, "
+    "per α̃ (the first pass passed on the median over 0.9 decade).",
+    "N*(P) (3): ≥ 1 decade of P and γ_random − γ_real ≥ 3 s.e.; crossover (1): ≥ 3 widths "
+    "and a slope told from +0.5 at 3 s.e.; regimes (7), stripe (8): differences at 3 s.e., "
+    "stripe exponents only on finished nets (fitted fraction ≥ 1/2).",
+    "New: the crossover's bend near jamming (9, per-seed α̃*, no longer excluded by the "
+    "rule), and the feature claims 10–13 (Λ ~ √P, compressed data, kernel PCA, CNN).",
+)
+
+# The measurements columns the claims read (the hypostatic rule's loss trace, Λ).
+MEASUREMENT_COLUMNS = ("cell_id", "flow_time", "train_loss", "n_unsatisfied", "weight_alignment")
 
 
 def campaign_name(spec_path: Path) -> str:
@@ -66,16 +103,29 @@ def load_all(store: str, specs: dict[str, Path]) -> dict[str, CampaignData | Non
         campaign = f"{store}/{campaign_name(path)}"
         try:
             require_campaign(campaign)
-            out[stem] = load_campaign_data(campaign)
+            out[stem] = with_loss_traces(campaign, load_campaign_data(campaign))
         except CampaignNotFoundError:
             out[stem] = None
     return out
 
 
+def with_loss_traces(campaign: str, data: CampaignData | None) -> CampaignData | None:
+    """`data` with the measurements columns of MEASUREMENT_COLUMNS (the figures read fewer)."""
+    if data is None:
+        return None
+    measured = read_table(campaign, "measurements", list(MEASUREMENT_COLUMNS))
+    return data if measured is None else dataclasses.replace(data, measurements=measured)
+
+
 def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
-    """Every claim of issue 7, in the order of the report."""
+    """Every claim, in the order of the report: issue 7's eight, then issue 15's (the
+    crossover's bend and the feature claims. The feature claims read the stems
+    features_alignment (else stripe_curves), features_compressed (with stripe_curves as the
+    reference), features_kpca and features_cnn (kernel PCA), features_cnn."""
     phase, fashion = data.get("mnist_phase"), data.get("fashion_regimes")
     random, mnist = data.get("jamming_random"), data.get("jamming_mnist")
+    stripe = data.get("stripe_curves")
+    aligned = data.get("features_alignment")
     return [
         claims.crossover({"MNIST": phase, "Fashion-MNIST": fashion}),
         claims_jamming.jamming_transition(
@@ -86,7 +136,21 @@ def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
         claims_jamming.double_descent(phase, "MNIST"),
         claims_jamming.fluctuations(phase, "MNIST"),
         claims.regimes({"MNIST 10 PCA": phase, "Fashion-MNIST 10 PCA": fashion}),
-        claims.stripe(data.get("stripe_curves"), "stripe"),
+        claims.stripe(stripe, "stripe"),
+        claims.crossover_bend(phase, "MNIST"),
+        claims_features.alignment(
+            aligned or stripe,
+            "features_alignment"
+            if aligned
+            else "stripe_curves"
+            if stripe
+            else "features_alignment (or stripe_curves)",
+        ),
+        claims_features.compressed(data.get("features_compressed"), stripe, "features_compressed"),
+        claims_features.kpca(
+            {"features_kpca": data.get("features_kpca"), "features_cnn": data.get("features_cnn")}
+        ),
+        claims_features.cnn(data.get("features_cnn"), "features_cnn"),
     ]
 
 
@@ -216,6 +280,17 @@ def kept_notes(path: Path) -> str:
     return f"{NOTES_START}\n_No discussion written yet._\n{NOTES_END}"
 
 
+def verdict_counts(results: list[claims.Claim]) -> str:
+    """'Of 13 claims: 5 reproduced, 2 partly, …' in the fixed order of the verdicts."""
+    found = [c.verdict for c in results]
+    counts = ", ".join(f"{found.count(v)} {v}" for v in VERDICTS if found.count(v))
+    return (
+        f"Of {len(results)} claims: {counts}. *Not resolved*: the data cannot decide (an "
+        "effect under 3 standard errors, too short a range, too few qualifying nets); "
+        "*not run*: its campaign is not in the store."
+    )
+
+
 def render(
     results: list[claims.Claim], drawn: dict[str, str], campaigns: list[str], log: dict, notes: str
 ) -> str:
@@ -240,6 +315,9 @@ def render(
         "|---|---|---|",
     ]
     lines += [f"| {i} | {c.title} | **{c.verdict}** |" for i, c in enumerate(results, 1)]
+    lines += ["", verdict_counts(results)]
+    lines += ["", "## Rules changed since the first pass", ""]
+    lines += [f"- {change}" for change in RULE_CHANGES]
     lines += ["", "## Discussion", "", notes, "", "## Campaigns", ""] + campaigns
     lines += ["", "## Claims", ""]
     for i, claim in enumerate(results, 1):

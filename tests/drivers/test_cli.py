@@ -1,5 +1,6 @@
 """`phasegrid` as a user types it: the stripe campaign end to end, a driver killed with
-SIGKILL then resumed, a separately started Ray cluster via --address, and bad input.
+SIGKILL then resumed, a separately started Ray cluster via --address, and bad input (the two
+with separate Ray processes run under the `faults` marker, by make test-faults).
 
 `run` goes through the installed entry point in a subprocess (it must be killable and
 start its own Ray); cheap commands run in-process through typer's CliRunner."""
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -98,6 +100,9 @@ def test_stripe_campaign_runs_end_to_end_through_the_cli(tmp_path):
     assert "│     8 │    8 │      0 │       0 │       0 │" in status.stdout
 
 
+# A fault injection that costs ~40 s quiet (two Ray starts): run by make test-faults;
+# the SIGTERM test of test_exit_codes.py keeps the same resume path in make test.
+@pytest.mark.faults
 def test_driver_killed_midway_then_resume_gives_every_cell_once(tmp_path, stripe_spec, ray_session):
     spec = stripe_spec(
         name="killed", grid={"width": [8], "seed": [0, 1, 2]}, flow={"max_steps": 1500}
@@ -133,6 +138,9 @@ def test_driver_killed_midway_then_resume_gives_every_cell_once(tmp_path, stripe
     assert len(load_results(str(campaign)).measurements.groupby("cell_id")) == 6
 
 
+# A separately started head costs ~30 s quiet; tests/cluster/ runs a campaign against a
+# separately started two-node cluster in make test. Run by make test-faults.
+@pytest.mark.faults
 def test_campaign_on_a_separately_started_ray_cluster(tmp_path, stripe_spec):
     port = free_port()
     temp_dir = Path("/tmp") / f"pg-ray-{port}"  # private: other Ray sessions never see it

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pandas as pd
+
 from reproduction import claims_jamming
-from reproduction.claims import PARTLY, REPRODUCED
 from support.jamming_frames import jamming_line
 
 
@@ -17,8 +20,23 @@ def test_a_stalled_cell_is_not_counted_among_the_jammed_cells_at_jamming():
 
 
 def test_hypostatic_claim_is_not_spoilt_by_a_stalled_cell():
-    assert claims_jamming.hypostatic({"x": jamming_line("stalled")}).verdict == REPRODUCED
-    assert claims_jamming.hypostatic({"x": jamming_line("max_steps")}).verdict == PARTLY
+    """Flat loss traces (every cell converged): the stalled cell is not a candidate, the
+    ordinary unfitted cell with N_Δ/N = 5/4 is."""
+    stalled = claims_jamming.hypostatic({"x": with_flat_traces(jamming_line("stalled"))})
+    assert stalled.numbers["x"]["candidates"] == 2 and stalled.numbers["x"]["qualified"] == 2
+    assert stalled.numbers["x"]["share_mean"] == 0.5
+    oracle = claims_jamming.hypostatic({"x": with_flat_traces(jamming_line("max_steps"))})
+    assert oracle.numbers["x"]["qualified"] == 3 and oracle.numbers["x"]["share_mean"] == 0.75
+
+
+def with_flat_traces(data):
+    """`data` with a measurements trace per cell whose loss and N_Δ stay at their final values
+    from flow time 1 to 10."""
+    cells = data.cells
+    trace = pd.concat([cells.assign(flow_time=t) for t in (1.0, 5.0, 10.0)], ignore_index=True)[
+        ["cell_id", "flow_time", "train_loss", "n_unsatisfied"]
+    ]
+    return dataclasses.replace(data, cells=cells.assign(flow_time=10.0), measurements=trace)
 
 
 def test_the_fitted_fraction_line_skips_a_grid_point_whose_seeds_all_stalled():

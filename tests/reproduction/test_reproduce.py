@@ -150,69 +150,7 @@ def test_reproduction_campaigns_load_and_run_in_the_documented_order():
         assert spec.observables.device == "cpu" and spec.resources.gpus_per_task == 0
 
 
-# --- the claim rules on constructed tables (oracles) ------------------------------------
-
-WIDTHS = [4, 8, 16, 32, 64]
-
-
-def constructed(
-    single: list[float],
-    ensemble: list[float],
-    h_star: float = 14.0,
-    fluctuation: list[float] | None = None,
-) -> CampaignData:
-    """One α̃ line over WIDTHS with the given errors and a jamming width h* (N = h² + 10 h)."""
-    n = [h * h + 11 * h for h in WIDTHS]
-    ensembles = pd.DataFrame(
-        {
-            "width": WIDTHS,
-            "alpha_tilde": 1.0,
-            "train_size": 100,
-            "n_params": n,
-            "mean_test_error": single,
-            "ensemble_test_error": ensemble,
-            "fitted_fraction": 1.0,
-            "fluctuation": fluctuation or [1.0] * 5,
-        }
-    )
-    boundaries = pd.DataFrame(
-        [
-            {
-                "boundary": "jamming",
-                "budget_steps": 100.0,
-                "alpha_tilde": 1.0,
-                "train_size": 100,
-                "value": h_star,
-                "lower": 8.0,
-                "upper": 16.0,
-                "status": "bracketed",
-            }
-        ]
-    )
-    return CampaignData(pd.DataFrame(), ensembles, boundaries)
-
-
-def test_double_descent_rule_needs_a_local_peak_at_jamming_that_the_ensemble_removes():
-    flat = [0.10, 0.10, 0.10, 0.10, 0.10]
-    peaked = claims_jamming.double_descent(constructed([0.15, 0.14, 0.18, 0.13, 0.11], flat), "x")
-    assert peaked.verdict == claims.REPRODUCED and peaked.numbers["h_peak"] == [16]
-    descending = claims_jamming.double_descent(
-        constructed([0.18, 0.16, 0.14, 0.12, 0.11], flat), "x"
-    )
-    assert descending.verdict == claims.PARTLY  # ensemble better, but no peak
-    kept = claims_jamming.double_descent(
-        constructed([0.15, 0.14, 0.18, 0.13, 0.11], [0.14, 0.13, 0.17, 0.12, 0.10]), "x"
-    )
-    assert kept.verdict == claims.PARTLY  # the ensemble keeps the peak
-
-
-def test_fluctuation_rule_recovers_a_power_law():
-    n = np.array([h * h + 11 * h for h in WIDTHS], float)
-    data = constructed([0.1] * 5, [0.1] * 5, h_star=2.0, fluctuation=list(3 * n**-0.25))
-    claim = claims_jamming.fluctuations(data, "x")
-    assert claim.verdict == claims.REPRODUCED and math.isclose(claim.numbers["median_slope"], -0.25)
-    data = constructed([0.1] * 5, [0.1] * 5, h_star=2.0, fluctuation=list(3 * n**-0.6))
-    assert claims_jamming.fluctuations(data, "x").verdict == claims.PARTLY
+# --- the claim rules on constructed tables: tests/reproduction/test_claims_*_rules.py ----
 
 
 # --- reduced reproductions: fast --------------------------------------------------------
@@ -336,9 +274,12 @@ def test_report_measures_the_campaigns_present_and_keeps_the_notes(tmp_path):
     path = write_report(str(tmp_path / "store"), docs, specs, {"runs": []})
     text = path.read_text()
     assert "| 8 | Stripe model: learning-curve exponents, feature better than lazy |" in text
-    stripe = text[text.index("### 8.") :]
+    stripe = text[text.index("### 8.") : text.index("### 9.")]
     assert "not measured" not in stripe and "β_lazy = 0.429" in stripe
-    assert text.count("**Verdict: not run.**") == 7  # the other claims: no campaign
+    # the other claims have no campaign; Λ ~ √P (claim 10) reads the stripe curves' Λ
+    assert text.count("**Verdict: not run.**") == 11
+    assert "### 10. Feature learning aligns the weights" in text
+    assert "Of 13 claims:" in text and "11 not run" in text
     assert (docs / "figures" / "stripe_learning_curves.png").stat().st_size < 100_000
     path.write_text(text.replace("_No discussion written yet._", "Our analysis."))
     again = write_report(str(tmp_path / "store"), docs, specs, {"runs": []}).read_text()
