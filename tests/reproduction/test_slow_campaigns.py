@@ -3,8 +3,8 @@ on the real engine (the scheduler's batched bundles, the real aggregation) with 
 net, loss, flow and observables and a smaller grid, budget and test set; each test checks the
 direction of the effect its campaign measures in docs/reproduction.md, not its size.
 
-The reduced grids are where the direction already holds at a few hundred to 1,500 steps; the
-numbers quoted in the asserts' comments are from the run that wrote docs/reproduction.md.
+The reduced grids are where the direction already holds at 150 to 3,000 steps. Measured:
+≈ 1 min for this file at load ≈ 3 (the jamming pair ≈ 30 s), ≈ 3 min at load 5–8.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_quadratic_hinge_jamming_fits_above_a_width_that_grows_with_p(stem, widt
 def stripe():
     """stripe_curves at P = 64 and 256 (relu, plain hinge, feature α̃ = 0.03, lazy 10⁴).
     One torch thread set here: a module fixture runs before the autouse one (with two
-    threads on the shared cores this took 384 s instead of ≈ 40 s)."""
+    threads on the shared cores this took 384 s instead of 25 s, load ≈ 7)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield train(
@@ -93,7 +93,7 @@ def test_feature_alignment_grows_with_p():
     )
     aligned = final_alignment(data)
     assert set(aligned) == {64, 256}, aligned
-    assert aligned[256] > aligned[64] > 1.0, aligned  # Λ ∝ √P: ×2 from 64 to 256
+    assert aligned[256] > aligned[64] > 1.0, aligned  # Λ ∝ √P would be ×2 from 64 to 256
 
 
 def test_lazy_training_on_compressed_data_beats_lazy_on_raw_data(stripe):
