@@ -35,8 +35,19 @@ DEFAULT_STORE = "results/reproduce"
 DOCS = Path("docs")
 LOG_FILE = "reproduce-log.json"
 PRINT_SECONDS = 20.0
-# Order of the runs: the cheapest first, so that a partial run still says something.
-ORDER = ("jamming_random", "jamming_mnist", "stripe_curves", "fashion_regimes", "mnist_phase")
+# Order of the runs: the cheapest first, so that a partial run still says something;
+# features_alignment before features_compressed, whose perpendicular_scale it measures.
+ORDER = (
+    "jamming_random",
+    "jamming_mnist",
+    "stripe_curves",
+    "features_alignment",
+    "features_compressed",
+    "features_kpca",
+    "features_cnn",
+    "fashion_regimes",
+    "mnist_phase",
+)
 
 
 def gpu_hours_estimate(
