@@ -35,6 +35,7 @@ from reproduction.claims_verdicts import (
     PARTLY,
     REPRODUCED,
     Claim,
+    all_hold,
     combine,
     g,
     not_run,
@@ -309,9 +310,7 @@ def kpca_numbers(data: CampaignData) -> dict:
                 quadrature(f["mi_change_error"], lz["mi_change_error"]),
             )
         )
-    out["verdict"] = (
-        REPRODUCED if all(t == REPRODUCED for t in tests) else NOT if NOT in tests else NOT_RESOLVED
-    )
+    out["verdict"] = all_hold(tests)
     return out
 
 

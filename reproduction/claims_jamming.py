@@ -41,6 +41,7 @@ from reproduction.claims_stats import (
     tally,
     verdict_of,
 )
+from reproduction.claims_verdicts import all_hold
 
 # --- 2. jamming: fitted fraction, N*(P), N_Δ/N ------------------------------------------
 
@@ -324,13 +325,7 @@ def hypostatic_numbers(table: pd.DataFrame) -> dict:
         return out
     finite = verdict_of(jump, jump_error)
     below = verdict_of(1 - share, share_error)
-    out["verdict"] = (
-        REPRODUCED
-        if finite == REPRODUCED and below == REPRODUCED
-        else NOT
-        if NOT in (finite, below)
-        else NOT_RESOLVED
-    )
+    out["verdict"] = all_hold([finite, below])
     return out
 
 

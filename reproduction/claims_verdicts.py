@@ -60,6 +60,14 @@ def combine(verdicts: list[str]) -> str:
     return PARTLY
 
 
+def all_hold(tests: list[str]) -> str:
+    """Tests that must all pass for one verdict: reproduced when every test is, not
+    reproduced when any is not, else not resolved."""
+    if all(t == REPRODUCED for t in tests):
+        return REPRODUCED
+    return NOT if NOT in tests else NOT_RESOLVED
+
+
 def majority(verdicts: list[str]) -> str:
     """Over the α̃ lines of one campaign: the verdict of more than half of them, else partly
     when some line reproduces, else not resolved when some line is, else not reproduced."""
