@@ -244,8 +244,10 @@ KPCA_PAPER = (
 KPCA_RULE = (
     f"Per cell: the mean mutual information with the labels of the top {KPCA_TOP} "
     "eigenvectors of Θ (kernels.kpca_mutual_information_*), at initialisation and at the "
-    "end; its change over the cells (seeds, widths, P) of the smallest α̃ (feature) and "
-    "of the largest (lazy), each with its standard error. Reproduced if the feature "
+    "end; its change over the fitted cells (seeds, widths, P) of the smallest α̃ "
+    "(feature) and of the largest (lazy), each with its standard error: a net stopped by "
+    "its budget has not finished learning, so it does not count (the unfitted are "
+    "quoted). Reproduced if the feature "
     "end's change is ≥ 3 s.e. above 0 and (when a lazy end exists) ≥ 3 s.e. above the "
     "lazy end's; not reproduced if either is ≥ 3 s.e. the other way; otherwise (or with "
     "fewer than 2 cells) not resolved. The label projection ω of the same eigenvectors "
@@ -275,10 +277,14 @@ def kpca_numbers(data: CampaignData) -> dict:
     ]
     if kernels is None or not set(needed) <= set(kernels):
         return out
-    rows = data.unstalled_cells[["cell_id", "alpha_tilde"]].merge(kernels[["cell_id", *needed]])
+    rows = data.unstalled_cells[["cell_id", "alpha_tilde", "fitted"]].merge(
+        kernels[["cell_id", *needed]]
+    )
     for column in needed:
         rows[column] = rows[column].map(_top)
     rows = rows.dropna(subset=needed)
+    out["unfitted"] = int((~rows["fitted"].astype(bool)).sum())
+    rows = rows.loc[rows["fitted"].astype(bool)]
     out["cells"] = len(rows)
     if rows.empty:
         return out
@@ -324,8 +330,12 @@ def kpca(datasets: dict[str, CampaignData | None]) -> Claim:
     for label, data in present.items():
         r = kpca_numbers(data)
         numbers[label] = r
+        left_out = f", {r['unfitted']} unfitted left out" if r.get("unfitted") else ""
         if "feature" not in r:
-            lines.append(f"{label}: no kernel PCA measured ({r['cells']} cells): {r['verdict']}")
+            lines.append(
+                f"{label}: no kernel PCA of fitted nets ({r['cells']} cells{left_out}): "
+                f"{r['verdict']}"
+            )
             continue
         parts = [
             f"{end} (α̃ = {g(x['alpha_tilde'])}, {x['cells']} cells): MI {g(x['mi_initial'])} → "
@@ -334,7 +344,9 @@ def kpca(datasets: dict[str, CampaignData | None]) -> Claim:
             for end, x in (("feature", r["feature"]), ("lazy", r["lazy"]))
         ]
         lines.append(
-            f"{label} ({r['what']}), top {KPCA_TOP}: " + "; ".join(parts) + f": {r['verdict']}"
+            f"{label} ({r['what']}), top {KPCA_TOP}: "
+            + "; ".join(parts)
+            + f"{left_out}: {r['verdict']}"
         )
     verdict = combine([r["verdict"] for r in numbers.values()])
     return Claim("kpca", title, KPCA_PAPER, "<br>".join(lines), verdict, KPCA_RULE, numbers)
@@ -351,7 +363,9 @@ CNN_RULE = (
     "At the widest width and largest P: the ensemble test error ε(⟨f⟩) at the smallest "
     "α̃ (feature) against the largest (lazy), with the standard error "
     "s = √(2ε(1−ε)/n_test) of the difference. Not resolved unless the lazy end is lazy "
-    f"(‖ΔΘ‖/‖Θ₀‖ < {LAZY_LIMIT:g}) and the feature end is not (> 1). Then reproduced if "
+    f"(‖ΔΘ‖/‖Θ₀‖ < {LAZY_LIMIT:g}), the feature end is not (> 1) and at least half the "
+    "seeds fitted at both ends (a net stopped by its budget has not finished). Then "
+    "reproduced if "
     "feature < lazy − 3s, not reproduced if feature > lazy + 3s, otherwise not resolved. "
     "The mean single-net errors are quoted."
 )
@@ -376,8 +390,12 @@ def cnn_numbers(data: CampaignData) -> dict:
         "noise": s,
     }
     lazy_enough = lazy["ntk_change"] < LAZY_LIMIT and feature["ntk_change"] > 1
-    out["verdict"] = verdict_of(out["lazy"] - out["feature"], s) if lazy_enough else NOT_RESOLVED
+    out["fitted_fraction"] = [float(feature["fitted_fraction"]), float(lazy["fitted_fraction"])]
+    finished = min(out["fitted_fraction"]) >= 0.5
+    decided = lazy_enough and finished
+    out["verdict"] = verdict_of(out["lazy"] - out["feature"], s) if decided else NOT_RESOLVED
     out["lazy_limit_reached"] = bool(lazy_enough)
+    out["finished"] = bool(finished)
     return out
 
 
@@ -394,6 +412,11 @@ def cnn(data: CampaignData | None, label: str) -> Claim:
         )
     )
     limit = "" if r["lazy_limit_reached"] else "; the ends are not lazy / feature enough"
+    if not r["finished"]:
+        limit += (
+            f"; fitted fraction {g(r['fitted_fraction'][0])} (feature), "
+            f"{g(r['fitted_fraction'][1])} (lazy): the nets had not finished"
+        )
     measured = (
         f"{label} ({r['arch']}, h = {r['width']}): ε(⟨f⟩) by α̃ = {curve}; feature "
         f"{g(r['feature'])} vs lazy {g(r['lazy'])} (s.e. of the difference "

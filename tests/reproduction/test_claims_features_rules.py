@@ -114,14 +114,17 @@ def test_compressed_lazy_reads_the_stripe_curves_as_reference_and_is_not_resolve
     assert cf.compressed(better, reference, "x").verdict == PARTLY  # better than feature
 
 
-def kpca_campaign(feature_change: float, lazy_change: float) -> CampaignData:
+def kpca_campaign(feature_change: float, lazy_change: float, fitted: bool = True) -> CampaignData:
     """Four cells per end; the top-10 mutual information starts at 0.1 bits and changes by
-    the given amount (± 0.02 between cells)."""
+    the given amount (± 0.02 between cells); ``fitted`` False: all stopped by the budget."""
     cells, kernels = [], []
     for alpha, change in ((0.01, feature_change), (100.0, lazy_change)):
         for seed, offset in enumerate((-0.02, 0.02, -0.01, 0.01)):
             cell_id = f"a{alpha}s{seed}"
-            cells.append(dict(cell_id=cell_id, alpha_tilde=alpha, stop_reason="fitted"))
+            reason = "fitted" if fitted else "max_steps"
+            cells.append(
+                dict(cell_id=cell_id, alpha_tilde=alpha, stop_reason=reason, fitted=fitted)
+            )
             kernels.append(
                 dict(
                     cell_id=cell_id,
@@ -148,7 +151,17 @@ def test_kpca_fails_or_is_not_resolved_otherwise():
     assert cf.kpca({"stripe": None, "MNIST CNN": None}).verdict == NOT_RUN
 
 
-def cnn_campaign(feature: float, lazy: float, lazy_change: float = 0.01) -> CampaignData:
+def test_kpca_counts_only_fitted_nets():
+    """The same large change on nets the budget stopped decides nothing."""
+    claim = cf.kpca({"stripe": kpca_campaign(0.5, 0.0, fitted=False)})
+    assert claim.verdict == NOT_RESOLVED
+    assert claim.numbers["stripe"]["unfitted"] == 8
+    assert "8 unfitted left out" in claim.measured
+
+
+def cnn_campaign(
+    feature: float, lazy: float, lazy_change: float = 0.01, fitted: float = 1.0
+) -> CampaignData:
     ensembles = pd.DataFrame(
         {
             "width": 8,
@@ -157,6 +170,7 @@ def cnn_campaign(feature: float, lazy: float, lazy_change: float = 0.01) -> Camp
             "ensemble_test_error": [feature, (feature + lazy) / 2, lazy],
             "mean_test_error": [feature + 0.01, (feature + lazy) / 2, lazy + 0.01],
             "ntk_change": [30.0, 1.0, lazy_change],
+            "fitted_fraction": [fitted, 1.0, 1.0],
         }
     )
     cells = pd.DataFrame({"test_size": [2000], "arch": ["cnn"]})
@@ -169,3 +183,11 @@ def test_cnn_rule_passes_fails_and_needs_a_lazy_limit():
     assert cf.cnn(cnn_campaign(0.10, 0.05), "x").verdict == NOT
     assert cf.cnn(cnn_campaign(0.07, 0.08), "x").verdict == NOT_RESOLVED
     assert cf.cnn(cnn_campaign(0.05, 0.10, lazy_change=0.5), "x").verdict == NOT_RESOLVED
+
+
+def test_cnn_rule_needs_finished_nets():
+    """Feature nets the budget stopped (fitted fraction 1/4) decide nothing, either way."""
+    for feature, lazy in ((0.05, 0.10), (0.10, 0.05)):
+        claim = cf.cnn(cnn_campaign(feature, lazy, fitted=0.25), "x")
+        assert claim.verdict == NOT_RESOLVED
+        assert "had not finished" in claim.measured
