@@ -53,7 +53,8 @@ ALIGNMENT_RULE = (
     "cells at the smallest α̃ (feature end) and the widest width; fit log Λ against log P "
     "over those cells: the slope and its standard error. Not resolved with fewer than 3 "
     "cells, less than 1 decade of P, or an error above 1/6 (1/2 over 3); reproduced if "
-    "|slope − 1/2| ≤ max(0.1, 3 s.e.); otherwise not reproduced. The lazy end's Λ is "
+    "|slope − 1/2| ≤ max(0.1, 3 s.e.) and the slope is ≥ 3 s.e. above 0 (Λ grows; else "
+    "not resolved); otherwise not reproduced. The lazy end's Λ is "
     "quoted (≈ 1 expected), not tested."
 )
 

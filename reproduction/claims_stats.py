@@ -130,7 +130,8 @@ def exponent_verdict(
 ) -> str:
     """An exponent against its prediction. NOT_RESOLVED if fewer than 3 points, fewer than
     `min_decades` decades, or an error above `max_error`; REPRODUCED if |slope − expected| ≤
-    max(tolerance, SIGMAS · error); NOT otherwise."""
+    max(tolerance, SIGMAS · error) and, for a non-zero prediction, the slope is ≥ SIGMAS · error
+    away from 0 (else a flat line with a large error would pass: NOT_RESOLVED); NOT otherwise."""
     if (
         fit.n_points < 3
         or fit.decades < min_decades - 1e-9
@@ -138,7 +139,11 @@ def exponent_verdict(
         or fit.error > max_error
     ):
         return NOT_RESOLVED
-    return REPRODUCED if abs(fit.slope - expected) <= max(tolerance, SIGMAS * fit.error) else NOT
+    if abs(fit.slope - expected) > max(tolerance, SIGMAS * fit.error):
+        return NOT
+    if expected != 0 and abs(fit.slope) < SIGMAS * fit.error:
+        return NOT_RESOLVED  # consistent with the prediction, but not told from no power law
+    return REPRODUCED
 
 
 def tally(verdicts: list[str]) -> str:

@@ -12,7 +12,13 @@ import pandas as pd
 from pipeline.figures import CampaignData
 from reproduction import claims
 from reproduction.claims import NOT, NOT_RESOLVED, PARTLY, REPRODUCED, combine, majority
-from reproduction.claims_stats import exponent_verdict, fit_exponent, parabola_vertex, verdict_of
+from reproduction.claims_stats import (
+    Exponent,
+    exponent_verdict,
+    fit_exponent,
+    parabola_vertex,
+    verdict_of,
+)
 
 # --- the shared tests -----------------------------------------------------------------------
 
@@ -52,6 +58,17 @@ def test_exponent_verdict_needs_the_range_and_the_error():
     assert exponent_verdict(exact, 0.0, 0.1, 1.0, 0.2) == NOT
     assert exponent_verdict(fit_exponent(p[:2], p[:2] ** 0.5), 0.5, 0.1, 1.0, 0.2) == NOT_RESOLVED
     assert exponent_verdict(exact, 0.5, 0.1, 2.0, 0.2) == NOT_RESOLVED  # 1.5 decades < 2
+
+
+def test_exponent_verdict_needs_a_slope_told_from_zero():
+    """0.28 ± 0.11 is within 3 s.e. of 1/2 but only 2.5 s.e. from flat: not resolved; the
+    same slope at ± 0.05 is too far from 1/2; a flat prediction needs no such test."""
+    wide, tight = Exponent(0.28, 0.11, 6, 1.5), Exponent(0.28, 0.05, 6, 1.5)
+    assert exponent_verdict(wide, 0.5, 0.1, 1.0, 0.2) == NOT_RESOLVED
+    assert exponent_verdict(Exponent(0.1, 0.15, 6, 1.5), 0.5, 0.1, 1.0, 0.2) == NOT_RESOLVED
+    assert exponent_verdict(tight, 0.5, 0.1, 1.0, 0.2) == NOT  # 0.22 off at ± 0.05
+    assert exponent_verdict(Exponent(0.42, 0.05, 6, 1.5), 0.5, 0.1, 1.0, 0.2) == REPRODUCED
+    assert exponent_verdict(Exponent(0.05, 0.05, 6, 1.5), 0.0, 0.1, 1.0, 0.2) == REPRODUCED
 
 
 # --- crossover: slope and bend ----------------------------------------------------------------
