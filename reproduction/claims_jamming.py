@@ -35,6 +35,7 @@ from reproduction.claims_stats import (
     fit_exponent,
     mean_error,
     parabola_vertex,
+    proportion_rise,
     quadrature,
     seed_means,
     significant,
@@ -51,15 +52,21 @@ JAMMING_PAPER = (
     "it the loss reaches zero (Sec. 2)."
 )
 JAMMING_RULE = (
-    "Along every line of fixed (α̃, P), the fraction of seeds that fit must rise "
-    "from ≤ 1/4 at the smallest width to 1 at the widest, never dropping by more "
-    "than one seed's share below its running maximum: reproduced. Rising but "
-    "with larger drops, or not reaching both ends: partly. Otherwise: not."
+    "Per data set, pool the lines of fixed (α̃, P): the fitted fraction over all cells "
+    "at the lines' narrowest widths vs over all cells at their widest, and the rise "
+    "between them with its binomial standard error (pooled variance). A rise under 3 "
+    "s.e. is not resolved (too few cells: 0 → 1 needs 5 cells at each end); a fall of "
+    "≥ 3 s.e., or no change with none possible (every end alike), is not reproduced. "
+    "With a rise of ≥ 3 s.e.: reproduced if every line rises from ≤ 1/4 fitted at the "
+    "smallest width to 1 at the widest, never dropping by more than one seed's share "
+    "below its running maximum; partly if every line rises but with larger drops or "
+    "without reaching both ends; otherwise not."
 )
 
 
 def fitted_fraction_lines(data: CampaignData) -> pd.DataFrame:
-    """Per (α̃, P): fitted fraction at the smallest and widest width, monotone flag, h*."""
+    """Per (α̃, P): fitted fraction at the smallest and widest width (first, last) and the
+    cells behind each (n_first, n_last: seeds not stalled), monotone flag, h*."""
     rows = []
     h_star = jamming_widths(data).set_index(["alpha_tilde", "train_size"])["value"]
     for (alpha, p), line in data.ensembles.groupby(["alpha_tilde", "train_size"]):
@@ -68,18 +75,49 @@ def fitted_fraction_lines(data: CampaignData) -> pd.DataFrame:
         if line.empty:
             continue
         fraction = line["fitted_fraction"].to_numpy(float)
-        share = 1.0 / line["n_seeds"].max()
+        seeds = line["n_seeds"].to_numpy(float)
         rows.append(
             {
                 "alpha_tilde": alpha,
                 "train_size": p,
                 "first": fraction[0],
                 "last": fraction[-1],
-                "monotone": monotone_within(fraction, share),
+                "n_first": int(seeds[0]),
+                "n_last": int(seeds[-1]),
+                "monotone": monotone_within(fraction, 1.0 / seeds.max()),
                 "h_star": h_star.get((alpha, p), math.nan),
             }
         )
     return pd.DataFrame(rows)
+
+
+def pooled_rise(table: pd.DataFrame) -> dict:
+    """The fitted fraction over all cells at the lines' narrowest widths (start) and at
+    their widest (end) of fitted_fraction_lines' table, the rise end − start and its
+    pooled binomial standard error (claims_stats.proportion_rise)."""
+    n_start, n_end = float(table["n_first"].sum()), float(table["n_last"].sum())
+    hits_start = float((table["first"] * table["n_first"]).sum())
+    hits_end = float((table["last"] * table["n_last"]).sum())
+    rise, error = proportion_rise(hits_start, n_start, hits_end, n_end)
+    return {
+        "start": hits_start / n_start if n_start else math.nan,
+        "end": hits_end / n_end if n_end else math.nan,
+        "cells_start": int(n_start),
+        "cells_end": int(n_end),
+        "rise": rise,
+        "rise_error": error,
+    }
+
+
+def jamming_verdict(table: pd.DataFrame, rise: dict) -> str:
+    """JAMMING_RULE on one data set's lines and their pooled rise."""
+    resolved = verdict_of(rise["rise"], rise["rise_error"])
+    if resolved != REPRODUCED:
+        return resolved
+    rises = bool(((table["first"] <= 0.25) & (table["last"] >= 1.0)).all())
+    if rises and bool(table["monotone"].all()):
+        return REPRODUCED
+    return PARTLY if bool((table["last"] > table["first"]).all()) else NOT
 
 
 def jamming_transition(datasets: dict[str, CampaignData | None]) -> Claim:
@@ -91,19 +129,15 @@ def jamming_transition(datasets: dict[str, CampaignData | None]) -> Claim:
     lines, verdicts, numbers = [], [], {}
     for label, data in present.items():
         table = fitted_fraction_lines(data)
-        rises = bool(((table["first"] <= 0.25) & (table["last"] >= 1.0)).all())
-        monotone = bool(table["monotone"].all())
-        verdicts.append(
-            REPRODUCED
-            if rises and monotone
-            else PARTLY
-            if (table["last"] > table["first"]).all()
-            else NOT
-        )
-        numbers[label] = table.to_dict("list")
+        rise = pooled_rise(table)
+        verdicts.append(jamming_verdict(table, rise))
+        numbers[label] = {**table.to_dict("list"), **rise}
         stars = ", ".join(f"{_line_name(r)}: {g(r.h_star)}" for r in table.itertuples())
         lines.append(
-            f"{label}: {int((table['first'] <= 0.25).sum())}/{len(table)} lines start "
+            f"{label}: fitted fraction {g(rise['start'])} of {rise['cells_start']} cells at "
+            f"the narrowest widths, {g(rise['end'])} of {rise['cells_end']} at the widest "
+            f"(rise {g(rise['rise'])} ± {g(rise['rise_error'])}); "
+            f"{int((table['first'] <= 0.25).sum())}/{len(table)} lines start "
             f"≤ 1/4 fitted, {int((table['last'] >= 1).sum())}/{len(table)} end fully "
             f"fitted, {int(table['monotone'].sum())}/{len(table)} monotone within a "
             f"seed; h* = {stars}"

@@ -70,6 +70,21 @@ def binomial_error(error_rate: float, n_test: float) -> float:
     return math.sqrt(max(error_rate * (1 - error_rate), 0.0) / n_test)
 
 
+def proportion_rise(
+    hits_before: float, n_before: float, hits_after: float, n_after: float
+) -> tuple[float, float]:
+    """Rise of a proportion, hits_after/n_after − hits_before/n_before, and its binomial
+    standard error with the pooled variance p̄(1 − p̄)(1/n_before + 1/n_after), p̄ the
+    proportion of both samples together: the error under "no rise", so that 0 of 5 vs
+    5 of 5 is resolved (1 ≥ 3 × 0.32) and 0 of 4 vs 4 of 4 is not (1 < 3 × 0.35), where
+    the unpooled error of two certain proportions would be 0. NaN without cells."""
+    if not (n_before > 0 and n_after > 0):
+        return math.nan, math.nan
+    pooled = (hits_before + hits_after) / (n_before + n_after)
+    error = math.sqrt(pooled * (1 - pooled) * (1 / n_before + 1 / n_after))
+    return float(hits_after / n_after - hits_before / n_before), error
+
+
 def quadrature(*errors: float) -> float:
     """√(Σ e²): the error of a sum or difference of independent measurements."""
     return float(math.sqrt(sum(e * e for e in errors)))

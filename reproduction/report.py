@@ -72,6 +72,10 @@ RULE_CHANGES = (
     "A fourth verdict, *not resolved*: every tested effect must be ≥ 3 standard errors "
     "(claims_stats.verdict_of), else the data cannot decide; the first pass's rules had no "
     "errors (a 1-s.e. bump passed as a peak).",
+    "Jamming (2): the fitted fraction's rise from the lines' narrowest widths to their "
+    "widest, pooled over the lines of (α̃, P) of a data set, must be ≥ 3 binomial standard "
+    "errors (pooled variance), else not resolved (0 → 1 needs 5 cells at each end); the "
+    "first pass read the line ends without an error.",
     "Hypostatic jamming (4): only nets that converged at a positive loss (a plateau of the "
     "loss over the last half of the flow time, N_Δ constant) count, not nets cut off by the "
     "budget; N_Δ is compared with min(N, P), since N_Δ ≤ P makes N_Δ/N < 1 automatic for "

@@ -1,8 +1,9 @@
 """The jamming-side rules of issue 15 on constructed tables: each must pass where the effect
 is there at ≥ 3 standard errors and must fail (or say "not resolved") where it is not.
-Hypostatic jamming (plateau criterion, N_Δ against min(N, P)), double descent (significant
-peak located by a fit, removed by the ensemble), fluctuations (≥ 1 decade, with its error).
-No training: every frame is written here."""
+The fitted fraction's rise with h (pooled binomial error), hypostatic jamming (plateau
+criterion, N_Δ against min(N, P)), double descent (significant peak located by a fit,
+removed by the ensemble), fluctuations (≥ 1 decade, with its error). No training: every
+frame is written here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,69 @@ import pandas as pd
 
 from pipeline.figures import CampaignData
 from reproduction import claims_jamming as cj
-from reproduction.claims import NOT, NOT_RESOLVED, REPRODUCED
+from reproduction.claims import NOT, NOT_RESOLVED, PARTLY, REPRODUCED
+
+# --- the fitted fraction rises from 0 to 1 with h ------------------------------------------
+
+
+def fitted_lines(fitted: dict[float, list[int]], seeds: int) -> CampaignData:
+    """Lines of fixed (α̃, P = 40) over widths 4, 8, 16: α̃ -> fitted seeds (of `seeds`) at
+    each width, as the ensembles table has them (fitted_fraction over n_seeds)."""
+    ensembles = pd.DataFrame(
+        [
+            dict(
+                width=width,
+                alpha_tilde=alpha,
+                train_size=40,
+                n_seeds=seeds,
+                fitted_fraction=hits / seeds,
+            )
+            for alpha, counts in fitted.items()
+            for width, hits in zip((4, 8, 16), counts)
+        ]
+    )
+    columns = ["boundary", "budget_steps", "alpha_tilde", "train_size", "value", "lower"]
+    boundaries = pd.DataFrame(columns=[*columns, "upper", "status"])
+    return CampaignData(pd.DataFrame(), ensembles, boundaries)
+
+
+def test_the_fitted_fractions_rise_is_tested_against_its_pooled_binomial_error():
+    """0 of 6 → 6 of 6 cells over two lines of 3 seeds: the error under "no rise" is
+    √(½·½·(1/6 + 1/6)) = 0.289, the rise 1 ≥ 3 × 0.289."""
+    claim = cj.jamming_transition({"x": fitted_lines({1.0: [0, 2, 3], 10.0: [0, 3, 3]}, 3)})
+    x = claim.numbers["x"]
+    assert (x["cells_start"], x["cells_end"], x["start"], x["end"]) == (6, 6, 0.0, 1.0)
+    assert math.isclose(x["rise_error"], math.sqrt(0.25 / 3)) and x["rise"] == 1.0
+    assert claim.verdict == REPRODUCED
+    assert "0 of 6 cells at the narrowest widths, 1 of 6 at the widest" in claim.measured
+
+
+def test_the_fitted_fraction_is_not_resolved_on_too_few_seeds():
+    """One line of 3 seeds from 0 to 3 fitted: every line condition holds, but 1 < 3 × 0.41."""
+    claim = cj.jamming_transition({"x": fitted_lines({1.0: [0, 2, 3]}, 3)})
+    assert claim.verdict == NOT_RESOLVED
+    assert math.isclose(claim.numbers["x"]["rise_error"], math.sqrt(0.5 / 3))
+
+
+def test_the_fitted_fraction_fails_where_it_falls_with_width():
+    claim = cj.jamming_transition({"x": fitted_lines({1.0: [3, 1, 0], 10.0: [3, 2, 0]}, 3)})
+    assert claim.numbers["x"]["rise"] == -1.0 and claim.verdict == NOT
+    never = cj.jamming_transition({"x": fitted_lines({1.0: [0, 0, 0]}, 8)})  # no spread
+    assert never.numbers["x"]["rise_error"] == 0.0 and never.verdict == NOT
+
+
+def test_a_resolved_rise_short_of_the_line_conditions_is_partly():
+    """1 of 12 → 11 of 12 (10/12 ≥ 3 × 0.20) over two lines of 6 seeds, one of them not
+    ending fully fitted; a line that drops by two seeds' shares is not monotone within a
+    seed."""
+    short = cj.jamming_transition({"x": fitted_lines({1.0: [1, 3, 5], 10.0: [0, 4, 6]}, 6)})
+    assert short.numbers["x"]["rise"] > 3 * short.numbers["x"]["rise_error"]
+    assert short.verdict == PARTLY
+    dropping = cj.jamming_transition({"x": fitted_lines({1.0: [0, 6, 4], 10.0: [0, 3, 6]}, 6)})
+    assert dropping.numbers["x"]["monotone"] == [False, True] and dropping.verdict == PARTLY
+    rising = cj.jamming_transition({"x": fitted_lines({1.0: [0, 5, 6], 10.0: [0, 3, 6]}, 6)})
+    assert rising.verdict == REPRODUCED  # the same ends, a drop-free line: the oracle
+
 
 # --- hypostatic jamming -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from reproduction.claims_stats import (
     exponent_verdict,
     fit_exponent,
     parabola_vertex,
+    proportion_rise,
     verdict_of,
 )
 
@@ -30,6 +31,19 @@ def test_verdict_of_needs_three_standard_errors():
     assert verdict_of(0.1, math.nan) == NOT_RESOLVED  # one seed: no error
     assert verdict_of(0.0, 0.0) == NOT  # resolved as absent
     assert verdict_of(1e-6, 0.0) == REPRODUCED
+
+
+def test_proportion_rise_is_the_two_proportion_z_test():
+    """Against scipy's χ² test of the 2 × 2 table without continuity correction: χ² = z²."""
+    from scipy.stats import chi2_contingency
+
+    for before, after, n_before, n_after in ((45, 60, 100, 100), (0, 5, 5, 5), (3, 1, 7, 4)):
+        rise, error = proportion_rise(before, n_before, after, n_after)
+        table = [[before, n_before - before], [after, n_after - after]]
+        chi2 = chi2_contingency(table, correction=False).statistic
+        assert math.isclose(rise, after / n_after - before / n_before)
+        assert math.isclose(abs(rise) / error, math.sqrt(chi2))
+    assert all(math.isnan(v) for v in proportion_rise(0, 0, 3, 3))
 
 
 def test_verdicts_combine_and_take_the_majority():
