@@ -2,7 +2,8 @@
 
 `write_report` reads every campaign of campaigns/reproduce/ present in the store (missing
 ones make their claims "not run"), evaluates reproduction.claims, draws small PNGs into
-docs/figures/ and writes the markdown. The hand-written discussion between the NOTES markers
+docs/figures/ (each captioned like `phasegrid plot`'s: campaign, budget, integrator, loss)
+and writes the markdown. The hand-written discussion between the NOTES markers
 of an existing docs/reproduction.md is kept as it is, so regenerating the numbers never
 erases the analysis (the analysis must then be re-read against the new numbers).
 """
@@ -14,7 +15,7 @@ import io
 import json
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -24,8 +25,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline.analysis.ensembles import fit_log_log
-from pipeline.drivers.plot import load_campaign_data
+from pipeline.drivers.plot import CAPTION_METADATA, load_campaign_data
 from pipeline.figures import FIGURES, CampaignData, SkipFigure
+from pipeline.figures.caption import add_caption, caption_of, caption_text
 from pipeline.figures.style import LABELS, RC, log_axes, new_figure
 from pipeline.store.campaign_store import CampaignNotFoundError
 from pipeline.store.frames import read_table, require_campaign
@@ -161,9 +163,12 @@ def evaluate(data: dict[str, CampaignData | None]) -> list[claims.Claim]:
 
 
 def save_png(fig: Figure, path: Path) -> None:
-    """Write `fig` as a small PNG at `path`, atomically (the store's temp-then-rename)."""
+    """Write `fig` as a small PNG at `path`, atomically (the store's temp-then-rename), its
+    caption also in the PNG's metadata, as `phasegrid plot` writes it."""
     image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=DPI)
+    caption = caption_of(fig)
+    metadata = {CAPTION_METADATA["png"]: caption} if caption else None
+    fig.savefig(image, format="png", dpi=DPI, metadata=metadata)
     write_atomically(path, image.getvalue())
 
 
@@ -205,23 +210,39 @@ def n_star_figure(random: CampaignData | None, real: CampaignData | None) -> Fig
     return fig
 
 
-def draw_figures(data: dict[str, CampaignData | None], folder: Path) -> dict[str, str]:
-    """Write the report's PNGs; returns {figure: file name} of those drawn."""
+def figure_caption(names: list[str], campaigns: list[CampaignData]) -> str:
+    """The caption of `phasegrid plot` (caption.caption_text) for a figure drawn from the
+    campaigns `names`: "campaign jamming-random + jamming-mnist · budget …" when several."""
+    cells = pd.concat([c.cells for c in campaigns], ignore_index=True)
+    return caption_text(" + ".join(names), cells)
+
+
+def draw_figures(
+    data: dict[str, CampaignData | None], folder: Path, names: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Write the report's PNGs, each captioned like `phasegrid plot`'s (campaign, budget,
+    integrator, loss; in the figure and in the PNG); returns {figure: file name} of those
+    drawn. `names` maps a campaign stem to the campaign's name (default: the stem)."""
     folder.mkdir(parents=True, exist_ok=True)
+    named = dict(names or {})
     drawn = {}
     with matplotlib.rc_context(RC):
-        jobs: list[tuple[str, Callable[[], Figure]]] = []
+        jobs: list[tuple[str, Callable[[], Figure], list[str]]] = []
         for name, stem, key in DOC_FIGURES:
             campaign = data.get(stem)
             if campaign is not None:
-                jobs.append((name, partial(FIGURES[key], campaign)))
-        jamming = (data.get("jamming_random"), data.get("jamming_mnist"))
-        jobs.append(("n_star", partial(n_star_figure, *jamming)))
-        for name, draw in jobs:
+                jobs.append((name, partial(FIGURES[key], campaign), [stem]))
+        jamming = ["jamming_random", "jamming_mnist"]
+        jobs.append(("n_star", partial(n_star_figure, *map(data.get, jamming)), jamming))
+        for name, draw, stems in jobs:
             try:
-                save_png(draw(), folder / f"{name}.png")
+                fig = draw()
             except SkipFigure:
                 continue
+            present = {s: d for s in stems if (d := data.get(s)) is not None}
+            shown = [named.get(s, s) for s in present]
+            add_caption(fig, figure_caption(shown, list(present.values())))
+            save_png(fig, folder / f"{name}.png")
             drawn[name] = f"{name}.png"
     return drawn
 
@@ -334,7 +355,8 @@ def write_report(store: str, docs: Path, specs: dict[str, Path], log: dict) -> P
     """Evaluate the claims on the store's campaigns, draw docs/figures/, write the report."""
     data = load_all(store, specs)
     results = evaluate(data)
-    drawn = draw_figures(data, docs / "figures")
+    names = {stem: campaign_name(path) for stem, path in specs.items()}
+    drawn = draw_figures(data, docs / "figures", names)
     path = docs / "reproduction.md"
     text = render(results, drawn, campaign_rows(store, specs, data, log), log, kept_notes(path))
     write_atomically(path, text.encode())

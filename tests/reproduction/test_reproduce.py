@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from pipeline.analysis.ensembles import aggregate_tables
 from pipeline.figures import CampaignData
@@ -281,6 +282,8 @@ def test_report_measures_the_campaigns_present_and_keeps_the_notes(tmp_path):
     assert "### 10. Feature learning aligns the weights" in text
     assert "Of 13 claims:" in text and "11 not run" in text
     assert (docs / "figures" / "stripe_learning_curves.png").stat().st_size < 100_000
+    with Image.open(docs / "figures" / "stripe_learning_curves.png") as png:  # the caption
+        assert png.text["Description"].startswith("campaign stripe-curves · budget 300 steps")
     path.write_text(text.replace("_No discussion written yet._", "Our analysis."))
     again = write_report(str(tmp_path / "store"), docs, specs, {"runs": []}).read_text()
     assert f"{NOTES_START}\nOur analysis.\n{NOTES_END}" in again
