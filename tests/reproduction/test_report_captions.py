@@ -5,9 +5,9 @@ step budget only, one whose cells also stop at a flow-time budget ([flow] max_ti
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from figures import test_plots
 from PIL import Image
@@ -20,30 +20,30 @@ STEPS = "budget 10,000 steps"
 SETTINGS = "integrator euler-heun · loss softhinge (β = 20)"
 
 
-def synthetic(root: Path, max_time: float | None) -> CampaignData:
-    """test_plots' synthetic campaign (2 seeds) under `root`, its cells at `max_time`."""
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory) -> CampaignData:
+    """test_plots' synthetic campaign (2 seeds), written and read back once."""
+    root = tmp_path_factory.mktemp("campaign")
     test_plots.synthetic_campaign(root, seeds=2)
-    if max_time is not None:
-        cells = pd.read_parquet(root / "cells")
-        test_plots.write_table(root, "cells", cells.assign(max_time=max_time))
     data = load_campaign_data(str(root))
     assert data is not None
     return data
 
 
+def with_cells(data: CampaignData, **columns) -> CampaignData:
+    """`data` with its cells' `columns` set (a budget of another campaign)."""
+    return dataclasses.replace(data, cells=data.cells.assign(**columns))
+
+
 @pytest.fixture(scope="module")
-def report_figures(tmp_path_factory) -> Path:
-    """draw_figures on mnist_phase (step budget) and jamming_random (also flow time 1,000),
-    named as the report names them (stem -> campaign name); jamming_mnist absent."""
-    store = tmp_path_factory.mktemp("store")
-    data = {
-        "mnist_phase": synthetic(store / "mnist-phase", None),
-        "jamming_random": synthetic(store / "jamming-random", 1000.0),
-    }
-    folder = store / "figures"
-    names = {"mnist_phase": "mnist-phase", "jamming_random": "jamming-random"}
+def report_figures(tmp_path_factory, campaign) -> Path:
+    """draw_figures on stripe_curves (step budget) and jamming_random (also flow time
+    1,000), named as the report names them (stem -> campaign name); jamming_mnist absent."""
+    data = {"stripe_curves": campaign, "jamming_random": with_cells(campaign, max_time=1000.0)}
+    folder = tmp_path_factory.mktemp("figures")
+    names = {"stripe_curves": "stripe-curves", "jamming_random": "jamming-random"}
     drawn = draw_figures(data, folder, names)
-    assert {"mnist_phase_diagram", "jamming_random", "n_star"} <= set(drawn), drawn
+    assert set(drawn) == {"stripe_learning_curves", "jamming_random", "n_star"}, drawn
     return folder
 
 
@@ -53,9 +53,8 @@ def description(path: Path) -> str:
 
 
 def test_a_report_figure_carries_its_campaign_budget_and_settings(report_figures):
-    expected = f"campaign mnist-phase · {STEPS} · {SETTINGS}"
-    for name in ("mnist_phase_diagram", "mnist_double_descent", "mnist_regimes"):
-        assert description(report_figures / f"{name}.png") == expected, name
+    expected = f"campaign stripe-curves · {STEPS} · {SETTINGS}"
+    assert description(report_figures / "stripe_learning_curves.png") == expected
 
 
 def test_a_flow_time_budget_is_in_the_caption(report_figures):
@@ -65,14 +64,19 @@ def test_a_flow_time_budget_is_in_the_caption(report_figures):
     assert description(report_figures / "n_star.png") == expected
 
 
-def test_a_figure_of_two_campaigns_names_both_and_both_budgets(tmp_path, report_figures):
-    random = synthetic(tmp_path / "random", 1000.0)
-    mnist = synthetic(tmp_path / "mnist", None)
-    mnist = CampaignData(
-        mnist.cells.assign(max_steps=20_000), mnist.ensembles, mnist.boundaries, mnist.kernels
-    )
+def test_a_figure_of_two_campaigns_names_both_and_both_budgets(tmp_path, campaign):
+    data = {
+        "jamming_random": with_cells(campaign, max_time=1000.0),
+        "jamming_mnist": with_cells(campaign, max_steps=20_000),
+        "stripe_curves": None,  # absent: drawn nowhere
+    }
     names = {"jamming_random": "jr", "jamming_mnist": "jm"}
-    draw_figures({"jamming_random": random, "jamming_mnist": mnist}, tmp_path / "f", names)
-    assert description(tmp_path / "f" / "n_star.png") == (
+    assert draw_figures(data, tmp_path, names) == {
+        "jamming_random": "jamming_random.png",
+        "jamming_mnist": "jamming_mnist.png",
+        "n_star": "n_star.png",
+    }
+    assert description(tmp_path / "n_star.png") == (
         f"campaign jr + jm · budget 10,000 steps / 20,000 steps or flow time 1,000 · {SETTINGS}"
     )
+    assert description(tmp_path / "jamming_mnist.png").startswith("campaign jm · budget 20,000")
