@@ -118,18 +118,20 @@ def deviation(cell: Cell, theta: torch.Tensor, reference: torch.Tensor) -> tuple
 @pytest.mark.parametrize("loss, arch", [("softhinge", "fc"), ("hinge", "one-hidden")])
 def test_euler_heun_tracks_tiny_dt_euler_through_relu_and_hinge_kinks(loss, arch):
     """Measured (P=16, h=32): max |Δf| 0.0086 / 0.013, |ΔN_Δ| ≤ 0 / 1, ntk_change within
-    1.75 % / 1.9 %; halving the tolerance lowers the largest |Δf| (docs/integrator.md)."""
+    1.75 % / 1.9 %; doubling the tolerance raises the largest |Δf| (docs/integrator.md:
+    the error falls with the tolerance; a doubled tolerance costs half the steps of the
+    default, a halved one twice them)."""
     spec, dt = relu_cell(loss, arch), 1e-3
     cell = prepare_cell(spec)
     states = log_spaced_states(flow_until_fit(cell, spec.flow))
-    halved = dataclasses.replace(spec.flow, max_local_error=spec.flow.max_local_error / 2)
-    tighter = flow_until_fit(cell, halved)  # its states at the same log-spaced times
-    tighter = [
-        next(t for t in tighter if t.flow_time >= s.flow_time)
+    doubled = dataclasses.replace(spec.flow, max_local_error=spec.flow.max_local_error * 2)
+    looser = flow_until_fit(cell, doubled)  # its states at the same log-spaced times
+    looser = [
+        next(t for t in looser if t.flow_time >= s.flow_time)
         for s in states
-        if s.flow_time <= tighter[-1].flow_time
+        if s.flow_time <= looser[-1].flow_time
     ]
-    both = sorted({s.flow_time for s in states + tighter})
+    both = sorted({s.flow_time for s in states + looser})
     reference = dict(zip(both, reference_euler(cell, both, dt)))
     # the reference itself has converged: doubling its dt moves it by far less than 0.02
     coarse = reference_euler(cell, [states[-1].flow_time], 2 * dt)[0]
@@ -137,8 +139,8 @@ def test_euler_heun_tracks_tiny_dt_euler_through_relu_and_hinge_kinks(loss, arch
     rows = [deviation(cell, s.theta, reference[s.flow_time]) for s in states]
     for output_error, n_error, ntk_error in rows:
         assert output_error < 0.02 and n_error <= 1 and ntk_error < 0.02, rows
-    halved_rows = [deviation(cell, s.theta, reference[s.flow_time]) for s in tighter]
-    assert max(r[0] for r in halved_rows) < max(r[0] for r in rows[: len(halved_rows)])
+    looser_rows = [deviation(cell, s.theta, reference[s.flow_time]) for s in looser]
+    assert max(r[0] for r in looser_rows) > max(r[0] for r in rows[: len(looser_rows)])
 
 
 def stripe_grid(activation: str, width: int, alpha_tilde: float, seeds=(0, 1)) -> list[CellSpec]:
