@@ -245,13 +245,13 @@ def check_refined_crossover(campaign: str, brackets: pd.DataFrame, summary: str)
 
 
 def test_real_stripe_crossover_is_refined_within_a_factor_1_25_at_every_width(tmp_path):
-    """campaigns/stripe_refine.toml with a 300-step budget (ntk_change where the flow stops),
+    """campaigns/stripe_refine.toml with a 150-step budget (ntk_change where the flow stops),
     trained in this process by the real engine."""
     import torch
 
     with open(STRIPE_REFINE, "rb") as file:
         raw = tomllib.load(file)
-    raw["flow"]["max_steps"] = 300
+    raw["flow"]["max_steps"] = 150
     spec = parse_campaign(raw)
     campaign = str(tmp_path / spec.name)
     store = ParquetStore.open(campaign, create=True)
