@@ -22,9 +22,13 @@ SETTINGS = "integrator euler-heun · loss softhinge (β = 20)"
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory) -> CampaignData:
-    """test_plots' synthetic campaign (2 seeds), written and read back once."""
+    """test_plots' synthetic campaign on a smaller grid (test_stray_labels' widths and α̃,
+    two P, two seeds), written and read back once."""
     root = tmp_path_factory.mktemp("campaign")
-    test_plots.synthetic_campaign(root, seeds=2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(test_plots, "WIDTHS", (8, 16, 32, 64, 128))  # jamming at N = 2P inside
+        patch.setattr(test_plots, "ALPHAS", (0.01, 1.0, 100.0))
+        test_plots.synthetic_campaign(root, train_sizes=(128, 512), seeds=2)
     data = load_campaign_data(str(root))
     assert data is not None
     return data
