@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from pipeline.figures import CampaignData
 from reproduction import claims_jamming as cj
@@ -292,40 +291,3 @@ def test_n_star_rule_passes_and_fails():
     assert cj.n_star_verdict(fit(1.0, 0.2), fit(0.6, 0.2)) == NOT_RESOLVED  # 1.4 s.e.
     assert cj.n_star_verdict(fit(0.5, 0.05), fit(1.0, 0.05)) == NOT
     assert cj.n_star_verdict(fit(1.6, 0.05), fit(0.5, 0.05)) == "partly"  # not linear
-
-
-def n_star_campaign(n_star_of_p: dict[int, float]) -> CampaignData:
-    """A campaign whose only content is its located N*(P) at one budget."""
-    boundaries = pd.DataFrame(
-        {
-            "boundary": "n_star",
-            "budget_steps": 1000,
-            "train_size": list(n_star_of_p),
-            "value": list(n_star_of_p.values()),
-            "lower": [v * 0.9 for v in n_star_of_p.values()],
-            "upper": [v * 1.1 for v in n_star_of_p.values()],
-            "status": "bracketed",
-        }
-    )
-    return CampaignData(cells=pd.DataFrame(), ensembles=pd.DataFrame(), boundaries=boundaries)
-
-
-LINEAR = {16: 16.0, 32: 33.0, 64: 63.0, 128: 130.0, 256: 254.0, 512: 515.0}
-SQUARE_ROOT = {p: 10 * math.sqrt(p) for p in LINEAR}
-
-
-def test_n_star_with_a_relu_data_set_combines_both_verdicts():
-    """The relu random-label fit is tested against the real data beside the swish one:
-    both linear gives reproduced; a relu N*(P) more sub-linear than the real data's (not
-    reproduced for relu) makes the claim partly, and its numbers are reported."""
-    random, real = n_star_campaign(LINEAR), n_star_campaign(SQUARE_ROOT)
-    alone = cj.n_star(random, real, "MNIST")
-    assert alone.verdict == REPRODUCED
-    both = cj.n_star(random, real, "MNIST", random_relu=n_star_campaign(LINEAR))
-    assert both.verdict == REPRODUCED
-    assert both.numbers[cj.RELU_LABEL]["gamma"] == pytest.approx(1.0, abs=0.02)
-    flatter = {p: 20 * p**0.3 for p in LINEAR}
-    flat = cj.n_star(random, real, "MNIST", random_relu=n_star_campaign(flatter))
-    assert flat.numbers[cj.RELU_LABEL]["gamma"] == pytest.approx(0.3, abs=1e-9)
-    assert flat.verdict == "partly"
-    assert f"relu vs MNIST: {NOT}" in flat.measured
