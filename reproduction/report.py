@@ -202,14 +202,16 @@ def n_star_figure(random: CampaignData | None, real: CampaignData | None) -> Fig
             ax.plot(p, np.exp(fit.intercept) * p**fit.slope, "-", color=colour, lw=1)
     if not ax.lines:
         raise SkipFigure("no N*(P) located")
-    low, high = ax.get_xlim()
-    p = np.geomspace(low, high, 10)
+    # from the data, not ax.get_xlim(): the axes are still linear here (a negative limit
+    # made the N = P line all NaN, a legend entry for nothing drawn)
+    sizes = np.concatenate([line.get_xdata() for line in ax.lines])
+    p = np.geomspace(sizes.min(), sizes.max(), 10)
     ax.plot(p, p, ":", color="grey", label="$N = P$")
     log_axes(ax, x=True, y=True)
     ax.set(
         xlabel=LABELS["train_size"],
         ylabel=r"$N^*$ (parameters at jamming)",
-        title=r"$N^*(P) \propto P^\gamma$ at the full step budget",
+        title=r"$N^*(P) \propto P^\gamma$ at the full budget",
     )
     ax.legend(loc="upper left")
     return fig

@@ -8,13 +8,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 from figures import test_plots
 from PIL import Image
 
 from pipeline.drivers.plot import load_campaign_data
 from pipeline.figures import CampaignData
-from reproduction.report import draw_figures
+from reproduction.report import draw_figures, n_star_figure
 
 STEPS = "budget 10,000 steps"
 SETTINGS = "integrator euler-heun · loss softhinge (β = 20)"
@@ -84,3 +85,19 @@ def test_a_figure_of_two_campaigns_names_both_and_both_budgets(tmp_path, campaig
         f"campaign jr + jm · budget 10,000 steps / 20,000 steps or flow time 1,000 · {SETTINGS}"
     )
     assert description(tmp_path / "jamming_mnist.png").startswith("campaign jm · budget 20,000")
+
+
+def test_the_n_star_figure_draws_every_line_its_legend_names(tmp_path):
+    """The N = P reference spans the located P, here over more than a decade (it was all
+    NaN: drawn from the still-linear axes' limits, which go negative on such a range — a
+    legend entry for nothing)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(test_plots, "WIDTHS", (2, 4, 8, 16, 32, 64, 128))
+        patch.setattr(test_plots, "ALPHAS", (1.0,))
+        test_plots.synthetic_campaign(tmp_path, train_sizes=(8, 512), seeds=2)
+    data = load_campaign_data(str(tmp_path))
+    ax = n_star_figure(data, None).axes[0]
+    labelled = [line for line in ax.lines if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in labelled][-1] == "$N = P$"
+    for line in labelled:
+        assert np.isfinite(np.asarray(line.get_ydata(), float)).all(), line.get_label()
