@@ -284,8 +284,9 @@ def kpca_numbers(data: CampaignData) -> dict:
     for column in needed:
         rows[column] = rows[column].map(_top)
     rows = rows.dropna(subset=needed)
-    out["unfitted"] = int((~rows["fitted"].astype(bool)).sum())
-    rows = rows.loc[rows["fitted"].astype(bool)]
+    fitted = rows["fitted"].astype(bool)
+    out["unfitted"] = int((~fitted).sum())
+    rows = rows.loc[fitted]
     out["cells"] = len(rows)
     if rows.empty:
         return out
