@@ -93,8 +93,10 @@ RULE_CHANGES = (
     "stripe exponents only on finished nets (fitted fraction ≥ 1/2).",
     "New: the crossover's bend near jamming (9, per-seed α̃*, no longer excluded by the "
     "rule), and the feature claims 10–13 (Λ ~ √P, compressed data, kernel PCA, CNN).",
-    "Exponents (6, 8, 10): a slope within 3 s.e. of a non-zero prediction but not ≥ 3 s.e. "
-    "from 0 is not resolved (a flat line with a large error passed before).",
+    "Exponents (6, 10: claims_stats.exponent_verdict): a slope within 3 s.e. of a non-zero "
+    "prediction but not ≥ 3 s.e. from 0 is not resolved (a flat line with a large error "
+    "passed before); the stripe exponents (8) keep their own test, β_feature − β_lazy "
+    "≥ 3 s.e.",
     "Unfinished nets decide nothing in 12 and 13: kernel PCA counts fitted cells only, and "
     "the CNN comparison needs half the seeds fitted at both ends (the last pass called "
     "claim 13 not reproduced on nets stopped by the budget).",
